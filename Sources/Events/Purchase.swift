@@ -1,0 +1,150 @@
+/// A purchase as a client submits it, after validation.
+public struct Purchase: Hashable, Sendable {
+    public var username: String
+    public var userid: String
+    public var price: Price
+    public var timestamp: Timestamp
+
+    /// Builds a purchase from already valid parts.
+    /// - Throws: ``PurchaseDecodingError/invalid(_:)`` if a name breaks its rule.
+    public init(username: String, userid: String, price: Price, timestamp: Timestamp) throws(PurchaseDecodingError) {
+        let errors = [("username", username), ("userid", userid)].compactMap { field, value in
+            Self.nameViolation(value).map { FieldError(field: field, reason: $0) }
+        }
+        guard errors.isEmpty else { throw .invalid(errors) }
+        self.username = username
+        self.userid = userid
+        self.price = price
+        self.timestamp = timestamp
+    }
+
+    /// The largest username or userid, in UTF-8 bytes.
+    public static let maximumNameBytes = 128
+
+    /// Why `value` is not an acceptable username or userid, or `nil` when it is.
+    static func nameViolation(_ value: String) -> String? {
+        let bytes = value.utf8.count
+        if bytes == 0 { return "must not be empty" }
+        if bytes > maximumNameBytes { return "must be at most \(maximumNameBytes) UTF-8 bytes (got \(bytes))" }
+        if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "must not contain control characters"
+        }
+        return nil
+    }
+}
+
+/// One rule a field of a request broke.
+public struct FieldError: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var field: String
+    public var reason: String
+
+    public init(field: String, reason: String) {
+        self.field = field
+        self.reason = reason
+    }
+
+    public var description: String { "\(field) \(reason)" }
+}
+
+/// Why a request body is not a purchase. Nothing may be produced for either case.
+public enum PurchaseDecodingError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The body is not well-formed JSON (HTTP 400).
+    case malformedJSON(String)
+    /// The body is JSON but breaks the purchase rules, one reason per field (HTTP 422).
+    case invalid([FieldError])
+
+    public var description: String {
+        switch self {
+        case .malformedJSON(let reason): "malformed JSON: \(reason)"
+        case .invalid(let errors): errors.map(\.description).joined(separator: "; ")
+        }
+    }
+}
+
+extension Purchase {
+    /// Reads and validates a purchase from a JSON request body.
+    ///
+    /// Unknown members are ignored. Every broken rule is reported, one reason per field.
+    /// - Parameters:
+    ///   - json: the request body.
+    ///   - receivedAt: the server's receive time, used when the body has no `timestamp`.
+    public init(json: [UInt8], receivedAt: Timestamp) throws(PurchaseDecodingError) {
+        let members: [(key: String, value: JSONReader.Value)]?
+        do {
+            members = try JSONReader.readTopLevel(json)
+        } catch {
+            throw .malformedJSON(error.description)
+        }
+        guard let members else {
+            throw .invalid([FieldError(field: "body", reason: "must be a JSON object")])
+        }
+        var fields: [String: JSONReader.Value] = [:]
+        var errors: [FieldError] = []
+        // One reason per field: the first rule a field breaks is the one reported.
+        func report(_ field: String, _ reason: String) {
+            if !errors.contains(where: { $0.field == field }) {
+                errors.append(FieldError(field: field, reason: reason))
+            }
+        }
+        for (key, value) in members where Self.fieldNames.contains(key) {
+            if fields.updateValue(value, forKey: key) != nil {
+                report(key, "must appear only once")
+            }
+        }
+        func string(_ field: String) -> String? {
+            switch fields[field] {
+            case .string(let value): return value
+            case nil, .null:
+                report(field, "is required")
+            default:
+                report(field, "must be a string")
+            }
+            return nil
+        }
+        func name(_ field: String) -> String? {
+            guard let value = string(field) else { return nil }
+            if let violation = Self.nameViolation(value) {
+                report(field, violation)
+                return nil
+            }
+            return value
+        }
+        let username = name("username")
+        let userid = name("userid")
+
+        var price: Price?
+        do throws(Price.ParseError) {
+            switch fields["price"] {
+            case .string(let text): price = try Price(parsing: Substring(text))
+            case .number(let text): price = try Price(jsonNumber: text)
+            case nil, .null: report("price", "is required")
+            default: report("price", "must be a string or a number")
+            }
+        } catch {
+            report("price", error.description)
+        }
+
+        var timestamp: Timestamp? = receivedAt
+        switch fields["timestamp"] {
+        case nil, .null: break
+        case .string(let text):
+            do throws(Timestamp.ParseError) {
+                timestamp = try Timestamp(rfc3339: text)
+            } catch {
+                report("timestamp", error.description)
+            }
+        default:
+            report("timestamp", "must be a string")
+        }
+
+        guard errors.isEmpty, let username, let userid, let price, let timestamp else {
+            throw .invalid(errors)
+        }
+        self.username = username
+        self.userid = userid
+        self.price = price
+        self.timestamp = timestamp
+    }
+
+    static let fieldNames: Set<String> = ["username", "userid", "price", "timestamp"]
+}

@@ -1,0 +1,102 @@
+public import Foundation
+
+/// The event produced to Kafka for every accepted purchase, and consumed into MongoDB.
+public struct PurchaseEvent: Hashable, Sendable {
+    /// The version of the value format this code writes and reads.
+    public static let schemaVersion = 1
+
+    public var purchaseId: UUID
+    public var purchase: Purchase
+    /// When cm-server accepted the request.
+    public var receivedAt: Timestamp
+
+    public init(purchaseId: UUID, purchase: Purchase, receivedAt: Timestamp) {
+        self.purchaseId = purchaseId
+        self.purchase = purchase
+        self.receivedAt = receivedAt
+    }
+
+    /// The Kafka message key: one user's purchases share a partition and so keep their order.
+    public var kafkaKey: [UInt8] {
+        Array(purchase.userid.utf8)
+    }
+}
+
+/// Why a Kafka value is not a purchase event; the description goes into the dead-letter header.
+public struct PurchaseEventDecodingError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let description: String
+}
+
+extension PurchaseEvent {
+    /// The JSON value: `{"schemaVersion":1,"purchaseId","username","userid","price","timestamp","receivedAt"}`,
+    /// with `price` as a two-digit decimal string and both instants in RFC 3339 UTC milliseconds.
+    private struct Wire: Codable {
+        var schemaVersion: Int
+        var purchaseId: String
+        var username: String
+        var userid: String
+        var price: String
+        var timestamp: String
+        var receivedAt: String
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// The Kafka value for this event.
+    public func kafkaValue() -> [UInt8] {
+        let wire = Wire(
+            schemaVersion: Self.schemaVersion,
+            purchaseId: purchaseId.uuidString.lowercased(),
+            username: purchase.username,
+            userid: purchase.userid,
+            price: purchase.price.description,
+            timestamp: purchase.timestamp.description,
+            receivedAt: receivedAt.description
+        )
+        // Encoding a struct of strings and an integer cannot fail.
+        return Array(try! Self.encoder.encode(wire))
+    }
+
+    /// Reads and validates a Kafka value with the same rules cm-server applies to requests.
+    public init(kafkaValue: [UInt8]) throws(PurchaseEventDecodingError) {
+        let wire: Wire
+        do {
+            wire = try JSONDecoder().decode(Wire.self, from: Data(kafkaValue))
+        } catch {
+            throw PurchaseEventDecodingError(description: "not a purchase event: \(Self.explain(error))")
+        }
+        guard wire.schemaVersion == Self.schemaVersion else {
+            throw PurchaseEventDecodingError(description: "unsupported schemaVersion \(wire.schemaVersion)")
+        }
+        guard let purchaseId = UUID(uuidString: wire.purchaseId) else {
+            throw PurchaseEventDecodingError(description: "purchaseId is not a UUID")
+        }
+        do {
+            let purchase = try Purchase(
+                username: wire.username,
+                userid: wire.userid,
+                price: Price(parsing: Substring(wire.price)),
+                timestamp: Timestamp(rfc3339: wire.timestamp)
+            )
+            self.init(purchaseId: purchaseId, purchase: purchase, receivedAt: try Timestamp(rfc3339: wire.receivedAt))
+        } catch let error as PurchaseDecodingError {
+            throw PurchaseEventDecodingError(description: error.description)
+        } catch {
+            throw PurchaseEventDecodingError(description: "invalid value: \(error)")
+        }
+    }
+
+    private static func explain(_ error: any Error) -> String {
+        switch error as? DecodingError {
+        case .keyNotFound(let key, _): "missing \(key.stringValue)"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            "wrong type for \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+        case .dataCorrupted: "malformed JSON"
+        default: "\(error)"
+        }
+    }
+}

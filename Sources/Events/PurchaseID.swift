@@ -1,0 +1,59 @@
+public import Foundation
+internal import Crypto
+
+/// A client-chosen key that makes retries of one `POST /buy` collapse into one purchase.
+public struct IdempotencyKey: Hashable, Sendable {
+    public let value: String
+
+    /// The longest key accepted, in bytes.
+    public static let maximumLength = 255
+
+    /// Accepts 1 to 255 visible ASCII characters (`!` to `~`), which covers UUIDs, ULIDs and
+    /// the other keys clients generate, and nothing a proxy could rewrite.
+    /// - Throws: ``PurchaseDecodingError/invalid(_:)`` naming the `Idempotency-Key` header.
+    public init(_ value: String) throws(PurchaseDecodingError) {
+        let bytes = value.utf8
+        guard !bytes.isEmpty, bytes.count <= Self.maximumLength,
+            bytes.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E })
+        else {
+            throw .invalid([
+                FieldError(
+                    field: "Idempotency-Key",
+                    reason: "must be 1 to \(Self.maximumLength) visible ASCII characters without spaces"
+                )
+            ])
+        }
+        self.value = value
+    }
+}
+
+extension UUID {
+    /// The namespace of name-based purchase ids (RFC 9562 version 5). Fixed forever: changing
+    /// it would give a retried request a new id and so store it twice.
+    static let purchaseNamespace = UUID(uuidString: "39704141-781a-495f-a038-3a37be9cccdb")!
+
+    /// A new random purchase id (version 4).
+    public static func randomPurchaseID() -> UUID {
+        UUID()
+    }
+
+    /// The purchase id for a request carrying an `Idempotency-Key`: the same `(userid, key)`
+    /// always gives the same id, and different pairs give different ids.
+    ///
+    /// The name hashed is `userid`, a NUL, then the key. A userid never contains a control
+    /// character, so the NUL separates the two unambiguously.
+    public static func purchaseID(userid: String, idempotencyKey: IdempotencyKey) -> UUID {
+        var hasher = Insecure.SHA1()
+        withUnsafeBytes(of: purchaseNamespace.uuid) { hasher.update(bufferPointer: $0) }
+        hasher.update(data: Array(userid.utf8) + [0] + Array(idempotencyKey.value.utf8))
+        var bytes = Array(hasher.finalize().prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x50  // version 5
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 9562 variant
+        return UUID(
+            uuid: (
+                bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+            )
+        )
+    }
+}
