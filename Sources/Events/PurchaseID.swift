@@ -1,5 +1,5 @@
-public import Foundation
 internal import Crypto
+public import Foundation
 
 /// A client-chosen key that makes retries of one `POST /buy` collapse into one purchase.
 public struct IdempotencyKey: Hashable, Sendable {

@@ -12,10 +12,14 @@ import Testing
 
     @Test func kafkaValueHasTheContractFieldsAndRoundTrips() throws {
         let id = UUID(uuidString: "6F9619FF-8B86-D011-B42D-00C04FC964FF")!
-        let event = PurchaseEvent(purchaseId: id, purchase: purchase, receivedAt: Timestamp(millisecondsSinceEpoch: 1_717_170_873_000))
+        let event = PurchaseEvent(
+            purchaseId: id, purchase: purchase, receivedAt: Timestamp(millisecondsSinceEpoch: 1_717_170_873_000))
         let value = event.kafkaValue()
         let object = try #require(JSONSerialization.jsonObject(with: Data(value)) as? [String: Any])
-        #expect(Set(object.keys) == ["schemaVersion", "purchaseId", "username", "userid", "price", "timestamp", "receivedAt"])
+        #expect(
+            Set(object.keys) == [
+                "schemaVersion", "purchaseId", "username", "userid", "price", "timestamp", "receivedAt",
+            ])
         #expect(object["schemaVersion"] as? Int == 1)
         #expect(object["purchaseId"] as? String == "6f9619ff-8b86-d011-b42d-00c04fc964ff")
         #expect(object["price"] as? String == "1195.30")
@@ -27,12 +31,30 @@ import Testing
 
     @Test(arguments: [
         ("", "not a purchase event: malformed JSON"),
-        (#"{"schemaVersion":2,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":"1.00","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#, "unsupported schemaVersion 2"),
-        (#"{"schemaVersion":1,"purchaseId":"nope","username":"a","userid":"b","price":"1.00","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#, "purchaseId is not a UUID"),
-        (#"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"","userid":"b","price":"1.00","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#, "username must not be empty"),
-        (#"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#, "not a purchase event: missing price"),
-        (#"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":1.5,"timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#, "not a purchase event: wrong type for price"),
-        (#"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":"1.001","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#, "invalid value: must have at most 2 fraction digits"),
+        (
+            #"{"schemaVersion":2,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":"1.00","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#,
+            "unsupported schemaVersion 2"
+        ),
+        (
+            #"{"schemaVersion":1,"purchaseId":"nope","username":"a","userid":"b","price":"1.00","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#,
+            "purchaseId is not a UUID"
+        ),
+        (
+            #"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"","userid":"b","price":"1.00","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#,
+            "username must not be empty"
+        ),
+        (
+            #"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#,
+            "not a purchase event: missing price"
+        ),
+        (
+            #"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":1.5,"timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#,
+            "not a purchase event: wrong type for price"
+        ),
+        (
+            #"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":"1.001","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#,
+            "invalid value: must have at most 2 fraction digits"
+        ),
     ])
     func undecodableValuesSayWhy(_ json: String, reason: String) {
         let error = #expect(throws: PurchaseEventDecodingError.self) {
