@@ -1,9 +1,11 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
-let strict: [SwiftSetting] = [
+let settings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    // No warnings in this package; dependencies are not affected.
+    .treatAllWarnings(as: .error),
 ]
 
 let package = Package(
@@ -36,22 +38,23 @@ let package = Package(
         .target(
             name: "Events",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
-            swiftSettings: strict
+            swiftSettings: settings
         ),
         .target(
             name: "Kafka",
             dependencies: [
                 "CRdKafka",
+                "Events",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strict
+            swiftSettings: settings
         ),
         .target(
             name: "Mongo",
             dependencies: ["CMongoC"],
-            swiftSettings: strict
+            swiftSettings: settings
         ),
         .executableTarget(
             name: "CMServer",
@@ -60,7 +63,7 @@ let package = Package(
                 "Kafka",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: settings
         ),
         .executableTarget(
             name: "CMAPI",
@@ -70,21 +73,22 @@ let package = Package(
                 "Mongo",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: settings
         ),
-        .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: strict),
+        .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: settings),
         .testTarget(
             name: "KafkaTests",
             dependencies: [
                 "Kafka",
+                "Events",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: settings
         ),
-        .testTarget(name: "MongoTests", dependencies: ["Mongo"], swiftSettings: strict),
-        .testTarget(name: "CMServerTests", dependencies: ["CMServer"], swiftSettings: strict),
-        .testTarget(name: "CMAPITests", dependencies: ["CMAPI"], swiftSettings: strict),
+        .testTarget(name: "MongoTests", dependencies: ["Mongo"], swiftSettings: settings),
+        .testTarget(name: "CMServerTests", dependencies: ["CMServer"], swiftSettings: settings),
+        .testTarget(name: "CMAPITests", dependencies: ["CMAPI"], swiftSettings: settings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,256 @@
+internal import CRdKafka
+public import Logging
+internal import NIOPosix
+public import ServiceLifecycle
+internal import Synchronization
+
+/// A consumer-group member (cooperative-sticky assignment) with at-least-once delivery:
+/// offsets are stored only by ``markProcessed(_:)`` and committed after that, in the
+/// background, on ``commit()``, when partitions are revoked, and on close.
+///
+/// A message never marked processed is delivered again after a restart or rebalance. One task
+/// should drive ``poll(maxMessages:maxWait:)``; the other methods may be called from anywhere.
+/// All blocking librdkafka calls run on the consumer's own threads.
+public final class KafkaConsumer: Service, Sendable {
+    private let client: RDKafkaClient
+    private let threads: NIOThreadPool
+    private let closed = Mutex(false)
+    private let sessionTimeout: Duration
+
+    /// Creates the consumer and subscribes it to `topics`.
+    /// - Throws: ``KafkaError/Code/configuration`` if librdkafka rejects a property.
+    public init(configuration: KafkaConsumerConfiguration, topics: [String], logger: Logger) throws(KafkaError) {
+        guard !topics.isEmpty else { throw .invalidUsage("a consumer needs at least one topic") }
+        client = try RDKafkaClient(kind: .consumer, properties: configuration.properties, logger: logger) { conf in
+            rd_kafka_conf_set_rebalance_cb(conf, rdKafkaRebalance)
+        }
+        sessionTimeout = configuration.sessionTimeout
+        // Serve rebalances, errors and logs from the same queue as messages.
+        rd_kafka_poll_set_consumer(client.handle)
+        let list = RDKafkaPartitionList(capacity: topics.count)
+        for topic in topics { list.add(KafkaTopicPartition(topic: topic, partition: RD_KAFKA_PARTITION_UA)) }
+        let err = rd_kafka_subscribe(client.handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "subscribe") }
+        // One thread for the poll, one so commits and queries never wait behind it.
+        threads = NIOThreadPool(numberOfThreads: 2)
+        threads.start()
+    }
+
+    deinit {
+        threads.shutdownGracefully { _ in }
+    }
+
+    /// Waits for up to `maxMessages` messages or until `maxWait` has passed, whichever is first.
+    /// - Returns: the messages in the order received (per partition, offset order); may be empty.
+    /// - Throws: ``KafkaError/Code/fatal`` if the consumer can no longer work,
+    ///   ``KafkaError/Code/shutdown`` once closed.
+    public func poll(maxMessages: Int, maxWait: Duration) async throws(KafkaError) -> [KafkaConsumerMessage] {
+        guard maxMessages > 0 else { throw .invalidUsage("maxMessages must be positive") }
+        try checkOpen()
+        let client = self.client
+        return try await runBlocking(on: threads) { () throws(KafkaError) in
+            let deadline = ContinuousClock.now.advanced(by: maxWait)
+            var messages: [KafkaConsumerMessage] = []
+            while messages.count < maxMessages {
+                let remaining = ContinuousClock.now.duration(to: deadline)
+                guard let raw = rd_kafka_consumer_poll(client.handle, remaining.timeoutMilliseconds) else {
+                    if remaining <= .zero { break }
+                    continue
+                }
+                defer { rd_kafka_message_destroy(raw) }
+                let err = raw.pointee.err
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                    if err == RD_KAFKA_RESP_ERR__FATAL { throw client.fatalError() ?? KafkaError(err) }
+                    client.logger.warning("Kafka consumer error: \(KafkaError(err).message)")
+                    continue
+                }
+                messages.append(KafkaConsumerMessage(raw))
+            }
+            return messages
+        }
+    }
+
+    /// Marks messages as processed: stores, for each partition, the offset after the highest
+    /// one given, to be committed. Call it only once the messages' effects are durable.
+    /// - Throws: ``KafkaError/Code/notAssigned`` naming partitions this consumer no longer
+    ///   owns (their messages will be redelivered to the new owner); the others are stored.
+    public func markProcessed(_ messages: some Sequence<KafkaConsumerMessage>) throws(KafkaError) {
+        var next: [KafkaTopicPartition: Int64] = [:]
+        for message in messages {
+            next[message.topicPartition] = max(next[message.topicPartition] ?? 0, message.offset + 1)
+        }
+        guard !next.isEmpty else { return }
+        try checkOpen()
+        let list = RDKafkaPartitionList(capacity: next.count)
+        for (partition, offset) in next { list.add(partition, offset: offset) }
+        let err = rd_kafka_offsets_store(client.handle, list.pointer)
+        let failed = list.elements.filter { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR }.map(\.partition).sorted()
+        if !failed.isEmpty {
+            throw KafkaError(
+                code: .notAssigned,
+                message:
+                    "offsets not stored for \(failed.map(\.description).joined(separator: ", ")): not assigned to this consumer",
+                isRetriable: false
+            )
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "store offsets") }
+    }
+
+    /// Commits the stored offsets now and waits for the broker's answer.
+    public func commit() async throws(KafkaError) {
+        try checkOpen()
+        let client = self.client
+        try await runBlocking(on: threads) { () throws(KafkaError) in
+            let err = rd_kafka_commit(client.handle, nil, 0)
+            // Nothing stored since the last commit is not a failure.
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET else {
+                throw KafkaError(err, context: "commit")
+            }
+        }
+    }
+
+    /// The partitions currently assigned to this member.
+    public func assignment() async throws(KafkaError) -> [KafkaTopicPartition] {
+        try checkOpen()
+        let client = self.client
+        return try await runBlocking(on: threads) { () throws(KafkaError) in
+            var pointer: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+            let err = rd_kafka_assignment(client.handle, &pointer)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let pointer else { throw KafkaError(err, context: "assignment") }
+            return RDKafkaPartitionList(taking: pointer).elements.map(\.partition).sorted()
+        }
+    }
+
+    /// The group's committed offsets (the next offset to read) for `partitions`; `nil` where
+    /// the group has committed nothing yet.
+    public func committedOffsets(
+        _ partitions: [KafkaTopicPartition],
+        timeout: Duration = .seconds(5)
+    ) async throws(KafkaError) -> [KafkaTopicPartition: Int64?] {
+        try checkOpen()
+        let client = self.client
+        return try await runBlocking(on: threads) { () throws(KafkaError) in
+            let list = RDKafkaPartitionList(capacity: partitions.count)
+            for partition in partitions { list.add(partition) }
+            let err = rd_kafka_committed(client.handle, list.pointer, timeout.timeoutMilliseconds)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "committed offsets") }
+            var result: [KafkaTopicPartition: Int64?] = [:]
+            for element in list.elements {
+                result[element.partition] = element.offset >= 0 ? element.offset : nil
+            }
+            return result
+        }
+    }
+
+    /// Stops fetching from every assigned partition (for back-pressure); polling goes on
+    /// serving the group but returns no messages from them until ``resume()``.
+    /// - Returns: the partitions paused.
+    @discardableResult
+    public func pause() async throws(KafkaError) -> [KafkaTopicPartition] {
+        try await changeFetching(pause: true)
+    }
+
+    /// Resumes fetching from every assigned partition.
+    /// - Returns: the partitions resumed.
+    @discardableResult
+    public func resume() async throws(KafkaError) -> [KafkaTopicPartition] {
+        try await changeFetching(pause: false)
+    }
+
+    private func changeFetching(pause: Bool) async throws(KafkaError) -> [KafkaTopicPartition] {
+        let partitions = try await assignment()
+        guard !partitions.isEmpty else { return [] }
+        let list = RDKafkaPartitionList(capacity: partitions.count)
+        for partition in partitions { list.add(partition) }
+        let err =
+            pause
+            ? rd_kafka_pause_partitions(client.handle, list.pointer)
+            : rd_kafka_resume_partitions(client.handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: pause ? "pause" : "resume") }
+        return partitions
+    }
+
+    /// Waits for graceful shutdown (or cancellation), then closes.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await close()
+    }
+
+    /// Leaves the group: revokes the assignment, commits the stored offsets and stops. Later
+    /// calls throw ``KafkaError/Code/shutdown``. Calling it twice is harmless.
+    public func close() async {
+        let alreadyClosed = closed.withLock { closed in
+            defer { closed = true }
+            return closed
+        }
+        guard !alreadyClosed else { return }
+        let client = self.client
+        let joinBound = sessionTimeout
+        do {
+            try await runBlocking(on: threads) { () throws(KafkaError) in
+                Self.awaitFirstAssignmentIfJoining(client, bound: joinBound)
+                let err = rd_kafka_consumer_close(client.handle)
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "close") }
+            }
+        } catch {
+            client.logger.error("Kafka consumer close failed: \(error.message)")
+        }
+    }
+
+    /// librdkafka before 2.3.0 aborts the process (`rd_kafka_sticky_assignor_state_destroy:
+    /// Assertion 'assignor_state' failed`, confluentinc/librdkafka#4312) when a cooperative-sticky
+    /// member is closed after joining the group but before its first assignment; Debian 12
+    /// ships 2.0.2. While the assignment is empty no message can arrive, so serving the group
+    /// until it lands, within `bound`, loses nothing. Blocking: call on the consumer's threads.
+    private static func awaitFirstAssignmentIfJoining(_ client: RDKafkaClient, bound: Duration) {
+        let deadline = ContinuousClock.now.advanced(by: bound)
+        while ContinuousClock.now < deadline {
+            let protocolName = rd_kafka_rebalance_protocol(client.handle).map { String(cString: $0) } ?? "NONE"
+            guard protocolName != "NONE" else { return }
+            var pointer: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+            guard rd_kafka_assignment(client.handle, &pointer) == RD_KAFKA_RESP_ERR_NO_ERROR, let pointer else {
+                return
+            }
+            guard RDKafkaPartitionList(taking: pointer).elements.isEmpty else { return }
+            // Anything fetched in the same poll is not marked processed and so is redelivered.
+            if let message = rd_kafka_consumer_poll(client.handle, 100) { rd_kafka_message_destroy(message) }
+        }
+    }
+
+    private func checkOpen() throws(KafkaError) {
+        if closed.withLock({ $0 }) { throw .shutdown }
+    }
+}
+
+extension KafkaConsumerMessage {
+    /// Copies a librdkafka message; the caller still destroys it. It takes the pointer librdkafka
+    /// returned, not a copy: the timestamp and header accessors read the private struct around it.
+    init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let message = pointer.pointee
+        topic = String(cString: rd_kafka_topic_name(message.rkt))
+        partition = message.partition
+        offset = message.offset
+        key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
+        value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
+        timestampMilliseconds = timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
+        headers = []
+        var cHeaders: OpaquePointer?
+        guard rd_kafka_message_headers(pointer, &cHeaders) == RD_KAFKA_RESP_ERR_NO_ERROR
+        else { return }
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(cHeaders, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            headers.append(
+                KafkaHeader(
+                    name: name.map { String(cString: $0) } ?? "",
+                    value: value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+                )
+            )
+            index += 1
+        }
+    }
+}

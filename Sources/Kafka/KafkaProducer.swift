@@ -1,0 +1,274 @@
+internal import CRdKafka
+internal import Foundation
+public import Logging
+internal import NIOPosix
+public import ServiceLifecycle
+internal import Synchronization
+
+/// An idempotent Kafka producer (`enable.idempotence=true`, `acks=all`). Make one per process.
+///
+/// ``send(topic:key:value:headers:)`` returns once the broker has acknowledged the message,
+/// or throws a ``KafkaError`` within the configured delivery timeout. A dedicated thread serves
+/// librdkafka's delivery reports; nothing blocks the caller's thread. As a ServiceLifecycle
+/// `Service` it flushes what is queued on graceful shutdown, within a bound.
+public final class KafkaProducer: Service, Sendable {
+    private let client: RDKafkaClient
+    private let state: ProducerState
+    private let configuration: KafkaProducerConfiguration
+
+    /// Creates the producer and starts its delivery-report thread.
+    /// - Throws: ``KafkaError/Code/configuration`` if librdkafka rejects a property.
+    public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+        var properties = configuration.properties
+        // murmur2 is what the Java client uses, so keys land on the same partitions as theirs.
+        properties["partitioner"] = properties["partitioner"] ?? "murmur2_random"
+        self.client = try RDKafkaClient(
+            kind: .producer,
+            properties: properties,
+            events: Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR),
+            logger: logger
+        )
+        self.configuration = configuration
+        self.state = ProducerState()
+        let client = self.client
+        let state = self.state
+        let thread = Thread { Self.serveEvents(client: client, state: state) }
+        thread.name = "kafka-producer-events"
+        thread.start()
+    }
+
+    deinit {
+        // Without a shutdown the event thread would keep the client alive forever.
+        state.beginDraining(deadline: .now)
+    }
+
+    /// Produces one message and waits for the broker's acknowledgement.
+    /// - Parameters:
+    ///   - topic: the topic.
+    ///   - key: the partitioning key; messages with the same key keep their order.
+    ///   - value: the payload.
+    ///   - headers: record headers.
+    /// - Returns: the partition and offset the broker stored the message at.
+    /// - Throws: ``KafkaError``: ``KafkaError/Code/timedOut`` when not acknowledged within
+    ///   `deliveryTimeout`, ``KafkaError/Code/queueFull`` at once when the local queue is full,
+    ///   ``KafkaError/Code/shutdown`` once the producer is shutting down.
+    public func send(
+        topic: String,
+        key: [UInt8]?,
+        value: [UInt8],
+        headers: [KafkaHeader] = []
+    ) async throws(KafkaError) -> KafkaDeliveryReport {
+        let result = await withCheckedContinuation { (continuation: DeliveryContinuation) in
+            guard let id = state.register(continuation) else {
+                continuation.resume(returning: .failure(.shutdown))
+                return
+            }
+            let err = produce(topic: topic, key: key, value: value, headers: headers, id: id)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                state.complete(
+                    id: id, with: .failure(client.fatalError() ?? KafkaError(err, context: "produce to \(topic)")))
+            }
+        }
+        return try result.get()
+    }
+
+    private func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt)
+        -> rd_kafka_resp_err_t
+    {
+        var cHeaders: OpaquePointer? = nil
+        if !headers.isEmpty {
+            cHeaders = rd_kafka_headers_new(headers.count)
+            for header in headers {
+                if let headerValue = header.value {
+                    headerValue.withUnsafeBytes {
+                        _ = rd_kafka_header_add(cHeaders, header.name, -1, $0.baseAddress, $0.count)
+                    }
+                } else {
+                    _ = rd_kafka_header_add(cHeaders, header.name, -1, nil, 0)
+                }
+            }
+        }
+        let err = value.withUnsafeBytes { valueBytes in
+            func call(_ keyPointer: UnsafeRawPointer?, _ keyLength: Int) -> rd_kafka_resp_err_t {
+                shop_rd_kafka_produce(
+                    client.handle, topic, RD_KAFKA_PARTITION_UA, keyPointer, keyLength,
+                    valueBytes.baseAddress, valueBytes.count, cHeaders, UnsafeMutableRawPointer(bitPattern: id)
+                )
+            }
+            guard let key else { return call(nil, 0) }
+            return key.withUnsafeBytes { call($0.baseAddress, $0.count) }
+        }
+        // On success librdkafka owns the headers; on failure they are still ours.
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR, let cHeaders { rd_kafka_headers_destroy(cHeaders) }
+        return err
+    }
+
+    /// Asks the cluster for a topic's partitions: the readiness check of a producing service.
+    /// - Throws: ``KafkaError`` when no broker answers within `timeout` or the topic is unknown.
+    public func topicMetadata(_ topic: String, timeout: Duration = .seconds(5)) async throws(KafkaError)
+        -> KafkaTopicMetadata
+    {
+        let client = self.client
+        return try await runBlocking { () throws(KafkaError) in try client.topicMetadata(topic, timeout: timeout) }
+    }
+
+    /// Number of messages not yet acknowledged (queued, in flight, or with an unserved report).
+    public var outstandingMessages: Int {
+        Int(rd_kafka_outq_len(client.handle))
+    }
+
+    /// Waits for graceful shutdown (or cancellation), then shuts down.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Stops accepting messages, waits up to `shutdownFlushTimeout` for queued ones to be
+    /// acknowledged, then fails whatever is left with ``KafkaError/Code/shutdown``. Every
+    /// pending ``send(topic:key:value:headers:)`` has returned when this returns.
+    public func shutdown() async {
+        let deadline = ContinuousClock.now.advanced(by: configuration.shutdownFlushTimeout)
+        await withCheckedContinuation { continuation in
+            state.beginDraining(deadline: deadline, waiter: continuation)
+        }
+    }
+
+    /// The body of the event thread: serves delivery reports and errors until shutdown.
+    private static func serveEvents(client: RDKafkaClient, state: ProducerState) {
+        let queue = rd_kafka_queue_get_main(client.handle)
+        defer { rd_kafka_queue_destroy(queue) }
+        func serve(timeout: Duration) {
+            guard let event = rd_kafka_queue_poll(queue, timeout.timeoutMilliseconds) else { return }
+            defer { rd_kafka_event_destroy(event) }
+            handle(event, client: client, state: state)
+        }
+        while true {
+            if let deadline = state.drainingDeadline,
+                rd_kafka_outq_len(client.handle) == 0 || ContinuousClock.now >= deadline
+            {
+                break
+            }
+            serve(timeout: .milliseconds(100))
+        }
+        if rd_kafka_outq_len(client.handle) > 0 {
+            client.logger.warning(
+                "Kafka producer shutdown timed out; failing undelivered messages",
+                metadata: ["kafka.outstanding": "\(rd_kafka_outq_len(client.handle))"]
+            )
+            // Purging turns every queued and in-flight message into a failed delivery report.
+            _ = rd_kafka_purge(client.handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            let purgeDeadline = ContinuousClock.now.advanced(by: .seconds(2))
+            while rd_kafka_outq_len(client.handle) > 0, ContinuousClock.now < purgeDeadline {
+                serve(timeout: .milliseconds(50))
+            }
+        }
+        state.close()
+    }
+
+    private static func handle(_ event: OpaquePointer, client: RDKafkaClient, state: ProducerState) {
+        switch Int32(rd_kafka_event_type(event)) {
+        case RD_KAFKA_EVENT_DR:
+            while let message = rd_kafka_event_message_next(event) {
+                let id = UInt(bitPattern: message.pointee._private)
+                let result: Result<KafkaDeliveryReport, KafkaError>
+                if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    result = .success(
+                        KafkaDeliveryReport(
+                            topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)),
+                            partition: message.pointee.partition,
+                            offset: message.pointee.offset
+                        )
+                    )
+                } else {
+                    result = .failure(KafkaError(message.pointee.err, context: "delivery"))
+                }
+                state.complete(id: id, with: result)
+            }
+        case RD_KAFKA_EVENT_ERROR:
+            let err = rd_kafka_event_error(event)
+            let text = String(cString: rd_kafka_event_error_string(event))
+            if rd_kafka_event_error_is_fatal(event) != 0 {
+                client.logger.critical("Kafka producer fatal error: \(client.fatalError()?.message ?? text)")
+            } else {
+                client.logger.warning("Kafka producer error: \(text) [\(String(cString: rd_kafka_err2name(err)))]")
+            }
+        default:
+            break
+        }
+    }
+}
+
+typealias DeliveryContinuation = CheckedContinuation<Result<KafkaDeliveryReport, KafkaError>, Never>
+
+/// What the producer's caller-facing side and its event thread share.
+final class ProducerState: Sendable {
+    private struct State {
+        var nextID: UInt = 1
+        var pending: [UInt: DeliveryContinuation] = [:]
+        var drainingDeadline: ContinuousClock.Instant?
+        var closed = false
+        var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Registers a send; `nil` once shutdown has begun. The id travels as the message opaque.
+    func register(_ continuation: DeliveryContinuation) -> UInt? {
+        state.withLock { state in
+            guard state.drainingDeadline == nil else { return nil }
+            let id = state.nextID
+            state.nextID += 1
+            state.pending[id] = continuation
+            return id
+        }
+    }
+
+    func complete(id: UInt, with result: Result<KafkaDeliveryReport, KafkaError>) {
+        state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: result)
+    }
+
+    var drainingDeadline: ContinuousClock.Instant? {
+        state.withLock { $0.drainingDeadline }
+    }
+
+    /// Stops new sends. The earliest deadline asked for wins; a waiter resumes once closed.
+    func beginDraining(deadline: ContinuousClock.Instant, waiter: CheckedContinuation<Void, Never>? = nil) {
+        let resumeNow = state.withLock { state in
+            state.drainingDeadline = min(state.drainingDeadline ?? deadline, deadline)
+            guard let waiter else { return false }
+            if state.closed { return true }
+            state.shutdownWaiters.append(waiter)
+            return false
+        }
+        if resumeNow { waiter?.resume() }
+    }
+
+    /// Called by the event thread as it exits: anything still pending fails.
+    func close() {
+        let (pending, waiters) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.pending = [:]
+                state.shutdownWaiters = []
+            }
+            return (state.pending.values, state.shutdownWaiters)
+        }
+        for continuation in pending { continuation.resume(returning: .failure(.shutdown)) }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Runs a blocking librdkafka call on NIO's pool for blocking work, never on the cooperative
+/// pool or an event loop.
+func runBlocking<T: Sendable>(
+    on pool: NIOThreadPool = .singleton,
+    _ body: @escaping @Sendable () throws(KafkaError) -> T
+) async throws(KafkaError) -> T {
+    do {
+        return try await pool.runIfActive { () throws -> T in try body() }
+    } catch let error as KafkaError {
+        throw error
+    } catch {
+        throw KafkaError.shutdown
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Kafka
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(3))) struct KafkaConsumerTests {
+    @Test func tenThousandMessagesAreEachConsumedExactlyOnceByAGroup() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("ten-k")
+        try cluster.createTopic(topic, partitions: 4)
+        let group = uniqueName("group")
+        let consumers = try (0..<2).map { _ in try cluster.makeConsumer(topic: topic, group: group) }
+        let early = try await waitForAssignment(of: consumers, partitions: 4)
+        #expect(early.allSatisfy { $0.isEmpty }, "nothing is produced yet")
+
+        let producer = try cluster.makeProducer()
+        try await withThrowingTaskGroup(of: Void.self) { sends in
+            for chunk in stride(from: 0, to: 10_000, by: 1000) {
+                sends.addTask {
+                    try await withThrowingTaskGroup(of: KafkaDeliveryReport.self) { inner in
+                        for i in chunk..<(chunk + 1000) {
+                            inner.addTask {
+                                try await producer.send(
+                                    topic: topic, key: Array("user-\(i % 97)".utf8), value: Array("\(i)".utf8))
+                            }
+                        }
+                        for try await _ in inner {}
+                    }
+                }
+            }
+            try await sends.waitForAll()
+        }
+
+        let perConsumer = try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in
+            for consumer in consumers {
+                group.addTask {
+                    var mine: [KafkaConsumerMessage] = []
+                    var quietSince = ContinuousClock.now
+                    // Until nothing new has arrived for 3 s: a duplicate would show up here.
+                    while ContinuousClock.now - quietSince < .seconds(3) {
+                        let batch = try await consumer.poll(maxMessages: 500, maxWait: .milliseconds(200))
+                        try consumer.markProcessed(batch)
+                        if !batch.isEmpty { quietSince = .now }
+                        mine += batch
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let all = perConsumer.flatMap { $0 }
+        #expect(perConsumer.allSatisfy { !$0.isEmpty }, "both members consumed")
+        #expect(all.count == 10_000)
+        #expect(Set(all.map(\.text)) == Set((0..<10_000).map(String.init)))
+        for consumer in consumers { await consumer.close() }
+        await producer.shutdown()
+    }
+
+    @Test func oneKeysMessagesKeepTheirOrder() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("order")
+        try cluster.createTopic(topic, partitions: 4)
+        let producer = try cluster.makeProducer()
+        // Each user's purchases are acknowledged one after another, users concurrently.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for user in 0..<8 {
+                group.addTask {
+                    for sequence in 0..<150 {
+                        _ = try await producer.send(
+                            topic: topic, key: Array("user-\(user)".utf8), value: Array("\(user):\(sequence)".utf8))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        let received = try await consume(consumer, count: 1200)
+        #expect(received.count == 1200)
+        for user in 0..<8 {
+            let mine = received.filter { $0.key == Array("user-\(user)".utf8) }
+            #expect(mine.map(\.text) == (0..<150).map { "\(user):\($0)" })
+            #expect(Set(mine.map(\.partition)).count == 1, "one key, one partition")
+        }
+        await consumer.close()
+        await producer.shutdown()
+    }
+
+    @Test func aRestartedConsumerResumesFromTheCommittedOffsetWithNothingLost() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("resume")
+        try cluster.createTopic(topic, partitions: 2)
+        let producer = try cluster.makeProducer()
+        for i in 0..<200 {
+            _ = try await producer.send(topic: topic, key: Array("k\(i % 5)".utf8), value: Array("\(i)".utf8))
+        }
+        let group = uniqueName("group")
+
+        let first = try cluster.makeConsumer(topic: topic, group: group)
+        let firstHalf = try await consume(first, count: 100)
+        #expect(firstHalf.count == 100)
+        await first.close()
+
+        let second = try cluster.makeConsumer(topic: topic, group: group)
+        // The mock coordinator takes about 11 s to let the departed member go.
+        let rest = try await consume(second, count: 100)
+        let extra = try await consume(second, count: 1, timeout: .seconds(2))
+        #expect(extra.isEmpty)
+        #expect(rest.count == 100, "exactly the unprocessed half")
+        #expect(Set(firstHalf.map(\.text)).isDisjoint(with: rest.map(\.text)))
+        #expect(Set((firstHalf + rest).map(\.text)) == Set((0..<200).map(String.init)))
+        await second.close()
+        await producer.shutdown()
+    }
+
+    @Test func aMessageNotMarkedProcessedIsRedeliveredAfterRestart() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("redeliver")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer()
+        for i in 0..<10 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(i)".utf8)) }
+        let group = uniqueName("group")
+
+        let first = try cluster.makeConsumer(topic: topic, group: group)
+        let received = try await consume(first, count: 10, markProcessed: false)
+        #expect(received.map(\.text) == (0..<10).map(String.init))
+        try first.markProcessed(received.prefix(6))
+        await first.close()
+
+        let second = try cluster.makeConsumer(topic: topic, group: group)
+        let redelivered = try await consume(second, count: 4)
+        #expect(redelivered.map(\.text) == ["6", "7", "8", "9"])
+        #expect(try await consume(second, count: 1, timeout: .seconds(2)).isEmpty)
+        await second.close()
+        await producer.shutdown()
+    }
+
+    @Test func storedOffsetsAreCommittedWhenPartitionsAreRevoked() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("revoke")
+        try cluster.createTopic(topic, partitions: 4)
+        let producer = try cluster.makeProducer()
+        for i in 0..<400 {
+            _ = try await producer.send(topic: topic, key: Array("k\(i)".utf8), value: Array("\(i)".utf8))
+        }
+        let group = uniqueName("group")
+        // A commit interval far longer than the test: only the revoke can commit.
+        let first = try cluster.makeConsumer(topic: topic, group: group, commitInterval: .seconds(3600))
+        let all = try await consume(first, count: 400, markProcessed: false)
+        #expect(all.count == 400)
+        // Process half of each partition.
+        var processed: [KafkaConsumerMessage] = []
+        for partition in Int32(0)..<4 {
+            let messages = all.filter { $0.partition == partition }
+            processed += messages.prefix(messages.count / 2)
+        }
+        try first.markProcessed(processed)
+
+        let second = try cluster.makeConsumer(topic: topic, group: group, commitInterval: .seconds(3600))
+        // The first member keeps polling so that it takes part in the rebalance.
+        let duringRebalance = try await waitForAssignment(of: [first, second], partitions: 4)
+        #expect(duringRebalance[0].isEmpty, "the first member had already read everything")
+        let moved = try await second.assignment()
+        #expect(!moved.isEmpty)
+        let committed = try await second.committedOffsets(moved)
+        for partition in moved {
+            let next = processed.filter { $0.topicPartition == partition }.map(\.offset).max().map { $0 + 1 }
+            #expect(committed[partition] == .some(next), "\(partition)")
+        }
+        let expectedRest = all.filter { message in
+            moved.contains(message.topicPartition) && !processed.contains(message)
+        }
+        let rest = try await duringRebalance[1] + consume(second, count: expectedRest.count - duringRebalance[1].count)
+        #expect(Set(rest.map(\.text)) == Set(expectedRest.map(\.text)))
+        #expect(rest.count == expectedRest.count)
+        #expect(try await consume(second, count: 1, timeout: .seconds(2)).isEmpty)
+        await first.close()
+        await second.close()
+        await producer.shutdown()
+    }
+
+    @Test func pausedPartitionsDeliverNothingUntilResumed() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("pause")
+        try cluster.createTopic(topic, partitions: 2)
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        try await waitForAssignment(of: [consumer], partitions: 2)
+        let paused = try await consumer.pause()
+        #expect(paused.count == 2)
+
+        let producer = try cluster.makeProducer()
+        for i in 0..<20 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(i)".utf8)) }
+        let whilePaused = try await consume(consumer, count: 1, timeout: .seconds(2))
+        #expect(whilePaused.isEmpty)
+
+        try await consumer.resume()
+        let afterResume = try await consume(consumer, count: 20)
+        #expect(Set(afterResume.map(\.text)) == Set((0..<20).map(String.init)))
+        await consumer.close()
+        await producer.shutdown()
+    }
+
+    /// Closing during a join must neither hang nor abort: librdkafka 2.0 aborts the process when
+    /// a cooperative-sticky member is closed between joining and its first assignment
+    /// (confluentinc/librdkafka#4312), which `close` works around. That abort was seen once in
+    /// this suite but is timing-dependent; this test drives close through the join window,
+    /// where the mock joins slowest: right after another member left.
+    @Test(arguments: [2, 4, 6, 8, 10])
+    func closingWhileJoiningTheGroupIsBoundedAndSafe(afterSeconds delay: Int) async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("joining")
+        try cluster.createTopic(topic, partitions: 2)
+        let group = uniqueName("g")
+        let previous = try cluster.makeConsumer(topic: topic, group: group)
+        try await waitForAssignment(of: [previous], partitions: 2)
+        await previous.close()
+
+        let consumer = try cluster.makeConsumer(topic: topic, group: group)
+        let joinStart = ContinuousClock.now
+        while ContinuousClock.now - joinStart < .seconds(delay) {
+            _ = try await consumer.poll(maxMessages: 1, maxWait: .milliseconds(50))
+        }
+        let start = ContinuousClock.now
+        await consumer.close()
+        #expect(ContinuousClock.now - start < .seconds(20))
+    }
+
+    @Test func aClosedConsumerRefusesWork() async throws {
+        let cluster = try KafkaMockCluster()
+        let consumer = try cluster.makeConsumer(topic: uniqueName("closed"), group: uniqueName("g"))
+        await consumer.close()
+        await consumer.close()
+        let error = await #expect(throws: KafkaError.self) { try await consumer.poll(maxMessages: 1, maxWait: .zero) }
+        #expect(error?.code == .shutdown)
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Kafka
+import Logging
+import ServiceLifecycle
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(2))) struct KafkaProducerTests {
+    @Test func sendReturnsDistinctIncreasingOffsetsPerPartition() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("offsets")
+        try cluster.createTopic(topic, partitions: 3)
+        let producer = try cluster.makeProducer()
+
+        var lastOffset: [Int32: Int64] = [:]
+        for i in 0..<60 {
+            let report = try await producer.send(
+                topic: topic, key: Array("key-\(i % 7)".utf8), value: Array("\(i)".utf8))
+            #expect(report.topic == topic)
+            #expect((0..<3).contains(report.partition))
+            #expect(report.offset > lastOffset[report.partition, default: -1])
+            lastOffset[report.partition] = report.offset
+        }
+        #expect(lastOffset.count > 1, "keys spread over partitions")
+
+        let concurrent = try await withThrowingTaskGroup(of: KafkaDeliveryReport.self) { group in
+            for i in 0..<300 {
+                group.addTask { try await producer.send(topic: topic, key: nil, value: Array("c\(i)".utf8)) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let positions = Set(concurrent.map { "\($0.partition)/\($0.offset)" })
+        #expect(positions.count == 300)
+        for (partition, offset) in lastOffset {
+            #expect(concurrent.filter { $0.partition == partition }.allSatisfy { $0.offset > offset })
+        }
+        await producer.shutdown()
+    }
+
+    @Test func sendFailsWithRetriableErrorWithinTheBoundWhileTheBrokerIsDown() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("down")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer(deliveryTimeout: .seconds(2))
+        _ = try await producer.send(topic: topic, key: nil, value: Array("before".utf8))
+
+        try cluster.takeBrokerDown(1)
+        let start = ContinuousClock.now
+        let error = await #expect(throws: KafkaError.self) {
+            try await producer.send(topic: topic, key: nil, value: Array("while down".utf8))
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(error?.isRetriable == true)
+        #expect(error?.code == .timedOut)
+        #expect(elapsed < .seconds(5), "failed after \(elapsed), configured bound is 2 s")
+
+        // librdkafka reconnects with a backoff of up to 10 s; a client retries meanwhile.
+        try cluster.bringBrokerUp(1)
+        let recoveryDeadline = ContinuousClock.now.advanced(by: .seconds(20))
+        var recovered = false
+        while !recovered, ContinuousClock.now < recoveryDeadline {
+            recovered = (try? await producer.send(topic: topic, key: nil, value: Array("after".utf8))) != nil
+        }
+        #expect(recovered, "sends succeed again once the broker is back")
+        await producer.shutdown()
+    }
+
+    @Test func gracefulShutdownOfTheServiceFlushesEverythingQueued() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("flush")
+        try cluster.createTopic(topic, partitions: 2)
+        var configuration = cluster.producerConfiguration()
+        // Hold messages in the local queue so that shutdown finds them there.
+        configuration.linger = .milliseconds(800)
+        let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+        let serviceGroup = ServiceGroup(services: [producer], logger: testLogger)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await serviceGroup.run() }
+            let sends = Task {
+                try await withThrowingTaskGroup(of: KafkaDeliveryReport.self) { sends in
+                    for i in 0..<1000 {
+                        sends.addTask { try await producer.send(topic: topic, key: nil, value: Array("m\(i)".utf8)) }
+                    }
+                    return try await sends.reduce(into: []) { $0.append($1) }
+                }
+            }
+            while producer.outstandingMessages < 1000 { try await Task.sleep(for: .milliseconds(5)) }
+            await serviceGroup.triggerGracefulShutdown()
+            let reports = try await sends.value
+            #expect(Set(reports.map { "\($0.partition)/\($0.offset)" }).count == 1000)
+            try await group.waitForAll()
+        }
+        #expect(producer.outstandingMessages == 0)
+        let late = await #expect(throws: KafkaError.self) {
+            try await producer.send(topic: topic, key: nil, value: Array("late".utf8))
+        }
+        #expect(late?.code == .shutdown)
+
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        let received = try await consume(consumer, count: 1000)
+        #expect(Set(received.map(\.text)) == Set((0..<1000).map { "m\($0)" }))
+        await consumer.close()
+    }
+
+    @Test func shutdownFailsWhatCannotBeDeliveredWithinTheFlushBound() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("stuck")
+        try cluster.createTopic(topic, partitions: 1)
+        var configuration = cluster.producerConfiguration(deliveryTimeout: .seconds(60))
+        configuration.shutdownFlushTimeout = .seconds(1)
+        let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+        _ = try await producer.send(topic: topic, key: nil, value: Array("ok".utf8))
+        try cluster.takeBrokerDown(1)
+
+        let pending = Task { try await producer.send(topic: topic, key: nil, value: Array("stuck".utf8)) }
+        while producer.outstandingMessages == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let start = ContinuousClock.now
+        await producer.shutdown()
+        #expect(ContinuousClock.now - start < .seconds(5))
+        let error = await #expect(throws: KafkaError.self) { try await pending.value }
+        #expect(error?.code == .shutdown)
+        #expect(error?.isRetriable == true)
+    }
+
+    @Test func topicMetadataReportsPartitionsAndFailsRetriablyWhenUnreachable() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("meta")
+        try cluster.createTopic(topic, partitions: 3)
+        let producer = try cluster.makeProducer()
+        let metadata = try await producer.topicMetadata(topic)
+        #expect(metadata.name == topic)
+        #expect(metadata.partitionCount == 3)
+
+        try cluster.takeBrokerDown(1)
+        let start = ContinuousClock.now
+        let error = await #expect(throws: KafkaError.self) {
+            try await producer.topicMetadata(topic, timeout: .seconds(1))
+        }
+        #expect(error?.isRetriable == true)
+        #expect(ContinuousClock.now - start < .seconds(4))
+        await producer.shutdown()
+    }
+
+    @Test func headersAndKeysArriveAsSent() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("headers")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer()
+        let headers = [
+            KafkaHeader(name: "reason", value: Array("bad price".utf8)), KafkaHeader(name: "empty", value: nil),
+        ]
+        _ = try await producer.send(topic: topic, key: Array("005".utf8), value: Array("{}".utf8), headers: headers)
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        let received = try await consume(consumer, count: 1)
+        #expect(received.first?.headers == headers)
+        #expect(received.first?.key == Array("005".utf8))
+        #expect(received.first?.timestampMilliseconds != nil)
+        await consumer.close()
+        await producer.shutdown()
+    }
+}
+
+@Suite struct KafkaConfigurationTests {
+    @Test func aRejectedPropertyIsAConfigurationErrorNamingIt() {
+        var configuration = KafkaProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: ["127.0.0.1:1"]))
+        configuration.kafka.additionalProperties["no.such.property"] = "1"
+        let error = #expect(throws: KafkaError.self) {
+            try KafkaProducer(configuration: configuration, logger: testLogger)
+        }
+        #expect(error?.code == .configuration)
+        #expect(error?.message.contains("no.such.property") == true)
+        #expect(error?.isRetriable == false)
+    }
+
+    @Test func saslAndTLSSettingsReachLibrdkafka() throws {
+        var kafka = KafkaConfiguration(bootstrapServers: ["127.0.0.1:1"])
+        kafka.security = .sasl(.init(mechanism: "PLAIN", username: "shop", password: "secret"), tls: false)
+        _ = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: testLogger)
+
+        kafka.security = .sasl(.init(mechanism: "NOT-A-MECHANISM", username: "shop", password: "secret"), tls: false)
+        let error = #expect(throws: KafkaError.self) {
+            try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: testLogger)
+        }
+        #expect(error?.code == .configuration)
+        #expect(error?.message.contains("NOT-A-MECHANISM") == true)
+
+        kafka.security = .tls(caLocation: "/nonexistent/ca.pem")
+        #expect(throws: KafkaError.self) {
+            try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: testLogger)
+        }
+        #expect("\(KafkaConfiguration.SASL(username: "u", password: "hunter2"))".contains("hunter2") == false)
+    }
+}
