@@ -1,0 +1,38 @@
+import Events
+import Kafka
+import Logging
+
+/// cm-api's settings, read once from the environment at start (`CONTRACT.md`).
+struct CMAPIConfiguration: Sendable {
+    /// `PORT`, default 3000.
+    var port: Int
+    /// `KAFKA_BROKERS` (required) and the SASL/TLS variables; see `KafkaConfiguration(environment:)`.
+    var kafka: KafkaConfiguration
+    /// `KAFKA_TOPIC`, default `scalable-shop-purchases`.
+    var topic: String
+    /// `KAFKA_GROUPID`, default `scalable-shop`.
+    var groupID: String
+    /// `MONGODB_URI` (required), e.g. `mongodb://mongo:27017/?w=majority`.
+    var mongoURI: String
+    /// `MONGODB_DB`, default `scalable-shop`.
+    var database: String
+    /// `MONGODB_COLLECTION`, default `purchases`.
+    var collection: String
+    /// `LOG_LEVEL`: trace, debug, info (default), notice, warning, error or critical.
+    var logLevel: Logger.Level
+
+    init(environment: Environment) throws(EnvironmentError) {
+        port = try environment.port("PORT", default: 3000)
+        kafka = try KafkaConfiguration(environment: environment)
+        topic = environment.string("KAFKA_TOPIC", default: "scalable-shop-purchases")
+        groupID = environment.string("KAFKA_GROUPID", default: "scalable-shop")
+        mongoURI = try environment.required("MONGODB_URI", "a mongodb:// or mongodb+srv:// connection string")
+        guard mongoURI.hasPrefix("mongodb://") || mongoURI.hasPrefix("mongodb+srv://") else {
+            throw EnvironmentError(variable: "MONGODB_URI", reason: "must start with mongodb:// or mongodb+srv://")
+        }
+        database = environment.string("MONGODB_DB", default: "scalable-shop")
+        collection = environment.string("MONGODB_COLLECTION", default: "purchases")
+        let names = Logger.Level.allCases.map(\.rawValue)
+        logLevel = Logger.Level(rawValue: try environment.choice("LOG_LEVEL", of: names, default: "info"))!
+    }
+}

@@ -1,0 +1,33 @@
+import Events
+import Kafka
+import Logging
+
+/// cm-server's settings, read once from the environment at start (`CONTRACT.md`).
+struct CMServerConfiguration: Sendable {
+    /// `PORT`, default 3001.
+    var port: Int
+    /// `KAFKA_BROKERS` (required) and the SASL/TLS variables; see `KafkaConfiguration(environment:)`.
+    var kafka: KafkaConfiguration
+    /// `KAFKA_TOPIC`, default `scalable-shop-purchases`.
+    var topic: String
+    /// `CM_API_HOST`: cm-api's `host:port`, default `localhost:3000`.
+    var cmAPIHost: String
+    /// `LOG_LEVEL`: trace, debug, info (default), notice, warning, error or critical.
+    var logLevel: Logger.Level
+
+    init(environment: Environment) throws(EnvironmentError) {
+        port = try environment.port("PORT", default: 3001)
+        kafka = try KafkaConfiguration(environment: environment)
+        topic = environment.string("KAFKA_TOPIC", default: "scalable-shop-purchases")
+        cmAPIHost = try environment.hostPort("CM_API_HOST", default: "localhost:3000")
+        logLevel = try Logger.Level(environment: environment)
+    }
+}
+
+extension Logger.Level {
+    /// Reads `LOG_LEVEL`, default `info`.
+    init(environment: Environment) throws(EnvironmentError) {
+        let names = Logger.Level.allCases.map(\.rawValue)
+        self = Logger.Level(rawValue: try environment.choice("LOG_LEVEL", of: names, default: "info"))!
+    }
+}

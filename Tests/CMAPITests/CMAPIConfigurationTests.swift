@@ -1,0 +1,48 @@
+import Events
+import Testing
+
+@testable import CMAPI
+
+@Suite struct CMAPIConfigurationTests {
+    @Test func contractDefaults() throws {
+        let configuration = try CMAPIConfiguration(
+            environment: Environment(["KAFKA_BROKERS": "kafka:9092", "MONGODB_URI": "mongodb://mongo:27017"])
+        )
+        #expect(configuration.port == 3000)
+        #expect(configuration.topic == "scalable-shop-purchases")
+        #expect(configuration.groupID == "scalable-shop")
+        #expect(configuration.mongoURI == "mongodb://mongo:27017")
+        #expect(configuration.database == "scalable-shop")
+        #expect(configuration.collection == "purchases")
+    }
+
+    @Test func everyVariableIsRead() throws {
+        let configuration = try CMAPIConfiguration(
+            environment: Environment([
+                "PORT": "9000", "KAFKA_BROKERS": "k:1", "KAFKA_TOPIC": "t", "KAFKA_GROUPID": "g",
+                "MONGODB_URI": "mongodb+srv://cluster.example/?w=majority", "MONGODB_DB": "d",
+                "MONGODB_COLLECTION": "c",
+                "LOG_LEVEL": "warning",
+            ])
+        )
+        #expect(configuration.port == 9000)
+        #expect(configuration.groupID == "g")
+        #expect(configuration.database == "d")
+        #expect(configuration.collection == "c")
+        #expect(configuration.logLevel == .warning)
+    }
+
+    @Test(
+        arguments: [
+            (["KAFKA_BROKERS": "k:1"], "MONGODB_URI is required: a mongodb:// or mongodb+srv:// connection string"),
+            (
+                ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "postgres://x"],
+                "MONGODB_URI must start with mongodb:// or mongodb+srv://"
+            ),
+            (["MONGODB_URI": "mongodb://m"], "KAFKA_BROKERS is required: comma-separated host:port list"),
+        ] as [([String: String], String)])
+    func aMissingOrMalformedValueIsOneLineNamingTheVariable(_ values: [String: String], message: String) {
+        let error = #expect(throws: EnvironmentError.self) { try CMAPIConfiguration(environment: Environment(values)) }
+        #expect(error?.description == message)
+    }
+}

@@ -1,0 +1,77 @@
+import Events
+import Kafka
+import Logging
+import Testing
+
+@testable import CMServer
+
+@Suite struct CMServerConfigurationTests {
+    @Test func onlyTheBrokersAreRequiredAndTheRestHasContractDefaults() throws {
+        let configuration = try CMServerConfiguration(environment: Environment(["KAFKA_BROKERS": "kafka:9092"]))
+        #expect(configuration.port == 3001)
+        #expect(configuration.kafka.bootstrapServers == ["kafka:9092"])
+        #expect(configuration.kafka.security == .plaintext)
+        #expect(configuration.topic == "scalable-shop-purchases")
+        #expect(configuration.cmAPIHost == "localhost:3000")
+        #expect(configuration.logLevel == .info)
+    }
+
+    @Test func everyVariableIsRead() throws {
+        let configuration = try CMServerConfiguration(
+            environment: Environment([
+                "PORT": "8080", "KAFKA_BROKERS": "k1:9092, k2:9093", "KAFKA_TOPIC": "t", "CM_API_HOST": "cm-api:3000",
+                "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
+            ])
+        )
+        #expect(configuration.port == 8080)
+        #expect(configuration.kafka.bootstrapServers == ["k1:9092", "k2:9093"])
+        #expect(configuration.topic == "t")
+        #expect(configuration.cmAPIHost == "cm-api:3000")
+        #expect(configuration.logLevel == .debug)
+        #expect(configuration.kafka.security == .sasl(.init(username: "shop", password: "secret"), tls: true))
+    }
+
+    @Test(
+        arguments: [
+            ([:], "KAFKA_BROKERS is required: comma-separated host:port list"),
+            (
+                ["KAFKA_BROKERS": "kafka"],
+                "KAFKA_BROKERS must be a comma-separated host:port list, \"kafka\" is not host:port"
+            ),
+            (
+                ["KAFKA_BROKERS": "k:9092,"],
+                "KAFKA_BROKERS must be a comma-separated host:port list, \"\" is not host:port"
+            ),
+            (["KAFKA_BROKERS": "k:9092", "PORT": "http"], "PORT must be a port number from 1 to 65535, got \"http\""),
+            (
+                ["KAFKA_BROKERS": "k:9092", "PORT": "70000"],
+                "PORT must be a port number from 1 to 65535, got \"70000\""
+            ),
+            (["KAFKA_BROKERS": "k:9092", "CM_API_HOST": "cm-api"], "CM_API_HOST must be host:port, got \"cm-api\""),
+            (
+                ["KAFKA_BROKERS": "k:9092", "LOG_LEVEL": "loud"],
+                "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical, got \"loud\""
+            ),
+            (
+                ["KAFKA_BROKERS": "k:9092", "KAFKA_PASSWORD": "p"],
+                "KAFKA_USERNAME is required when KAFKA_PASSWORD is set"
+            ),
+            (
+                ["KAFKA_BROKERS": "k:9092", "KAFKA_USERNAME": "u"],
+                "KAFKA_PASSWORD is required when KAFKA_USERNAME is set"
+            ),
+            (
+                [
+                    "KAFKA_BROKERS": "k:9092", "KAFKA_USERNAME": "u", "KAFKA_PASSWORD": "p",
+                    "KAFKA_SASL_MECHANISM": "GSSAPI",
+                ],
+                "KAFKA_SASL_MECHANISM must be one of SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, got \"GSSAPI\""
+            ),
+        ] as [([String: String], String)])
+    func aMissingOrMalformedValueIsOneLineNamingTheVariable(_ values: [String: String], message: String) {
+        let error = #expect(throws: EnvironmentError.self) {
+            try CMServerConfiguration(environment: Environment(values))
+        }
+        #expect(error?.description == message)
+    }
+}
