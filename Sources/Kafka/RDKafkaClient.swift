@@ -136,7 +136,15 @@ func rdKafkaRebalance(
     let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
     if err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
         if rd_kafka_assignment_lost(rk) == 0 {
-            let commit = rd_kafka_commit(rk, nil, 0)
+            // A coordinator refuses commits while the group is completing a rebalance; retry
+            // briefly. If it still fails, the next owner re-reads what was processed since the
+            // last commit: a duplicate, never a loss.
+            let deadline = ContinuousClock.now.advanced(by: .seconds(2))
+            var commit = rd_kafka_commit(rk, nil, 0)
+            while commit == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS, ContinuousClock.now < deadline {
+                usleep(100_000)
+                commit = rd_kafka_commit(rk, nil, 0)
+            }
             if commit != RD_KAFKA_RESP_ERR_NO_ERROR && commit != RD_KAFKA_RESP_ERR__NO_OFFSET {
                 logger?.warning("Kafka commit on revoke failed: \(KafkaError(commit).message)")
             }

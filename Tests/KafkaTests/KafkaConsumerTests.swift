@@ -93,8 +93,8 @@ import Testing
             _ = try await producer.send(topic: topic, key: Array("k\(i % 5)".utf8), value: Array("\(i)".utf8))
         }
         let group = uniqueName("group")
-
-        let first = try cluster.makeConsumer(topic: topic, group: group)
+        // No background commits during the test: only close can commit.
+        let first = try cluster.makeConsumer(topic: topic, group: group, commitInterval: .seconds(3600))
         let firstHalf = try await consume(first, count: 100)
         #expect(firstHalf.count == 100)
         await first.close()
@@ -119,7 +119,7 @@ import Testing
         for i in 0..<10 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(i)".utf8)) }
         let group = uniqueName("group")
 
-        let first = try cluster.makeConsumer(topic: topic, group: group)
+        let first = try cluster.makeConsumer(topic: topic, group: group, commitInterval: .seconds(3600))
         let received = try await consume(first, count: 10, markProcessed: false)
         #expect(received.map(\.text) == (0..<10).map(String.init))
         try first.markProcessed(received.prefix(6))

@@ -141,6 +141,45 @@ import Testing
         await producer.shutdown()
     }
 
+    @Test func everyCompressionCodecRoundTrips() async throws {
+        let cluster = try KafkaMockCluster()
+        var topics: [String] = []
+        for compression in KafkaProducerConfiguration.Compression.allCases {
+            let topic = uniqueName("codec-\(compression.rawValue)")
+            try cluster.createTopic(topic, partitions: 1)
+            topics.append(topic)
+            var configuration = cluster.producerConfiguration()
+            configuration.compression = compression
+            configuration.linger = .milliseconds(50)
+            let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+            // Repetitive values, sent concurrently so that they share compressed batches.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<50 {
+                    group.addTask {
+                        let value =
+                            Array("\(compression.rawValue) \(i) ".utf8)
+                            + Array(repeating: UInt8(ascii: "x"), count: 500)
+                        _ = try await producer.send(topic: topic, key: nil, value: value)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            await producer.shutdown()
+        }
+        let consumer = try KafkaConsumer(
+            configuration: cluster.consumerConfiguration(group: uniqueName("g")),
+            topics: topics,
+            logger: testLogger
+        )
+        let received = try await consume(consumer, count: 50 * topics.count)
+        for compression in KafkaProducerConfiguration.Compression.allCases {
+            let values = received.filter { $0.topic.hasPrefix("codec-\(compression.rawValue)-") }.map(\.value)
+            #expect(values.count == 50, "\(compression)")
+            #expect(values.allSatisfy { $0.count > 500 && $0.suffix(500).allSatisfy { $0 == UInt8(ascii: "x") } })
+        }
+        await consumer.close()
+    }
+
     @Test func headersAndKeysArriveAsSent() async throws {
         let cluster = try KafkaMockCluster()
         let topic = uniqueName("headers")
