@@ -5,7 +5,7 @@ SWIFT        ?= swift
 VENV         ?= .venv
 SECANTUS_PIN := SecantusDB==0.7.0b3
 
-.PHONY: test lint build venv clean
+.PHONY: test lint build venv clean bench-mongo
 
 test: lint build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
@@ -23,6 +23,11 @@ venv: $(VENV)/bin/secantusd-py
 $(VENV)/bin/secantusd-py:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)'
+
+# Bulk-insert documents/s through the Mongo binding, batched vs one at a time, on SecantusDB.
+bench-mongo: venv
+	$(SWIFT) build -c release --product mongo-bench
+	scripts/with-test-servers.sh sh -c 'MONGODB_URI="$$MONGODB_TEST_URI" .build/release/mongo-bench 5000 500,100,1'
 
 clean:
 	rm -rf .build $(VENV) .run

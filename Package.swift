@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "cm-server", targets: ["CMServer"]),
         .executable(name: "cm-api", targets: ["CMAPI"]),
+        .executable(name: "mongo-bench", targets: ["MongoBench"]),
         .library(name: "Events", targets: ["Events"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Mongo", targets: ["Mongo"]),
@@ -53,7 +54,11 @@ let package = Package(
         ),
         .target(
             name: "Mongo",
-            dependencies: ["CMongoC"],
+            dependencies: [
+                "CMongoC",
+                "Events",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: settings
         ),
         .executableTarget(
@@ -75,6 +80,7 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        .executableTarget(name: "MongoBench", dependencies: ["Events", "Mongo"], swiftSettings: settings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: settings),
         .testTarget(
             name: "KafkaTests",
@@ -86,7 +92,7 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        .testTarget(name: "MongoTests", dependencies: ["Mongo"], swiftSettings: settings),
+        .testTarget(name: "MongoTests", dependencies: ["Mongo", "Events"], swiftSettings: settings),
         .testTarget(name: "CMServerTests", dependencies: ["CMServer"], swiftSettings: settings),
         .testTarget(name: "CMAPITests", dependencies: ["CMAPI"], swiftSettings: settings),
     ],

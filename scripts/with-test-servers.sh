@@ -44,6 +44,7 @@ then
     exit 1
 fi
 
+export SECANTUSD="$venv/bin/secantusd-py"
 export MONGODB_TEST_URI="mongodb://127.0.0.1:$port/?serverSelectionTimeoutMS=5000"
 echo "test servers: SecantusDB at $MONGODB_TEST_URI"
 "$@"

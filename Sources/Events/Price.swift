@@ -41,6 +41,27 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
         self = try Self.make(integer: integer, fraction: fraction, exponent: 0)
     }
 
+    /// Parses an exact decimal in plain or exponent form (`1195.30`, `1.19530E+3`), as JSON
+    /// numbers and Decimal128's canonical text write it.
+    public init(exactDecimal text: String) throws(ParseError) {
+        guard Self.isDecimalNumber(text.utf8[...]) else { throw .notADecimal }
+        try self.init(jsonNumber: text)
+    }
+
+    /// `-?digits(.digits)?([eE][+-]?digits)?`, leading zeros allowed.
+    private static func isDecimalNumber(_ utf8: Substring.UTF8View) -> Bool {
+        var rest = utf8
+        if rest.first == UInt8(ascii: "-") { rest = rest.dropFirst() }
+        let exponentMarker = rest.firstIndex { $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }
+        guard isPlainDecimal(rest[..<(exponentMarker ?? rest.endIndex)]) else { return false }
+        guard let exponentMarker else { return true }
+        var exponent = rest[rest.index(after: exponentMarker)...]
+        if exponent.first == UInt8(ascii: "+") || exponent.first == UInt8(ascii: "-") {
+            exponent = exponent.dropFirst()
+        }
+        return !exponent.isEmpty && exponent.allSatisfy(isDigit)
+    }
+
     /// Parses a JSON number exactly as written, including exponent forms such as `1.1953e3`.
     /// `text` must already be a syntactically valid JSON number.
     init(jsonNumber text: String) throws(ParseError) {

@@ -1,0 +1,179 @@
+internal import CMongoC
+
+/// A collection of a ``MongoClient``'s deployment. Cheap to create; holds no connection.
+public struct MongoCollection: Sendable {
+    public let client: MongoClient
+    public let database: String
+    public let name: String
+
+    /// An index to create: its key pattern, name, and whether it is unique.
+    public struct Index: Hashable, Sendable {
+        public var keys: BSONDocument
+        public var name: String
+        public var unique: Bool
+
+        public init(keys: BSONDocument, name: String, unique: Bool = false) {
+            self.keys = keys
+            self.name = name
+            self.unique = unique
+        }
+    }
+
+    /// What an insert did: how many documents were new, and how many were stored already
+    /// (their `_id` existed, so the write was a no-op).
+    public struct InsertResult: Hashable, Sendable {
+        public var inserted: Int
+        public var alreadyStored: Int
+
+        public init(inserted: Int, alreadyStored: Int) {
+            self.inserted = inserted
+            self.alreadyStored = alreadyStored
+        }
+    }
+
+    /// Creates the indexes; creating an existing identical index is a no-op, so this is safe
+    /// at every start-up.
+    public func createIndexes(_ indexes: [Index]) async throws(MongoError) {
+        let specifications: [BSONValue] = indexes.map { index in
+            var specification: BSONDocument = ["key": .document(index.keys), "name": .string(index.name)]
+            if index.unique { specification.elements.append(("unique", .bool(true))) }
+            return .document(specification)
+        }
+        _ = try await client.command(
+            ["createIndexes": .string(name), "indexes": .array(specifications)],
+            database: database
+        )
+    }
+
+    /// The collection's indexes, as the server lists them.
+    public func listIndexes() async throws(MongoError) -> [BSONDocument] {
+        let reply = try await client.command(["listIndexes": .string(name)], database: database)
+        guard case .document(let cursor)? = reply["cursor"], case .array(let batch)? = cursor["firstBatch"] else {
+            return []
+        }
+        return batch.compactMap { if case .document(let index) = $0 { index } else { nil } }
+    }
+
+    /// Inserts the documents in one unordered bulk write (one round trip per 100,000 documents
+    /// or 48 MB). A duplicate `_id` (E11000) counts as already stored, not as an error.
+    /// - Throws: ``MongoError/Kind/writeFailed`` with the refused documents for any other
+    ///   write error (the rest were written); a transient error when the write as a whole
+    ///   failed, in which case retrying all the documents is safe.
+    public func insert(_ documents: [BSONDocument]) async throws(MongoError) -> InsertResult {
+        guard !documents.isEmpty else { return InsertResult(inserted: 0, alreadyStored: 0) }
+        let (database, name) = (self.database, self.name)
+        return try await client.withClient { client throws(MongoError) in
+            let encoded = try documents.map { document throws(MongoError) in try OwnedBSON(document) }
+            let collection = mongoc_client_get_collection(client, database, name)
+            defer { mongoc_collection_destroy(collection) }
+            let options = try OwnedBSON(["ordered": .bool(false)])
+            guard let bulk = mongoc_collection_create_bulk_operation_with_opts(collection, options.pointer) else {
+                throw MongoError(kind: .invalidArgument, message: "cannot create a bulk write")
+            }
+            defer { mongoc_bulk_operation_destroy(bulk) }
+            var error = bson_error_t()
+            for document in encoded {
+                guard mongoc_bulk_operation_insert_with_opts(bulk, document.pointer, nil, &error) else {
+                    throw MongoError(error)
+                }
+            }
+            let reply = OwnedBSON()
+            let succeeded = mongoc_bulk_operation_execute(bulk, reply.pointer, &error) != 0
+            let summary = reply.document
+            let inserted = summary["nInserted"].flatMap(\.integer) ?? 0
+            var duplicates = 0
+            var failed: [MongoError.FailedDocument] = []
+            if case .array(let writeErrors)? = summary["writeErrors"] {
+                for case .document(let writeError) in writeErrors {
+                    let code = Int32(writeError["code"].flatMap(\.integer) ?? 0)
+                    if code == 11000, Self.isDuplicateID(writeError) {
+                        duplicates += 1
+                    } else if let index = writeError["index"].flatMap(\.integer), documents.indices.contains(index) {
+                        let reason = if case .string(let text)? = writeError["errmsg"] { text } else { "write error" }
+                        failed.append(.init(document: documents[index], code: code, reason: reason))
+                    }
+                }
+            }
+            if !failed.isEmpty {
+                throw MongoError(
+                    kind: .writeFailed,
+                    message: "\(failed.count) of \(documents.count) documents refused: \(failed[0].reason)",
+                    domain: UInt32(MONGOC_ERROR_SERVER.rawValue),
+                    code: UInt32(bitPattern: failed[0].code),
+                    failedDocuments: failed
+                )
+            }
+            let writeConcernFailed =
+                if case .array(let errors)? = summary["writeConcernErrors"] { !errors.isEmpty } else { false }
+            if !succeeded && (inserted + duplicates != documents.count || writeConcernFailed) {
+                throw MongoError(error, reply: reply.pointer)
+            }
+            return InsertResult(inserted: inserted, alreadyStored: duplicates)
+        }
+    }
+
+    /// Whether an E11000 write error is on `_id` (the document is already stored) rather than
+    /// on another unique index (a real conflict). Servers name the index in `keyPattern`;
+    /// older ones only in the message. A document that collides on `_id` and on another unique
+    /// index may be reported on either, so collections written this way should keep `_id` their
+    /// only unique index (the purchases collection does).
+    private static func isDuplicateID(_ writeError: BSONDocument) -> Bool {
+        if case .document(let keyPattern)? = writeError["keyPattern"] {
+            return keyPattern.elements.map(\.key) == ["_id"]
+        }
+        if case .string(let message)? = writeError["errmsg"] { return message.contains("index: _id_ ") }
+        return false
+    }
+
+    /// The documents matching `filter`, in `sort` order, at most `limit` of them.
+    public func find(_ filter: BSONDocument, sort: BSONDocument? = nil, limit: Int? = nil) async throws(MongoError)
+        -> [BSONDocument]
+    {
+        var options = BSONDocument()
+        if let sort { options.elements.append(("sort", .document(sort))) }
+        if let limit { options.elements.append(("limit", .int64(Int64(limit)))) }
+        let (database, name, findOptions) = (self.database, self.name, options)
+        return try await client.withClient { client throws(MongoError) in
+            let filterBSON = try OwnedBSON(filter)
+            let optionsBSON = try OwnedBSON(findOptions)
+            let collection = mongoc_client_get_collection(client, database, name)
+            defer { mongoc_collection_destroy(collection) }
+            let cursor = mongoc_collection_find_with_opts(collection, filterBSON.pointer, optionsBSON.pointer, nil)
+            defer { mongoc_cursor_destroy(cursor) }
+            var documents: [BSONDocument] = []
+            var current: OpaquePointer?
+            // Documents returned by the cursor belong to it and stay valid only until the next call.
+            while mongoc_cursor_next(cursor, &current), let current {
+                documents.append(BSONDocument(bson: current))
+            }
+            var error = bson_error_t()
+            var reply: OpaquePointer?
+            if mongoc_cursor_error_document(cursor, &error, &reply) {
+                throw MongoError(error, reply: reply)
+            }
+            return documents
+        }
+    }
+
+    /// The document with this `_id`, or `nil`.
+    public func find(id: BSONValue) async throws(MongoError) -> BSONDocument? {
+        try await find(["_id": id], limit: 1).first
+    }
+
+    /// Drops the whole database this collection belongs to (tests and benchmarks).
+    public func dropDatabase() async throws(MongoError) {
+        _ = try await client.command(["dropDatabase": .int32(1)], database: database)
+    }
+}
+
+extension BSONValue {
+    /// The value as an `Int` when it is an integer (servers answer counts as int32 or int64).
+    var integer: Int? {
+        switch self {
+        case .int32(let value): Int(value)
+        case .int64(let value): Int(value)
+        case .double(let value) where value == value.rounded(): Int(exactly: value)
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,200 @@
+import Events
+import Foundation
+import Mongo
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(3))) struct MongoCollectionTests {
+    @Test func pingAnswers() async throws {
+        let collection = try makeCollection()
+        try await collection.client.ping()
+        #expect(collection.client.connections == 16)
+    }
+
+    @Test func indexesExistAfterStartUpAndASecondCreationIsANoOp() async throws {
+        let collection = try makeCollection()
+        defer { Task { try? await collection.dropDatabase() } }
+        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        let first = try await collection.listIndexes()
+        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        let second = try await collection.listIndexes()
+        #expect(first == second)
+        let keys = Dictionary(
+            uniqueKeysWithValues: second.compactMap { index -> (String, BSONDocument)? in
+                guard case .string(let name)? = index["name"], case .document(let key)? = index["key"] else {
+                    return nil
+                }
+                return (name, key)
+            }
+        )
+        #expect(keys["username_timestamp_id"]?.elements.map(\.key) == ["username", "timestamp", "_id"])
+        #expect(keys["userid_timestamp"]?.elements.map(\.key) == ["userid", "timestamp"])
+        #expect(keys["_id_"] != nil)
+    }
+
+    @Test func tenThousandInsertsWithTenPercentDuplicatesStoreEachPurchaseOnce() async throws {
+        let collection = try makeCollection()
+        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        let unique = (0..<9000).map { storedPurchase($0, timestampMilliseconds: 1_700_000_000_000 + Int64($0)) }
+        // Every tenth purchase arrives twice, as a redelivered Kafka message would.
+        var all = unique + stride(from: 0, to: 9000, by: 9).map { unique[$0] }
+        var generator = SystemRandomNumberGenerator()
+        all.shuffle(using: &generator)
+        #expect(all.count == 10_000)
+
+        var inserted = 0
+        var alreadyStored = 0
+        for start in stride(from: 0, to: all.count, by: 500) {
+            let result = try await collection.insert(Array(all[start..<min(start + 500, all.count)]))
+            inserted += result.inserted
+            alreadyStored += result.alreadyStored
+        }
+        #expect(inserted == 9000)
+        #expect(alreadyStored == 1000)
+        let stored = try await collection.find([:])
+        #expect(stored.count == 9000)
+        #expect(Set(stored.compactMap { if case .string(let id)? = $0["_id"] { id } else { nil } }).count == 9000)
+
+        // Inserting everything again writes nothing.
+        let again = try await collection.insert(unique)
+        #expect(again == MongoCollection.InsertResult(inserted: 0, alreadyStored: 9000))
+        try await collection.dropDatabase()
+    }
+
+    @Test func newestFirstPaginationReturnsEveryPurchaseOnceInOrder() async throws {
+        let collection = try makeCollection()
+        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        // Three purchases share each timestamp, so the purchaseId tie-break is exercised.
+        let mine = (0..<2500).map {
+            storedPurchase($0, timestampMilliseconds: 1_700_000_000_000 + Int64($0 / 3) * 1000)
+        }
+        let others = (2500..<2600).map { storedPurchase($0, username: "ann") }
+        _ = try await collection.insert(mine.shuffled() + others)
+        let expected = mine.sorted {
+            ($0.event.purchase.timestamp, $0.id) > ($1.event.purchase.timestamp, $1.id)
+        }
+
+        for pageSize in [100, 77] {
+            var pages: [StoredPurchase] = []
+            var resumePoint: PurchasePageResumePoint? = nil
+            while true {
+                let page = try await collection.purchases(username: "joe", limit: pageSize, after: resumePoint)
+                #expect(page.count <= pageSize)
+                pages += page
+                guard page.count == pageSize, let last = page.last else { break }
+                resumePoint = PurchasePageResumePoint(timestamp: last.event.purchase.timestamp, purchaseId: last.id)
+            }
+            #expect(pages.count == 2500)
+            #expect(pages.map(\.id) == expected.map(\.id), "page size \(pageSize)")
+        }
+        #expect(try await collection.purchases(username: "nobody", limit: 100).isEmpty)
+        try await collection.dropDatabase()
+    }
+
+    @Test func decimal128AndDatesRoundTripExactly() async throws {
+        let collection = try makeCollection()
+        let prices: [Int64] = [0, 1, 10, 99, 119_530, 999_999_999_999, Int64.max]
+        // 0001-01-01 to 9999-12-30: SecantusDB (Python datetimes) refuses years 0 and 10000 even
+        // where MongoDB stores them; the shop's own range is that of RFC 3339 years anyway.
+        let times: [Int64] = [0, -1, -62_135_596_800_000, 253_402_128_000_000, 1_717_170_872_204]
+        var purchases: [StoredPurchase] = []
+        for (index, price) in prices.enumerated() {
+            for (offset, time) in times.enumerated() {
+                purchases.append(
+                    storedPurchase(index * 10 + offset, timestampMilliseconds: time, hundredths: price)
+                )
+            }
+        }
+        _ = try await collection.insert(purchases)
+        for purchase in purchases {
+            let read = try await collection.purchase(id: purchase.event.purchaseId)
+            #expect(read == purchase)
+        }
+        let raw = try await collection.find(id: .string(purchases[4].id))
+        #expect(raw?["price"] == .decimal128("1195.30") || raw?["price"] == .decimal128("0.00"))
+        #expect(try await collection.purchase(id: UUID()) == nil)
+        try await collection.dropDatabase()
+    }
+
+    @Test func aConflictOnAnotherUniqueIndexIsAWriteErrorNamingItsDocuments() async throws {
+        let collection = try makeCollection()
+        try await collection.createIndexes([.init(keys: ["offset": .int32(1)], name: "unique_offset", unique: true)])
+        _ = try await collection.insert([storedPurchase(1)])
+        let clash = storedPurchase(2)
+        var clashDocument = clash.document
+        clashDocument.elements.removeAll { $0.key == "offset" }
+        clashDocument.elements.append(("offset", .int64(1)))
+        let error = await #expect(throws: MongoError.self) {
+            try await collection.insert([clashDocument, storedPurchase(3).document])
+        }
+        #expect(error?.kind == .writeFailed)
+        #expect(error?.isTransient == false)
+        #expect(error?.failedDocuments.map(\.document) == [clashDocument])
+        #expect(error?.failedDocuments.first?.code == 11000)
+        // The other document was written.
+        #expect(try await collection.find([:]).count == 2)
+        try await collection.dropDatabase()
+    }
+
+    @Test func aStoppedServerGivesATransientErrorWithinTheTimeoutAndRecovers() async throws {
+        let server = try SecantusServer()
+        let client = try MongoClient(uri: server.uri(serverSelectionTimeoutMS: 1500))
+        let collection = client.collection("purchases", database: "outage")
+        try await client.ping()
+        _ = try await collection.insert([storedPurchase(1)])
+
+        server.stop()
+        for operation in ["ping", "insert", "find"] {
+            let start = ContinuousClock.now
+            let error = await #expect(throws: MongoError.self, "\(operation)") {
+                switch operation {
+                case "ping": try await client.ping()
+                case "insert": _ = try await collection.insert([storedPurchase(2)])
+                default: _ = try await collection.find([:])
+                }
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(error?.isTransient == true, "\(operation): \(String(describing: error))")
+            #expect(elapsed < .seconds(5), "\(operation) failed after \(elapsed); the bound is 1.5 s")
+        }
+
+        try server.start()
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        var recovered = false
+        while !recovered, ContinuousClock.now < deadline {
+            recovered = (try? await client.ping()) != nil
+        }
+        #expect(recovered)
+        let result = try await collection.insert([storedPurchase(1), storedPurchase(2)])
+        #expect(result == MongoCollection.InsertResult(inserted: 1, alreadyStored: 1), "data survived the restart")
+        await client.shutdown()
+    }
+
+    @Test func aClientThatIsShutDownRefusesWork() async throws {
+        let client = try MongoClient(uri: try SharedServer.uri())
+        await client.shutdown()
+        let error = await #expect(throws: MongoError.self) { try await client.ping() }
+        #expect(error?.kind == .shutdown)
+    }
+
+    @Test(arguments: ["http://localhost", "mongodb://", "mongodb://host:notaport"])
+    func aBadURIIsAnInvalidArgument(_ uri: String) {
+        let error = #expect(throws: MongoError.self) { try MongoClient(uri: uri) }
+        #expect(error?.kind == .invalidArgument)
+    }
+
+    @Test func allOperationsShareAPoolSizedByTheURIWithoutDeadlock() async throws {
+        let base = try SharedServer.uri()
+        let client = try MongoClient(uri: base + "&maxPoolSize=2")
+        #expect(client.connections == 2)
+        let collection = client.collection("purchases", database: "test-pool-\(UUID().uuidString.prefix(8))")
+        // Far more concurrent operations than connections: they queue, none deadlocks.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<64 {
+                group.addTask { _ = try await collection.insert([storedPurchase(i)]) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await collection.find([:]).count == 64)
+        try await collection.dropDatabase()
+    }
+}
