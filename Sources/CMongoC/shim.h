@@ -18,4 +18,21 @@ static inline bson_iter_t *shop_bson_iter_new(void) {
 
 static inline void shop_bson_iter_free(bson_iter_t *iterator) { free(iterator); }
 
+/// Storage for a reply that libmongoc initialises itself (bson_init marks it static, so
+/// bson_destroy frees its data but never the struct): initialised empty here, so destroying it
+/// is safe even if libmongoc never touched it, and freed by shop_bson_reply_free.
+static inline bson_t *shop_bson_reply_new(void) {
+    void *memory = NULL;
+    if (posix_memalign(&memory, 128, sizeof(bson_t)) != 0) {
+        return NULL;
+    }
+    bson_init((bson_t *)memory);
+    return (bson_t *)memory;
+}
+
+static inline void shop_bson_reply_free(bson_t *reply) {
+    bson_destroy(reply);
+    free(reply);
+}
+
 #endif

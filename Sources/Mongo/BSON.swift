@@ -50,10 +50,23 @@ public struct BSONDocument: Hashable, Sendable, ExpressibleByDictionaryLiteral {
 /// friends guarantee), destroyed with its owner.
 final class OwnedBSON {
     let pointer: OpaquePointer
+    private let isReply: Bool
 
     /// Takes ownership of a `bson_t` from `bson_new`/`bson_new_from_data`/`bson_copy`.
     init(taking pointer: OpaquePointer) {
         self.pointer = pointer
+        self.isReply = false
+    }
+
+    /// Storage for a reply libmongoc initialises itself. Passing a `bson_new` document there
+    /// would leak it: libmongoc's `bson_init` marks it static, so `bson_destroy` no longer frees it.
+    private init(reply pointer: OpaquePointer) {
+        self.pointer = pointer
+        self.isReply = true
+    }
+
+    static func reply() -> OwnedBSON {
+        OwnedBSON(reply: shop_bson_reply_new()!)
     }
 
     /// Encodes `document` into a new `bson_t`.
@@ -63,13 +76,17 @@ final class OwnedBSON {
         try Self.append(document, to: pointer)
     }
 
-    /// An empty `bson_t` for libmongoc to fill (replies).
+    /// An empty document to append to.
     convenience init() {
         self.init(taking: bson_new())
     }
 
     deinit {
-        bson_destroy(pointer)
+        if isReply {
+            shop_bson_reply_free(pointer)
+        } else {
+            bson_destroy(pointer)
+        }
     }
 
     var document: BSONDocument {

@@ -54,7 +54,7 @@ public final class MongoClient: Sendable {
     public func command(_ command: BSONDocument, database: String) async throws(MongoError) -> BSONDocument {
         try await withClient { client throws(MongoError) in
             let commandBSON = try OwnedBSON(command)
-            let reply = OwnedBSON()
+            let reply = OwnedBSON.reply()
             var error = bson_error_t()
             guard mongoc_client_command_simple(client, database, commandBSON.pointer, nil, reply.pointer, &error) else {
                 throw MongoError(error, reply: reply.pointer)

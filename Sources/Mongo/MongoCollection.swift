@@ -77,7 +77,7 @@ public struct MongoCollection: Sendable {
                     throw MongoError(error)
                 }
             }
-            let reply = OwnedBSON()
+            let reply = OwnedBSON.reply()
             let succeeded = mongoc_bulk_operation_execute(bulk, reply.pointer, &error) != 0
             let summary = reply.document
             let inserted = summary["nInserted"].flatMap(\.integer) ?? 0
