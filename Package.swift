@@ -21,6 +21,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -66,7 +68,11 @@ let package = Package(
             dependencies: [
                 "Events",
                 "Kafka",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: settings
         ),
@@ -93,7 +99,16 @@ let package = Package(
             swiftSettings: settings
         ),
         .testTarget(name: "MongoTests", dependencies: ["Mongo", "Events"], swiftSettings: settings),
-        .testTarget(name: "CMServerTests", dependencies: ["CMServer"], swiftSettings: settings),
+        .testTarget(
+            name: "CMServerTests",
+            dependencies: [
+                "CMServer",
+                "Events",
+                "Kafka",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: settings
+        ),
         .testTarget(name: "CMAPITests", dependencies: ["CMAPI"], swiftSettings: settings),
     ],
     swiftLanguageModes: [.v6]

@@ -14,19 +14,24 @@ struct CMServerConfiguration: Sendable {
     var cmAPIHost: String
     /// `LOG_LEVEL`: trace, debug, info (default), notice, warning, error or critical.
     var logLevel: Logger.Level
+    /// `KAFKA_DELIVERY_TIMEOUT_MS` (default 10000): how long `POST /buy` waits for the broker's
+    /// acknowledgement before answering 503 (librdkafka's `message.timeout.ms`).
+    var deliveryTimeout: Duration
 
-    init(environment: Environment) throws(EnvironmentError) {
+    init(environment: Events.Environment) throws(EnvironmentError) {
         port = try environment.port("PORT", default: 3001)
         kafka = try KafkaConfiguration(environment: environment)
         topic = environment.string("KAFKA_TOPIC", default: "scalable-shop-purchases")
         cmAPIHost = try environment.hostPort("CM_API_HOST", default: "localhost:3000")
         logLevel = try Logger.Level(environment: environment)
+        deliveryTimeout = try environment.milliseconds(
+            "KAFKA_DELIVERY_TIMEOUT_MS", default: 10_000, range: 100...300_000)
     }
 }
 
 extension Logger.Level {
     /// Reads `LOG_LEVEL`, default `info`.
-    init(environment: Environment) throws(EnvironmentError) {
+    init(environment: Events.Environment) throws(EnvironmentError) {
         let names = Logger.Level.allCases.map(\.rawValue)
         self = Logger.Level(rawValue: try environment.choice("LOG_LEVEL", of: names, default: "info"))!
     }

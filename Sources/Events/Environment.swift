@@ -31,6 +31,23 @@ public struct Environment: Sendable {
         return port
     }
 
+    /// A whole number of milliseconds within `range`, as a `Duration`.
+    public func milliseconds(
+        _ name: String,
+        default defaultValue: Int,
+        range: ClosedRange<Int>
+    ) throws(EnvironmentError) -> Duration {
+        guard let text = string(name) else { return .milliseconds(defaultValue) }
+        guard let value = Int(text), range.contains(value) else {
+            throw EnvironmentError(
+                variable: name,
+                reason:
+                    "must be a number of milliseconds from \(range.lowerBound) to \(range.upperBound), got \"\(text)\""
+            )
+        }
+        return .milliseconds(value)
+    }
+
     /// One `host:port`.
     public func hostPort(_ name: String, default defaultValue: String) throws(EnvironmentError) -> String {
         let text = string(name, default: defaultValue)

@@ -7,20 +7,22 @@ import Testing
 
 @Suite struct CMServerConfigurationTests {
     @Test func onlyTheBrokersAreRequiredAndTheRestHasContractDefaults() throws {
-        let configuration = try CMServerConfiguration(environment: Environment(["KAFKA_BROKERS": "kafka:9092"]))
+        let configuration = try CMServerConfiguration(environment: Events.Environment(["KAFKA_BROKERS": "kafka:9092"]))
         #expect(configuration.port == 3001)
         #expect(configuration.kafka.bootstrapServers == ["kafka:9092"])
         #expect(configuration.kafka.security == .plaintext)
         #expect(configuration.topic == "scalable-shop-purchases")
         #expect(configuration.cmAPIHost == "localhost:3000")
         #expect(configuration.logLevel == .info)
+        #expect(configuration.deliveryTimeout == .seconds(10))
     }
 
     @Test func everyVariableIsRead() throws {
         let configuration = try CMServerConfiguration(
-            environment: Environment([
+            environment: Events.Environment([
                 "PORT": "8080", "KAFKA_BROKERS": "k1:9092, k2:9093", "KAFKA_TOPIC": "t", "CM_API_HOST": "cm-api:3000",
                 "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
+                "KAFKA_DELIVERY_TIMEOUT_MS": "2500",
             ])
         )
         #expect(configuration.port == 8080)
@@ -28,6 +30,7 @@ import Testing
         #expect(configuration.topic == "t")
         #expect(configuration.cmAPIHost == "cm-api:3000")
         #expect(configuration.logLevel == .debug)
+        #expect(configuration.deliveryTimeout == .milliseconds(2500))
         #expect(configuration.kafka.security == .sasl(.init(username: "shop", password: "secret"), tls: true))
     }
 
@@ -70,7 +73,7 @@ import Testing
         ] as [([String: String], String)])
     func aMissingOrMalformedValueIsOneLineNamingTheVariable(_ values: [String: String], message: String) {
         let error = #expect(throws: EnvironmentError.self) {
-            try CMServerConfiguration(environment: Environment(values))
+            try CMServerConfiguration(environment: Events.Environment(values))
         }
         #expect(error?.description == message)
     }

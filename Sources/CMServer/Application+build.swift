@@ -1,0 +1,38 @@
+import Hummingbird
+import Kafka
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The HTTP routes of cm-server.
+func buildRouter(publisher: some PurchasePublisher) -> Router<BasicRequestContext> {
+    let router = Router()
+    BuyController(publisher: publisher).addRoutes(to: router)
+    // Liveness only: no dependency is checked, so a Kafka outage never restarts the pod.
+    router.get("healthz") { _, _ in "Success" }
+    router.get("readyz") { _, _ -> Response in
+        if let reason = await publisher.unavailableReason() {
+            return .error(.serviceUnavailable, reason)
+        }
+        return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "Ready")))
+    }
+    return router
+}
+
+/// cm-server: the router, the Kafka producer as a service that starts before and stops after
+/// the HTTP server (so graceful shutdown flushes what the last requests produced).
+func buildApplication(
+    configuration: CMServerConfiguration,
+    logger: Logger
+) throws -> some ApplicationProtocol {
+    var producerConfiguration = KafkaProducerConfiguration(kafka: configuration.kafka)
+    producerConfiguration.deliveryTimeout = configuration.deliveryTimeout
+    let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+    let publisher = KafkaPurchasePublisher(producer: producer, topic: configuration.topic)
+    return Application(
+        router: buildRouter(publisher: publisher),
+        configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),
+        services: [producer],
+        logger: logger
+    )
+}

@@ -1,0 +1,122 @@
+import Events
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Kafka
+import NIOCore
+
+/// `POST /buy`: validates a purchase and answers only after Kafka acknowledged it.
+struct BuyController<Publisher: PurchasePublisher> {
+    let publisher: Publisher
+    /// Bodies larger than this are refused with 413 (the contract's 16 KiB).
+    static var maximumBodyBytes: Int { 16 * 1024 }
+    /// What a 503 tells clients to wait before retrying, in seconds.
+    static var retryAfterSeconds: Int { 1 }
+
+    func addRoutes(to router: Router<some RequestContext>) {
+        router.post("buy") { request, context in
+            try await buy(request: request, context: context)
+        }
+    }
+
+    private func buy(request: Request, context: some RequestContext) async throws -> Response {
+        var request = request
+        guard Self.isJSON(request.headers[.contentType]) else {
+            return .error(.unsupportedMediaType, "Content-Type must be application/json")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: Self.maximumBodyBytes)
+        } catch is NIOTooManyBytesError {
+            return .error(.contentTooLarge, "Request body is larger than \(Self.maximumBodyBytes) bytes")
+        }
+        let receivedAt = Timestamp(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))
+        let purchase: Purchase
+        let idempotencyKey: IdempotencyKey?
+        do throws(PurchaseDecodingError) {
+            purchase = try Purchase(json: Array(buffer: body), receivedAt: receivedAt)
+            idempotencyKey = try request.headers[.idempotencyKey].map { key throws(PurchaseDecodingError) in
+                try IdempotencyKey(key)
+            }
+        } catch {
+            switch error {
+            case .malformedJSON(let reason): return .error(.badRequest, "Malformed JSON: \(reason)")
+            case .invalid(let errors): return .error(.unprocessableContent, "Invalid purchase", errors: errors)
+            }
+        }
+        if request.uri.queryParameters["dryRun"] == "true" {
+            return .json(.ok, DryRunAnswer())
+        }
+        let purchaseId =
+            idempotencyKey.map { UUID.purchaseID(userid: purchase.userid, idempotencyKey: $0) } ?? .randomPurchaseID()
+        let event = PurchaseEvent(purchaseId: purchaseId, purchase: purchase, receivedAt: receivedAt)
+        do {
+            let report = try await publisher.publish(event)
+            return .json(
+                .ok,
+                BuyAnswer(
+                    purchaseId: purchaseId.uuidString.lowercased(), partition: report.partition, offset: report.offset)
+            )
+        } catch {
+            context.logger.warning(
+                "purchase not acknowledged by Kafka",
+                metadata: ["purchaseId": "\(purchaseId)", "error": "\(error.message)"]
+            )
+            var response = Response.error(
+                .serviceUnavailable,
+                "Kafka did not acknowledge the purchase; retry with the same Idempotency-Key to avoid a duplicate"
+            )
+            response.headers[.retryAfter] = String(Self.retryAfterSeconds)
+            return response
+        }
+    }
+
+    /// `application/json`, with or without parameters such as `charset`.
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let mediaType = contentType.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        return mediaType == "application/json"
+    }
+}
+
+struct BuyAnswer: Encodable {
+    var status = "Ok!"
+    var message = "Message successfully sent to Kafka!"
+    var purchaseId: String
+    var partition: Int32
+    var offset: Int64
+}
+
+struct DryRunAnswer: Encodable {
+    var status = "Ok!"
+    var message = "Valid purchase (dry run, not sent)"
+}
+
+/// The contract's error body: `{"status":"Error","message":"…","errors":[{"field","reason"}]}`.
+struct ErrorAnswer: Encodable {
+    var status = "Error"
+    var message: String
+    var errors: [FieldError]
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = Self("Idempotency-Key")!
+}
+
+extension Response {
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        // Encoding these flat structs of strings and integers cannot fail.
+        let data = try! encoder.encode(value)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String, errors: [FieldError] = []) -> Response {
+        .json(status, ErrorAnswer(message: message, errors: errors))
+    }
+}

@@ -1,0 +1,249 @@
+import Events
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Synchronization
+import Testing
+
+@testable import CMServer
+@testable import Kafka
+
+/// Records what would have gone to Kafka; can be told to fail like a broker that did not ack.
+final class InMemoryPublisher: PurchasePublisher {
+    private let state = Mutex<(events: [PurchaseEvent], failure: KafkaError?)>(([], nil))
+
+    var events: [PurchaseEvent] { state.withLock { $0.events } }
+
+    func failNext(with error: KafkaError?) {
+        state.withLock { $0.failure = error }
+    }
+
+    func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
+        let result: Result<KafkaDeliveryReport, KafkaError> = state.withLock { state in
+            if let failure = state.failure { return .failure(failure) }
+            state.events.append(event)
+            return .success(KafkaDeliveryReport(topic: "t", partition: 2, offset: Int64(state.events.count - 1)))
+        }
+        return try result.get()
+    }
+
+    func unavailableReason() async -> String? {
+        state.withLock { $0.failure.map { "Kafka unreachable: \($0.message)" } }
+    }
+}
+
+let originalBody = #"{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}"#
+let jsonHeaders: HTTPFields = [.contentType: "application/json"]
+
+func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+    try #require(JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any])
+}
+
+@Suite struct BuyRouteTests {
+    let publisher = InMemoryPublisher()
+    var app: some ApplicationProtocol { Application(router: buildRouter(publisher: publisher)) }
+
+    @Test func theOriginalClientsCallIsAcknowledgedWithWhereKafkaStoredIt() async throws {
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
+            ) {
+                response in
+                #expect(response.status == .ok)
+                let answer = try json(response.body)
+                #expect(answer["status"] as? String == "Ok!")
+                #expect(answer["message"] as? String == "Message successfully sent to Kafka!")
+                #expect(answer["partition"] as? Int == 2)
+                #expect(answer["offset"] as? Int == 0)
+                let id = try #require(answer["purchaseId"] as? String)
+                #expect(self.publisher.events.map { $0.purchaseId.uuidString.lowercased() } == [id])
+            }
+        }
+        let event = try #require(publisher.events.first)
+        #expect(event.purchase.username == "joe")
+        #expect(event.purchase.price.description == "1195.30")
+        #expect(event.kafkaKey == Array("005".utf8))
+        #expect(event.purchase.timestamp.description == "2024-05-31T15:54:32.204Z")
+    }
+
+    @Test func priceAsANumberAndAMissingTimestampAreAccepted() async throws {
+        let before = Date().timeIntervalSince1970 * 1000
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: [.contentType: "application/json; charset=utf-8"],
+                body: ByteBuffer(string: #"{"username":"joe","userid":"005","price":1195.3}"#)
+            ) { response in
+                #expect(response.status == .ok)
+            }
+        }
+        let event = try #require(publisher.events.first)
+        #expect(event.purchase.price.hundredths == 119_530)
+        #expect(Double(event.purchase.timestamp.millisecondsSinceEpoch) >= before.rounded(.down))
+        #expect(event.purchase.timestamp == event.receivedAt)
+    }
+
+    @Test func dryRunValidatesWithoutPublishing() async throws {
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy?dryRun=true", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
+            ) { response in
+                #expect(response.status == .ok)
+                let answer = try json(response.body)
+                #expect(answer["message"] as? String == "Valid purchase (dry run, not sent)")
+            }
+            try await client.execute(
+                uri: "/buy?dryRun=true", method: .post, headers: jsonHeaders, body: ByteBuffer(string: "{}")
+            ) { response in
+                #expect(response.status == .unprocessableContent)
+            }
+        }
+        #expect(publisher.events.isEmpty)
+    }
+
+    @Test func theSameIdempotencyKeyFromTheSameUserGivesTheSamePurchaseId() async throws {
+        let ids = try await app.test(.router) { client in
+            var ids: [String] = []
+            for (key, body) in [("k-1", originalBody), ("k-1", originalBody), ("k-2", originalBody)] {
+                var headers = jsonHeaders
+                headers[.idempotencyKey] = key
+                ids.append(
+                    try await client.execute(
+                        uri: "/buy", method: .post, headers: headers, body: ByteBuffer(string: body)
+                    ) {
+                        try json($0.body)["purchaseId"] as? String ?? ""
+                    }
+                )
+            }
+            return ids
+        }
+        #expect(ids[0] == ids[1])
+        #expect(ids[0] != ids[2])
+        #expect(
+            ids[0] == UUID.purchaseID(userid: "005", idempotencyKey: try IdempotencyKey("k-1")).uuidString.lowercased())
+    }
+
+    @Test(
+        arguments: [
+            (nil, 415), ("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("application/jsonx", 415),
+            ("APPLICATION/JSON", 200),
+        ] as [(String?, Int)])
+    func onlyJSONIsAccepted(_ contentType: String?, status: Int) async throws {
+        var fields: HTTPFields = [:]
+        if let contentType { fields[.contentType] = contentType }
+        let headers = fields
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: headers, body: ByteBuffer(string: originalBody)
+            ) {
+                response in
+                #expect(response.status.code == status)
+                if status == 415 {
+                    let answer = try json(response.body)
+                    #expect(answer["status"] as? String == "Error")
+                }
+            }
+        }
+        #expect(publisher.events.count == (status == 200 ? 1 : 0))
+    }
+
+    @Test func malformedJSONIs400() async throws {
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: "{\"username\":")
+            ) {
+                response in
+                #expect(response.status == .badRequest)
+                let answer = try json(response.body)
+                #expect((answer["message"] as? String)?.hasPrefix("Malformed JSON") == true)
+                #expect((answer["errors"] as? [Any])?.isEmpty == true)
+            }
+        }
+        #expect(publisher.events.isEmpty)
+    }
+
+    @Test func aBodyOver16KiBIs413() async throws {
+        let padding = String(repeating: "x", count: 16 * 1024)
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: jsonHeaders,
+                body: ByteBuffer(string: #"{"username":"joe","userid":"005","price":"1.00","pad":"\#(padding)"}"#)
+            ) { response in
+                #expect(response.status == .contentTooLarge)
+                let answer = try json(response.body)
+                #expect(answer["status"] as? String == "Error")
+            }
+        }
+        #expect(publisher.events.isEmpty)
+    }
+
+    @Test func anInvalidPurchaseIs422WithAReasonPerField() async throws {
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: jsonHeaders,
+                body: ByteBuffer(
+                    string: #"{"username":{"$gt":""},"userid":"","price":"1.005","timestamp":"2024-05-31"}"#)
+            ) { response in
+                #expect(response.status == .unprocessableContent)
+                let answer = try json(response.body)
+                #expect(answer["status"] as? String == "Error")
+                let errors = try #require(answer["errors"] as? [[String: String]])
+                #expect(errors.map { $0["field"] } == ["username", "userid", "price", "timestamp"])
+                #expect(errors.allSatisfy { !($0["reason"] ?? "").isEmpty })
+            }
+        }
+        #expect(publisher.events.isEmpty)
+    }
+
+    @Test func aBadIdempotencyKeyIs422() async throws {
+        var fields = jsonHeaders
+        fields[.idempotencyKey] = "has spaces in it"
+        let headers = fields
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: headers, body: ByteBuffer(string: originalBody)
+            ) {
+                response in
+                #expect(response.status == .unprocessableContent)
+                let answer = try json(response.body)
+                let errors = try #require(answer["errors"] as? [[String: String]])
+                #expect(errors.first?["field"] == "Idempotency-Key")
+            }
+        }
+        #expect(publisher.events.isEmpty)
+    }
+
+    @Test func aBrokerThatDoesNotAcknowledgeGives503WithRetryAfter() async throws {
+        publisher.failNext(with: KafkaError(code: .timedOut, message: "Local: Message timed out", isRetriable: true))
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
+            ) {
+                response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.headers[.retryAfter] == "1")
+                let answer = try json(response.body)
+                #expect(answer["status"] as? String == "Error")
+                #expect((answer["message"] as? String)?.contains("Idempotency-Key") == true)
+            }
+        }
+        #expect(publisher.events.isEmpty)
+    }
+
+    @Test func livenessIsSuccessAndReadinessFollowsKafka() async throws {
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "Success")
+            }
+            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+            self.publisher.failNext(
+                with: KafkaError(code: .brokersUnavailable, message: "all brokers down", isRetriable: true))
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let answer = try json(response.body)
+                #expect((answer["message"] as? String)?.contains("all brokers down") == true)
+            }
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+}
