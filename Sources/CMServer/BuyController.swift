@@ -104,9 +104,14 @@ extension HTTPField.Name {
 }
 
 extension Response {
-    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+    /// One encoder for every response instead of one per request.
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
         // Encoding these flat structs of strings and integers cannot fail.
         let data = try! encoder.encode(value)
         return Response(
