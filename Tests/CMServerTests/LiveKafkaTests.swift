@@ -48,7 +48,12 @@ import Testing
                 #expect(response.status == .serviceUnavailable)
                 #expect(response.headers[.retryAfter] == "1")
             }
-            #expect(ContinuousClock.now - start < .seconds(5), "503 within the 2 s delivery bound")
+            // librdkafka, not Swift, decides the failure, so no purchase can be written after its
+            // 503. With the leader just lost (the /readyz above refreshed metadata against a dead
+            // broker), it fails the message 4.0-5.7 s after a 2 s message.timeout.ms (5 runs):
+            // the delivery timeout plus librdkafka's timeout scan. The bound is that, not a hang.
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed < .seconds(8), "503 after \(elapsed); delivery timeout 2 s")
             try cluster.bringBrokerUp(1)
             return answers.map { answer in answer.mapValues { "\($0)" } }
         }
