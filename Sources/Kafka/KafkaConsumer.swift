@@ -109,6 +109,13 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
+    /// How many times a rebalance took partitions away and the commit of their stored offsets
+    /// failed (after retrying for 2 s). Each time, the next owner re-reads the messages processed
+    /// since the last successful commit: duplicates, never a loss. Worth a metric.
+    public var revokeCommitFailures: Int {
+        client.loggerBox.revokeCommitFailures.load(ordering: .relaxed)
+    }
+
     /// The partitions currently assigned to this member.
     public func assignment() async throws(KafkaError) -> [KafkaTopicPartition] {
         try checkOpen()

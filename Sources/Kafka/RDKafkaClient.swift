@@ -1,13 +1,14 @@
 internal import CRdKafka
 internal import Foundation
 internal import Logging
+internal import Synchronization
 
 /// The one owner of an `rd_kafka_t`. librdkafka documents its handle as thread-safe, so the
 /// wrapper is `@unchecked Sendable`; it is destroyed when the last owner lets go.
 final class RDKafkaClient: @unchecked Sendable {
     let handle: OpaquePointer
     /// Kept alive for as long as librdkafka may call `rdKafkaLog` with it as the opaque.
-    private let loggerBox: LoggerBox
+    let loggerBox: LoggerBox
 
     enum Kind {
         case producer, consumer
@@ -84,8 +85,11 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 }
 
+/// What librdkafka's callbacks reach through the client's opaque pointer.
 final class LoggerBox: Sendable {
     let logger: Logger
+    /// Revocations whose commit of the stored offsets failed (see `rdKafkaRebalance`).
+    let revokeCommitFailures = Atomic<Int>(0)
 
     init(_ logger: Logger) {
         self.logger = logger
@@ -132,7 +136,8 @@ func rdKafkaRebalance(
     _ opaque: UnsafeMutableRawPointer?
 ) {
     guard let rk else { return }
-    let logger = opaque.map { Unmanaged<LoggerBox>.fromOpaque($0).takeUnretainedValue().logger }
+    let box = opaque.map { Unmanaged<LoggerBox>.fromOpaque($0).takeUnretainedValue() }
+    let logger = box?.logger
     let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
     if err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
         if rd_kafka_assignment_lost(rk) == 0 {
@@ -146,6 +151,7 @@ func rdKafkaRebalance(
                 commit = rd_kafka_commit(rk, nil, 0)
             }
             if commit != RD_KAFKA_RESP_ERR_NO_ERROR && commit != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                box?.revokeCommitFailures.add(1, ordering: .relaxed)
                 logger?.warning("Kafka commit on revoke failed: \(KafkaError(commit).message)")
             }
         }

@@ -51,7 +51,11 @@ import Testing
         let elapsed = ContinuousClock.now - start
         #expect(error?.isRetriable == true)
         #expect(error?.code == .timedOut)
-        #expect(elapsed < .seconds(5), "failed after \(elapsed), configured bound is 2 s")
+        // librdkafka times messages out in a scan that runs once a second, after in-flight
+        // requests to the lost broker have failed; measured 2.0-5.7 s on an idle machine and
+        // 10.7 s with both cores busy building. The promise is a bound, not a hang (the
+        // socket timeout would be 60 s).
+        #expect(elapsed < .seconds(15), "failed after \(elapsed), configured bound is 2 s")
 
         // librdkafka reconnects with a backoff of up to 10 s; a client retries meanwhile.
         try cluster.bringBrokerUp(1)
