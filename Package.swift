@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Mongo", targets: ["Mongo"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
@@ -66,6 +67,7 @@ let package = Package(
         .executableTarget(
             name: "CMServer",
             dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "Events",
                 "Kafka",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -102,6 +104,7 @@ let package = Package(
         .testTarget(
             name: "CMServerTests",
             dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "CMServer",
                 "Events",
                 "Kafka",

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Hummingbird
 import Kafka
 import Logging
@@ -5,9 +6,10 @@ import NIOCore
 import ServiceLifecycle
 
 /// The HTTP routes of cm-server.
-func buildRouter(publisher: some PurchasePublisher) -> Router<BasicRequestContext> {
+func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListClient) -> Router<BasicRequestContext> {
     let router = Router()
     BuyController(publisher: publisher).addRoutes(to: router)
+    PurchaseListController(client: purchaseLists).addRoutes(to: router)
     // Liveness only: no dependency is checked, so a Kafka outage never restarts the pod.
     router.get("healthz") { _, _ in "Success" }
     router.get("readyz") { _, _ -> Response in
@@ -20,9 +22,11 @@ func buildRouter(publisher: some PurchasePublisher) -> Router<BasicRequestContex
 }
 
 /// cm-server: the router, the Kafka producer as a service that starts before and stops after
-/// the HTTP server (so graceful shutdown flushes what the last requests produced).
+/// the HTTP server (so graceful shutdown flushes what the last requests produced). `http` is the
+/// process's one HTTP client, for cm-api.
 func buildApplication(
     configuration: CMServerConfiguration,
+    http: HTTPClient,
     logger: Logger
 ) throws -> some ApplicationProtocol {
     var producerConfiguration = KafkaProducerConfiguration(kafka: configuration.kafka)
@@ -30,7 +34,11 @@ func buildApplication(
     let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
     let publisher = KafkaPurchasePublisher(producer: producer, topic: configuration.topic)
     return Application(
-        router: buildRouter(publisher: publisher),
+        router: buildRouter(
+            publisher: publisher,
+            purchaseLists: PurchaseListClient(
+                http: http, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout)
+        ),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),
         services: [producer],
         logger: logger

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Events
 import Foundation
 import Hummingbird
@@ -17,7 +18,12 @@ struct CMServer {
         }
         var logger = Logger(label: "cm-server")
         logger.logLevel = configuration.logLevel
-        let app = try buildApplication(configuration: configuration, logger: logger)
-        try await app.runService()
+        var http = HTTPClient.Configuration()
+        http.timeout = .init(connect: .seconds(2), read: .seconds(30))
+        http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        try await HTTPClient.withHTTPClient(configuration: http) { http in
+            let app = try buildApplication(configuration: configuration, http: http, logger: logger)
+            try await app.runService()
+        }
     }
 }

@@ -12,6 +12,9 @@ struct CMServerConfiguration: Sendable {
     var topic: String
     /// `CM_API_HOST`: cm-api's `host:port`, default `localhost:3000`.
     var cmAPIHost: String
+    /// `CM_API_TIMEOUT_MS` (default 5000): how long `GET /getAllUserBuys` waits for cm-api before
+    /// answering 504.
+    var cmAPITimeout: Duration
     /// `LOG_LEVEL`: trace, debug, info (default), notice, warning, error or critical.
     var logLevel: Logger.Level
     /// `KAFKA_DELIVERY_TIMEOUT_MS` (default 10000): how long `POST /buy` waits for the broker's
@@ -23,6 +26,7 @@ struct CMServerConfiguration: Sendable {
         kafka = try KafkaConfiguration(environment: environment)
         topic = environment.string("KAFKA_TOPIC", default: "scalable-shop-purchases")
         cmAPIHost = try environment.hostPort("CM_API_HOST", default: "localhost:3000")
+        cmAPITimeout = try environment.milliseconds("CM_API_TIMEOUT_MS", default: 5000, range: 100...60_000)
         logLevel = try Logger.Level(environment: environment)
         deliveryTimeout = try environment.milliseconds(
             "KAFKA_DELIVERY_TIMEOUT_MS", default: 10_000, range: 100...300_000)

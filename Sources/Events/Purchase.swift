@@ -22,7 +22,7 @@ public struct Purchase: Hashable, Sendable {
     public static let maximumNameBytes = 128
 
     /// Why `value` is not an acceptable username or userid, or `nil` when it is.
-    static func nameViolation(_ value: String) -> String? {
+    public static func nameViolation(_ value: String) -> String? {
         let bytes = value.utf8.count
         if bytes == 0 { return "must not be empty" }
         if bytes > maximumNameBytes { return "must be at most \(maximumNameBytes) UTF-8 bytes (got \(bytes))" }

@@ -41,7 +41,9 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
 
 @Suite struct BuyRouteTests {
     let publisher = InMemoryPublisher()
-    var app: some ApplicationProtocol { Application(router: buildRouter(publisher: publisher)) }
+    var app: some ApplicationProtocol {
+        Application(router: buildRouter(publisher: publisher, purchaseLists: .unreachable))
+    }
 
     @Test func theOriginalClientsCallIsAcknowledgedWithWhereKafkaStoredIt() async throws {
         try await app.test(.router) { client in

@@ -21,7 +21,9 @@ import Testing
         configuration.deliveryTimeout = .seconds(2)
         let producer = try KafkaProducer(configuration: configuration, logger: logger)
         let publisher = KafkaPurchasePublisher(producer: producer, topic: topic)
-        let app = Application(router: buildRouter(publisher: publisher), services: [producer], logger: logger)
+        let app = Application(
+            router: buildRouter(publisher: publisher, purchaseLists: .unreachable), services: [producer], logger: logger
+        )
 
         let answers = try await app.test(.live) { client in
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }

@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import Events
+import Foundation
+import NIOCore
+
+/// Asks cm-api for a page of a user's purchases (`GET /buyList/{username}`), over the process's
+/// one shared `HTTPClient` (its connection pool is reused across requests).
+struct PurchaseListClient: Sendable {
+    let http: HTTPClient
+    /// `http://host:port` of cm-api.
+    let baseURL: String
+    /// The whole exchange, connect to last byte; past it the caller answers 504.
+    let timeout: Duration
+
+    /// The largest answer accepted: 1,000 purchases of the largest fields fit well inside it.
+    static let maximumResponseBytes = 4 * 1024 * 1024
+
+    init(http: HTTPClient, host: String, timeout: Duration) {
+        self.http = http
+        self.baseURL = "http://\(host)"
+        self.timeout = timeout
+    }
+
+    /// Why a page could not be had from cm-api.
+    enum Failure: Error, Equatable {
+        /// cm-api refused the request itself (a 400): its status and message are the client's.
+        case rejected(status: Int, message: String)
+        /// cm-api failed, answered something that is not a page, or could not be reached.
+        case upstream(String)
+        /// cm-api did not answer within ``PurchaseListClient/timeout``.
+        case timedOut
+    }
+
+    func page(username: String, limit: Int, cursor: String?) async throws(Failure) -> PurchaseListPage {
+        var url = "\(baseURL)/buyList/\(Self.percentEncoded(username))?limit=\(limit)"
+        if let cursor { url += "&cursor=\(Self.percentEncoded(cursor))" }
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Accept", value: "application/json")
+        let body: ByteBuffer
+        let status: UInt
+        do {
+            let response = try await http.execute(request, timeout: TimeAmount(timeout))
+            status = response.status.code
+            body = try await response.body.collect(upTo: Self.maximumResponseBytes)
+        } catch let error as HTTPClientError
+            where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
+        {
+            throw .timedOut
+        } catch {
+            throw .upstream("cm-api could not be reached: \(error)")
+        }
+        switch status {
+        case 200:
+            do {
+                return try JSONDecoder().decode(PurchaseListPage.self, from: body)
+            } catch {
+                throw .upstream("cm-api answered 200 with something that is not a purchase list")
+            }
+        case 400:
+            // Only a bad request is the client's doing (a forged cursor, say); any other status,
+            // a 404 included (an unknown user is an empty list, so a 404 means a wrong
+            // CM_API_HOST), is cm-api failing.
+            let message = (try? JSONDecoder().decode(UpstreamError.self, from: body))?.message
+            throw .rejected(status: Int(status), message: message ?? "cm-api refused the request (\(status))")
+        default:
+            throw .upstream("cm-api answered \(status)")
+        }
+    }
+
+    /// Everything but RFC 3986's unreserved characters is escaped, `/` included, so a username
+    /// stays one path segment.
+    static func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: unreserved)!
+    }
+
+    private static let unreserved = CharacterSet(
+        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    private struct UpstreamError: Decodable {
+        var message: String
+    }
+}

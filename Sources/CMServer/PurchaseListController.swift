@@ -1,0 +1,65 @@
+import Events
+import Foundation
+import Hummingbird
+import Logging
+
+/// `GET /getAllUserBuys/{username}`: a user's purchases, newest first, read from cm-api.
+struct PurchaseListController {
+    let client: PurchaseListClient
+
+    /// The longest cursor passed on; cm-api's cursors are far shorter.
+    static var maximumCursorBytes: Int { 1024 }
+
+    func addRoutes(to router: Router<some RequestContext>) {
+        router.get("getAllUserBuys/:username") { request, context in
+            await list(request: request, context: context)
+        }
+    }
+
+    private func list(request: Request, context: some RequestContext) async -> Response {
+        // The router hands the path segment over still percent-encoded.
+        guard let raw = context.parameters.get("username"), let username = raw.removingPercentEncoding else {
+            return .error(.badRequest, "The username is not valid percent-encoding")
+        }
+        var errors: [FieldError] = []
+        if let violation = Purchase.nameViolation(username) {
+            errors.append(FieldError(field: "username", reason: violation))
+        }
+        var limit = PurchaseListLimit.default
+        do throws(FieldError) {
+            limit = try PurchaseListLimit.parse(request.uri.queryParameters["limit"].map(String.init))
+        } catch {
+            errors.append(error)
+        }
+        let cursor = request.uri.queryParameters["cursor"].map(String.init)
+        if let cursor, cursor.isEmpty || cursor.utf8.count > Self.maximumCursorBytes {
+            errors.append(FieldError(field: "cursor", reason: "must be a nextCursor from a previous page"))
+        }
+        guard errors.isEmpty else {
+            return .error(.badRequest, "Invalid query", errors: errors)
+        }
+        do {
+            let page = try await client.page(username: username, limit: limit, cursor: cursor)
+            return .json(.ok, UserPurchases(username: username, purchases: page.purchases, nextCursor: page.nextCursor))
+        } catch {
+            switch error {
+            case .rejected(let status, let message):
+                return .error(.init(code: status), message)
+            case .upstream(let reason):
+                context.logger.warning("cm-api failed", metadata: ["reason": "\(reason)"])
+                return .error(.badGateway, "The purchase list is unavailable: \(reason)")
+            case .timedOut:
+                context.logger.warning("cm-api timed out", metadata: ["timeout": "\(client.timeout)"])
+                return .error(.gatewayTimeout, "The purchase list did not arrive in time (\(client.timeout))")
+            }
+        }
+    }
+}
+
+/// `{"username":"joe","purchases":[…],"nextCursor":"…"}`, the original server's shape plus the
+/// cursor of the next page when there is one.
+struct UserPurchases: Encodable {
+    var username: String
+    var purchases: [PurchaseListItem]
+    var nextCursor: String?
+}

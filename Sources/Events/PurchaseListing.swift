@@ -1,0 +1,62 @@
+/// One purchase in a user's list, as `GET /buyList/{username}` (cm-api) and
+/// `GET /getAllUserBuys/{username}` (cm-server) answer it (`CONTRACT.md`). Prices and timestamps
+/// stay text, so no binary float ever touches them on the way through.
+public struct PurchaseListItem: Codable, Hashable, Sendable {
+    /// The stored document's `_id`, equal to `purchaseId`.
+    public var id: String
+    public var purchaseId: String
+    public var username: String
+    public var userid: String
+    /// The exact decimal price, e.g. `"1195.30"`.
+    public var price: String
+    /// RFC 3339, UTC, milliseconds.
+    public var timestamp: String
+
+    public init(id: String, purchaseId: String, username: String, userid: String, price: String, timestamp: String) {
+        self.id = id
+        self.purchaseId = purchaseId
+        self.username = username
+        self.userid = userid
+        self.price = price
+        self.timestamp = timestamp
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "_id"
+        case purchaseId, username, userid, price, timestamp
+    }
+}
+
+/// cm-api's answer to `GET /buyList/{username}`: `{"status":"Ok!","purchases":[…],"nextCursor":…}`.
+/// `nextCursor` is absent on the last page.
+public struct PurchaseListPage: Codable, Hashable, Sendable {
+    public var status: String
+    public var purchases: [PurchaseListItem]
+    public var nextCursor: String?
+
+    public init(purchases: [PurchaseListItem], nextCursor: String?) {
+        self.status = "Ok!"
+        self.purchases = purchases
+        self.nextCursor = nextCursor
+    }
+}
+
+/// The `limit` query parameter of the purchase lists: default 100, at most 1000.
+public enum PurchaseListLimit {
+    public static let `default` = 100
+    public static let maximum = 1000
+
+    /// The page size `text` asks for (`nil`: the default).
+    /// - Throws: a ``FieldError`` for `limit` when it is not a whole number in 1...1000.
+    public static func parse(_ text: String?) throws(FieldError) -> Int {
+        guard let text else { return `default` }
+        guard text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let value = Int(text), (1...maximum).contains(value)
+        else {
+            throw FieldError(field: "limit", reason: "must be a whole number from 1 to \(maximum)")
+        }
+        return value
+    }
+}
+
+extension FieldError: Error {}

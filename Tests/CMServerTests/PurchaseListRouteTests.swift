@@ -1,0 +1,259 @@
+import AsyncHTTPClient
+import Events
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import CMServer
+
+extension PurchaseListClient {
+    /// For routers whose tests never ask for a list: nothing listens on the discard port.
+    static var unreachable: PurchaseListClient {
+        PurchaseListClient(http: .shared, host: "127.0.0.1:9", timeout: .seconds(1))
+    }
+}
+
+/// A stand-in cm-api on a loopback port: records what it was asked and answers as told.
+final class FakeCMAPI: Sendable {
+    struct Asked: Sendable, Equatable {
+        var path: String
+        var username: String
+        var limit: String?
+        var cursor: String?
+    }
+
+    enum Behaviour: Sendable {
+        case page(PurchaseListPage)
+        case status(HTTPResponse.Status, String)
+        case slow(Duration)
+    }
+
+    let asked = Mutex<[Asked]>([])
+    let behaviour: Mutex<Behaviour>
+
+    init(_ behaviour: Behaviour) {
+        self.behaviour = Mutex(behaviour)
+    }
+
+    /// Serves until `body` returns, passing it `host:port`.
+    func serving<T: Sendable>(_ body: @Sendable (String) async throws -> T) async throws -> T {
+        let router = Router()
+        router.get("buyList/:username") { request, context -> Response in
+            let raw = context.parameters.get("username") ?? ""
+            self.asked.withLock {
+                $0.append(
+                    Asked(
+                        path: request.uri.path, username: raw.removingPercentEncoding ?? "<bad>",
+                        limit: request.uri.queryParameters["limit"].map(String.init),
+                        cursor: request.uri.queryParameters["cursor"].map(String.init)))
+            }
+            switch self.behaviour.withLock({ $0 }) {
+            case .page(let page):
+                let data = try JSONEncoder().encode(page)
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            case .status(let status, let body):
+                return Response(
+                    status: status, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: body)))
+            case .slow(let delay):
+                try await Task.sleep(for: delay)
+                return Response(
+                    status: .ok, body: .init(byteBuffer: ByteBuffer(string: #"{"status":"Ok!","purchases":[]}"#)))
+            }
+        }
+        let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        // Quiet: it is cancelled mid-connection when the test is done.
+        var logger = Logger(label: "fake-cm-api")
+        logger.logLevel = .critical
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                portContinuation.yield(channel.localAddress?.port ?? 0)
+                portContinuation.finish()
+            },
+            logger: logger
+        )
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            defer { group.cancelAll() }
+            var ports = portStream.makeAsyncIterator()
+            let port = try #require(await ports.next())
+            return try await body("127.0.0.1:\(port)")
+        }
+    }
+}
+
+@Suite struct PurchaseListRouteTests {
+    static let joe = [
+        PurchaseListItem(
+            id: "6f1c2a9e-6d3b-5a55-9c53-1d2f1e0b7a11", purchaseId: "6f1c2a9e-6d3b-5a55-9c53-1d2f1e0b7a11",
+            username: "joe", userid: "005", price: "1195.30", timestamp: "2024-05-31T15:54:32.204Z"),
+        PurchaseListItem(
+            id: "0a4d55a8-d778-5e05-8c3c-6a3d5f1f9b02", purchaseId: "0a4d55a8-d778-5e05-8c3c-6a3d5f1f9b02",
+            username: "joe", userid: "005", price: "0.10", timestamp: "2024-05-30T09:00:00.000Z"),
+    ]
+
+    /// Runs `body` against cm-server's router whose cm-api is `fake`.
+    func withRouter(
+        _ fake: FakeCMAPI,
+        timeout: Duration = .seconds(2),
+        _ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
+        try await fake.serving { host in
+            let client = PurchaseListClient(http: .shared, host: host, timeout: timeout)
+            let app = Application(router: buildRouter(publisher: InMemoryPublisher(), purchaseLists: client))
+            try await app.test(.router, body)
+        }
+    }
+
+    @Test func theOriginalCallGivesTheUsernameAndPurchasesNewestFirst() async throws {
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: Self.joe, nextCursor: nil)))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .ok)
+                let object = try #require(
+                    JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                #expect(object["username"] as? String == "joe")
+                #expect(object["nextCursor"] == nil)
+                let purchases = try #require(object["purchases"] as? [[String: Any]])
+                #expect(purchases.count == 2)
+                #expect(purchases.first?["_id"] as? String == Self.joe[0].id)
+                #expect(purchases.first?["price"] as? String == "1195.30", "the exact price text, never a float")
+                #expect(purchases.map { $0["timestamp"] as? String } == Self.joe.map(\.timestamp))
+            }
+        }
+        #expect(fake.asked.withLock { $0 } == [FakeCMAPI.Asked(path: "/buyList/joe", username: "joe", limit: "100")])
+    }
+
+    @Test func anUnknownUserGetsAnEmptyList() async throws {
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/nobody", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(
+                    String(buffer: response.body) == #"{"purchases":[],"username":"nobody"}"#
+                        || String(buffer: response.body) == #"{"username":"nobody","purchases":[]}"#)
+            }
+        }
+    }
+
+    @Test(arguments: [
+        ("joe%20smith", "joe smith"),
+        ("a%2Fb", "a/b"),
+        ("%E5%BC%A0%E4%BC%9F", "张伟"),
+        ("caf%C3%A9", "café"),
+        ("plus+sign", "plus+sign"),
+    ])
+    func usernamesArePercentDecodedAndReachCmAPIIntact(path: String, username: String) async throws {
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/\(path)", method: .get) { response in
+                #expect(response.status == .ok)
+                let object = try #require(
+                    JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                #expect(object["username"] as? String == username)
+            }
+        }
+        #expect(fake.asked.withLock { $0.map(\.username) } == [username])
+    }
+
+    @Test func limitAndCursorArePassedThroughAndNextCursorComesBack() async throws {
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: Array(Self.joe.prefix(1)), nextCursor: "abc/+=")))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe?limit=1&cursor=xyz%2F%2B%3D", method: .get) { response in
+                #expect(response.status == .ok)
+                let object = try #require(
+                    JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                #expect(object["nextCursor"] as? String == "abc/+=")
+                #expect((object["purchases"] as? [Any])?.count == 1)
+            }
+        }
+        #expect(fake.asked.withLock { $0.map(\.limit) } == ["1"])
+        #expect(fake.asked.withLock { $0.map(\.cursor) } == ["xyz/+="])
+    }
+
+    @Test(arguments: ["0", "1001", "-1", "ten", "1.5", ""])
+    func aBadLimitIsRefusedWithoutAskingCmAPI(limit: String) async throws {
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe?limit=\(limit)", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains(#""field":"limit""#))
+            }
+        }
+        #expect(fake.asked.withLock { $0.isEmpty })
+    }
+
+    @Test(arguments: ["%ZZ", "%00joe", String(repeating: "a", count: 129)])
+    func aBadUsernameIsRefusedWithoutAskingCmAPI(path: String) async throws {
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/\(path)", method: .get) { response in
+                #expect(response.status == .badRequest)
+            }
+        }
+        #expect(fake.asked.withLock { $0.isEmpty })
+    }
+
+    @Test func cmAPIRefusingTheCursorIsTheClientsError() async throws {
+        let fake = FakeCMAPI(.status(.badRequest, #"{"status":"Error","message":"Invalid cursor","errors":[]}"#))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe?cursor=forged", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("Invalid cursor"))
+            }
+        }
+    }
+
+    @Test(arguments: [HTTPResponse.Status.internalServerError, .serviceUnavailable, .notFound])
+    func cmAPIFailingIsA502(status: HTTPResponse.Status) async throws {
+        let body = status == .notFound ? "no such route" : #"{"status":"Error","message":"boom"}"#
+        // A 404 from cm-api means a wrong CM_API_HOST, not an unknown user (that is an empty list).
+        let fake = FakeCMAPI(.status(status, body))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .badGateway)
+                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                #expect(String(buffer: response.body).contains(#""status":"Error""#))
+            }
+        }
+    }
+
+    @Test func cmAPIAnsweringGarbageIsA502() async throws {
+        let fake = FakeCMAPI(.status(.ok, "<html>not json</html>"))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .badGateway)
+            }
+        }
+    }
+
+    @Test func cmAPIDownIsA502() async throws {
+        let app = Application(router: buildRouter(publisher: InMemoryPublisher(), purchaseLists: .unreachable))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .badGateway)
+            }
+        }
+    }
+
+    @Test func aSlowCmAPIIsA504WithinTheTimeout() async throws {
+        let fake = FakeCMAPI(.slow(.seconds(5)))
+        try await withRouter(fake, timeout: .milliseconds(300)) { client in
+            let start = ContinuousClock.now
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .gatewayTimeout)
+                #expect(String(buffer: response.body).contains(#""status":"Error""#))
+            }
+            #expect(ContinuousClock.now - start < .seconds(2), "answered at the timeout, not when cm-api did")
+        }
+    }
+}
