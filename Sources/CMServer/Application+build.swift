@@ -2,12 +2,16 @@ import AsyncHTTPClient
 import Hummingbird
 import Kafka
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
+import ShopHTTP
 
 /// The HTTP routes of cm-server.
 func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListClient) -> Router<BasicRequestContext> {
+    let registry = ShopMetrics.bootstrap()
     let router = Router()
+    router.add(middleware: MetricsMiddleware())
     BuyController(publisher: publisher).addRoutes(to: router)
     PurchaseListController(client: purchaseLists).addRoutes(to: router)
     // Liveness only: no dependency is checked, so a Kafka outage never restarts the pod.
@@ -17,6 +21,10 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
             return .error(.serviceUnavailable, reason)
         }
         return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "Ready")))
+    }
+    let queueDepth = Gauge(label: "kafka_producer_queue_messages")
+    ShopMetrics.addRoute(to: router, registry: registry) {
+        queueDepth.record(publisher.queuedMessages)
     }
     return router
 }

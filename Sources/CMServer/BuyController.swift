@@ -3,11 +3,20 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Kafka
+import Metrics
 import NIOCore
+import ShopHTTP
 
 /// `POST /buy`: validates a purchase and answers only after Kafka acknowledged it.
 struct BuyController<Publisher: PurchasePublisher> {
     let publisher: Publisher
+    /// From handing the event to the producer to the broker's ack (or the failure).
+    let produceAcknowledged = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "acked")])
+    let produceFailed = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "failed")])
+
+    init(publisher: Publisher) {
+        self.publisher = publisher
+    }
     /// Bodies larger than this are refused with 413 (the contract's 16 KiB).
     static var maximumBodyBytes: Int { 16 * 1024 }
     /// What a 503 tells clients to wait before retrying, in seconds.
@@ -50,14 +59,18 @@ struct BuyController<Publisher: PurchasePublisher> {
         let purchaseId =
             idempotencyKey.map { UUID.purchaseID(userid: purchase.userid, idempotencyKey: $0) } ?? .randomPurchaseID()
         let event = PurchaseEvent(purchaseId: purchaseId, purchase: purchase, receivedAt: receivedAt)
+        let start = DispatchTime.now()
         do {
             let report = try await publisher.publish(event)
+            produceAcknowledged.recordInterval(since: start)
             return .json(
                 .ok,
                 BuyAnswer(
                     purchaseId: purchaseId.uuidString.lowercased(), partition: report.partition, offset: report.offset)
             )
         } catch {
+            produceFailed.recordInterval(since: start)
+            Counter(label: "kafka_delivery_failures_total", dimensions: [("error", error.code.description)]).increment()
             context.logger.warning(
                 "purchase not acknowledged by Kafka",
                 metadata: ["purchaseId": "\(purchaseId)", "error": "\(error.message)"]
@@ -92,36 +105,6 @@ struct DryRunAnswer: Encodable {
     var message = "Valid purchase (dry run, not sent)"
 }
 
-/// The contract's error body: `{"status":"Error","message":"…","errors":[{"field","reason"}]}`.
-struct ErrorAnswer: Encodable {
-    var status = "Error"
-    var message: String
-    var errors: [FieldError]
-}
-
 extension HTTPField.Name {
     static let idempotencyKey = Self("Idempotency-Key")!
-}
-
-extension Response {
-    /// One encoder for every response instead of one per request.
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return encoder
-    }()
-
-    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
-        // Encoding these flat structs of strings and integers cannot fail.
-        let data = try! encoder.encode(value)
-        return Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data))
-        )
-    }
-
-    static func error(_ status: HTTPResponse.Status, _ message: String, errors: [FieldError] = []) -> Response {
-        .json(status, ErrorAnswer(message: message, errors: errors))
-    }
 }

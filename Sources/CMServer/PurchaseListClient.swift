@@ -25,8 +25,9 @@ struct PurchaseListClient: Sendable {
     enum Failure: Error, Equatable {
         /// cm-api refused the request itself (a 400): its status and message are the client's.
         case rejected(status: Int, message: String)
-        /// cm-api failed, answered something that is not a page, or could not be reached.
-        case upstream(String)
+        /// cm-api failed, answered something that is not a page, or could not be reached: what
+        /// the client is told, and the details for the log.
+        case upstream(String, detail: String = "")
         /// cm-api did not answer within ``PurchaseListClient/timeout``.
         case timedOut
     }
@@ -47,14 +48,14 @@ struct PurchaseListClient: Sendable {
         {
             throw .timedOut
         } catch {
-            throw .upstream("cm-api could not be reached: \(error)")
+            throw .upstream("cm-api could not be reached", detail: "\(error)")
         }
         switch status {
         case 200:
             do {
                 return try JSONDecoder().decode(PurchaseListPage.self, from: body)
             } catch {
-                throw .upstream("cm-api answered 200 with something that is not a purchase list")
+                throw .upstream("cm-api answered 200 with something that is not a purchase list", detail: "\(error)")
             }
         case 400:
             // Only a bad request is the client's doing (a forged cursor, say); any other status,

@@ -45,8 +45,8 @@ struct PurchaseListController {
             switch error {
             case .rejected(let status, let message):
                 return .error(.init(code: status), message)
-            case .upstream(let reason):
-                context.logger.warning("cm-api failed", metadata: ["reason": "\(reason)"])
+            case .upstream(let reason, let detail):
+                context.logger.warning("cm-api failed", metadata: ["reason": "\(reason)", "detail": "\(detail)"])
                 return .error(.badGateway, "The purchase list is unavailable: \(reason)")
             case .timedOut:
                 context.logger.warning("cm-api timed out", metadata: ["timeout": "\(client.timeout)"])

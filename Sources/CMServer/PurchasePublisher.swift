@@ -8,6 +8,9 @@ protocol PurchasePublisher: Sendable {
 
     /// `nil` when purchases can be published now, else why not (for `GET /readyz`).
     func unavailableReason() async -> String?
+
+    /// Purchases handed over but not yet acknowledged or failed (the producer's queue depth).
+    var queuedMessages: Int { get }
 }
 
 /// Publishes purchase events to the purchases topic, keyed by userid so that one user's
@@ -19,6 +22,8 @@ struct KafkaPurchasePublisher: PurchasePublisher {
     func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
         try await producer.send(topic: topic, key: event.kafkaKey, value: event.kafkaValue())
     }
+
+    var queuedMessages: Int { producer.outstandingMessages }
 
     func unavailableReason() async -> String? {
         do {

@@ -30,6 +30,10 @@ final class InMemoryPublisher: PurchasePublisher {
     func unavailableReason() async -> String? {
         state.withLock { $0.failure.map { "Kafka unreachable: \($0.message)" } }
     }
+
+    /// What a test says the producer's queue holds.
+    let queued = Atomic<Int>(0)
+    var queuedMessages: Int { queued.load(ordering: .relaxed) }
 }
 
 let originalBody = #"{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}"#

@@ -1,0 +1,41 @@
+public import Events
+import Foundation
+public import HTTPTypes
+public import Hummingbird
+
+/// The contract's error body: `{"status":"Error","message":"…","errors":[{"field","reason"}]}`.
+public struct ErrorAnswer: Encodable, Sendable {
+    public var status = "Error"
+    public var message: String
+    public var errors: [FieldError]
+
+    public init(message: String, errors: [FieldError] = []) {
+        self.message = message
+        self.errors = errors
+    }
+}
+
+extension Response {
+    /// One encoder for every response instead of one per request.
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// A JSON response. The values answered are plain structs of strings, numbers and arrays,
+    /// whose encoding cannot fail.
+    public static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        let data = try! encoder.encode(value)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+
+    /// A JSON error in the contract's shape.
+    public static func error(_ status: HTTPResponse.Status, _ message: String, errors: [FieldError] = []) -> Response {
+        .json(status, ErrorAnswer(message: message, errors: errors))
+    }
+}
