@@ -20,7 +20,16 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
         if let reason = await publisher.unavailableReason() {
             return .error(.serviceUnavailable, reason)
         }
-        return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "Ready")))
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: "Ready")))
+    }
+    router.get("openapi.yaml") { _, _ in
+        Response(
+            status: .ok,
+            headers: [.contentType: "application/yaml"],
+            body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_yaml))
+        )
     }
     let queueDepth = Gauge(label: "kafka_producer_queue_messages")
     ShopMetrics.addRoute(to: router, registry: registry) {
