@@ -75,9 +75,9 @@ struct BuyController<Publisher: PurchasePublisher> {
                 "purchase not acknowledged by Kafka",
                 metadata: ["purchaseId": "\(purchaseId)", "error": "\(error.message)"]
             )
-            var response = Response.error(
+            var response = Response.json(
                 .serviceUnavailable,
-                "Kafka did not acknowledge the purchase; retry with the same Idempotency-Key to avoid a duplicate"
+                UnacknowledgedAnswer(purchaseId: purchaseId, possiblyPersisted: error.possiblyPersisted)
             )
             response.headers[.retryAfter] = String(Self.retryAfterSeconds)
             return response
@@ -98,6 +98,27 @@ struct BuyAnswer: Encodable {
     var purchaseId: String
     var partition: Int32
     var offset: Int64
+}
+
+/// The 503 of `POST /buy`: the contract's error shape, plus the purchaseId that was tried and
+/// whether librdkafka reports the message as possibly stored anyway (it was sent and no answer
+/// came back). A retry with the same Idempotency-Key then stores it at most once.
+struct UnacknowledgedAnswer: Encodable {
+    var status = "Error"
+    var message: String
+    var errors: [FieldError] = []
+    var purchaseId: String
+    var possiblyPersisted: Bool
+
+    init(purchaseId: UUID, possiblyPersisted: Bool) {
+        self.purchaseId = purchaseId.uuidString.lowercased()
+        self.possiblyPersisted = possiblyPersisted
+        message =
+            possiblyPersisted
+            ? "Kafka did not acknowledge the purchase, but it may have been stored; retry with the same "
+                + "Idempotency-Key, which stores it at most once"
+            : "Kafka did not acknowledge the purchase and it was not stored; retry with the same Idempotency-Key"
+    }
 }
 
 struct DryRunAnswer: Encodable {

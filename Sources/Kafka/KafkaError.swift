@@ -41,11 +41,16 @@ public struct KafkaError: Error, Hashable, Sendable, CustomStringConvertible {
     public let isRetriable: Bool
     /// Whether the client that raised it is unusable and must be recreated.
     public var isFatal: Bool { code == .fatal }
+    /// For a failed delivery: whether the broker may have stored the message anyway (librdkafka's
+    /// `RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED`: it was sent, and no answer came back). A retry
+    /// may then store it twice unless the record carries its own identity.
+    public internal(set) var possiblyPersisted: Bool = false
 
-    init(code: Code, message: String, isRetriable: Bool) {
+    init(code: Code, message: String, isRetriable: Bool, possiblyPersisted: Bool = false) {
         self.code = code
         self.message = message
         self.isRetriable = isRetriable
+        self.possiblyPersisted = possiblyPersisted
     }
 
     public var description: String {

@@ -52,6 +52,14 @@ public final class KafkaMockCluster: Sendable {
         try check(rd_kafka_mock_broker_set_down(cluster, id), "take broker \(id) down")
     }
 
+    /// Delays every answer of a broker by `delay` (its round-trip time); `.zero` restores it.
+    /// Requests are still handled at once, so a produce can be stored while its answer waits.
+    public func setRoundTripTime(of id: Int32, to delay: Duration) throws(KafkaError) {
+        let milliseconds = Int32(
+            clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        try check(rd_kafka_mock_broker_set_rtt(cluster, id, milliseconds), "set broker \(id) round-trip time")
+    }
+
     /// Brings a broker taken down back up.
     public func bringBrokerUp(_ id: Int32) throws(KafkaError) {
         try check(rd_kafka_mock_broker_set_up(cluster, id), "bring broker \(id) up")

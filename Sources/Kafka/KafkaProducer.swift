@@ -180,7 +180,9 @@ public final class KafkaProducer: Service, Sendable {
                         )
                     )
                 } else {
-                    result = .failure(KafkaError(message.pointee.err, context: "delivery"))
+                    var error = KafkaError(message.pointee.err, context: "delivery")
+                    error.possiblyPersisted = rd_kafka_message_status(message) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED
+                    result = .failure(error)
                 }
                 state.complete(id: id, with: result)
             }

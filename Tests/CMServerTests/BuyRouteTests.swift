@@ -230,9 +230,33 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
                 let answer = try json(response.body)
                 #expect(answer["status"] as? String == "Error")
                 #expect((answer["message"] as? String)?.contains("Idempotency-Key") == true)
+                #expect((answer["message"] as? String)?.contains("not stored") == true)
+                #expect(answer["possiblyPersisted"] as? Bool == false)
+                #expect((answer["purchaseId"] as? String).flatMap(UUID.init(uuidString:)) != nil)
             }
         }
         #expect(publisher.events.isEmpty)
+    }
+
+    @Test func aPossiblyPersistedFailureSaysSoAndNamesThePurchaseId() async throws {
+        var error = KafkaError(code: .timedOut, message: "Local: Message timed out", isRetriable: true)
+        error.possiblyPersisted = true
+        publisher.failNext(with: error)
+        let key = "retry-me-7"
+        try await app.test(.router) { client in
+            var headers = jsonHeaders
+            headers[.idempotencyKey] = key
+            try await client.execute(
+                uri: "/buy", method: .post, headers: headers, body: ByteBuffer(string: originalBody)
+            ) { response in
+                #expect(response.status == .serviceUnavailable)
+                let answer = try json(response.body)
+                #expect(answer["possiblyPersisted"] as? Bool == true)
+                #expect((answer["message"] as? String)?.contains("may have been stored") == true)
+                let expected = UUID.purchaseID(userid: "005", idempotencyKey: try IdempotencyKey(key))
+                #expect(answer["purchaseId"] as? String == expected.uuidString.lowercased())
+            }
+        }
     }
 
     @Test func livenessIsSuccessAndReadinessFollowsKafka() async throws {

@@ -51,6 +51,7 @@ import Testing
         let elapsed = ContinuousClock.now - start
         #expect(error?.isRetriable == true)
         #expect(error?.code == .timedOut)
+        #expect(error?.possiblyPersisted == false, "never sent, so certainly not stored")
         // librdkafka times messages out in a scan that runs once a second, after in-flight
         // requests to the lost broker have failed; measured 2.0-5.7 s on an idle machine and
         // 10.7 s with both cores busy building. The promise is a bound, not a hang (the
@@ -65,6 +66,30 @@ import Testing
             recovered = (try? await producer.send(topic: topic, key: nil, value: Array("after".utf8))) != nil
         }
         #expect(recovered, "sends succeed again once the broker is back")
+        await producer.shutdown()
+    }
+
+    /// A send whose answer never comes back in time fails, and librdkafka knows the broker may
+    /// have stored it anyway; here it did. This is why cm-server's 503 says "may have been stored".
+    @Test func aTimeoutAfterTheRequestWasSentIsPossiblyPersisted() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("slow-ack")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer(deliveryTimeout: .seconds(1))
+        _ = try await producer.send(topic: topic, key: nil, value: Array("before".utf8))
+
+        try cluster.setRoundTripTime(of: 1, to: .seconds(4))
+        let error = await #expect(throws: KafkaError.self) {
+            try await producer.send(topic: topic, key: nil, value: Array("slow".utf8))
+        }
+        #expect(error?.code == .timedOut)
+        #expect(error?.possiblyPersisted == true)
+        try cluster.setRoundTripTime(of: 1, to: .zero)
+
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        let stored = try await consume(consumer, count: 2, timeout: .seconds(20))
+        #expect(stored.map(\.text) == ["before", "slow"], "the message that 'failed' was stored")
+        await consumer.close()
         await producer.shutdown()
     }
 
