@@ -21,6 +21,10 @@ struct CMServerConfiguration: Sendable {
     /// acknowledgement before answering 503 (librdkafka's `message.timeout.ms`).
     var deliveryTimeout: Duration
 
+    /// `SHUTDOWN_TIMEOUT_MS` (default 25000, under Kubernetes' 30 s grace period): how long a
+    /// SIGTERM may take to finish the requests in flight and flush the producer.
+    var shutdownTimeout: Duration
+
     init(environment: Events.Environment) throws(EnvironmentError) {
         port = try environment.port("PORT", default: 3001)
         kafka = try KafkaConfiguration(environment: environment)
@@ -30,6 +34,14 @@ struct CMServerConfiguration: Sendable {
         logLevel = try Logger.Level(environment: environment)
         deliveryTimeout = try environment.milliseconds(
             "KAFKA_DELIVERY_TIMEOUT_MS", default: 10_000, range: 100...300_000)
+        shutdownTimeout = try environment.milliseconds(
+            "SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
+        // A purchase in flight at SIGTERM waits for its delivery; the shutdown must outlast it.
+        guard shutdownTimeout > deliveryTimeout + .seconds(5) else {
+            throw EnvironmentError(
+                variable: "SHUTDOWN_TIMEOUT_MS",
+                reason: "must exceed KAFKA_DELIVERY_TIMEOUT_MS by more than 5000, so requests in flight are answered")
+        }
     }
 }
 

@@ -15,6 +15,8 @@ import Testing
         #expect(configuration.cmAPIHost == "localhost:3000")
         #expect(configuration.logLevel == .info)
         #expect(configuration.deliveryTimeout == .seconds(10))
+        #expect(configuration.cmAPITimeout == .seconds(5))
+        #expect(configuration.shutdownTimeout == .seconds(25))
     }
 
     @Test func everyVariableIsRead() throws {
@@ -22,7 +24,7 @@ import Testing
             environment: Events.Environment([
                 "PORT": "8080", "KAFKA_BROKERS": "k1:9092, k2:9093", "KAFKA_TOPIC": "t", "CM_API_HOST": "cm-api:3000",
                 "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
-                "KAFKA_DELIVERY_TIMEOUT_MS": "2500",
+                "KAFKA_DELIVERY_TIMEOUT_MS": "2500", "CM_API_TIMEOUT_MS": "750", "SHUTDOWN_TIMEOUT_MS": "9000",
             ])
         )
         #expect(configuration.port == 8080)
@@ -31,6 +33,8 @@ import Testing
         #expect(configuration.cmAPIHost == "cm-api:3000")
         #expect(configuration.logLevel == .debug)
         #expect(configuration.deliveryTimeout == .milliseconds(2500))
+        #expect(configuration.cmAPITimeout == .milliseconds(750))
+        #expect(configuration.shutdownTimeout == .seconds(9))
         #expect(configuration.kafka.security == .sasl(.init(username: "shop", password: "secret"), tls: true))
     }
 
@@ -51,6 +55,10 @@ import Testing
                 "PORT must be a port number from 1 to 65535, got \"70000\""
             ),
             (["KAFKA_BROKERS": "k:9092", "CM_API_HOST": "cm-api"], "CM_API_HOST must be host:port, got \"cm-api\""),
+            (
+                ["KAFKA_BROKERS": "k:9092", "SHUTDOWN_TIMEOUT_MS": "12000"],
+                "SHUTDOWN_TIMEOUT_MS must exceed KAFKA_DELIVERY_TIMEOUT_MS by more than 5000, so requests in flight are answered"
+            ),
             (
                 ["KAFKA_BROKERS": "k:9092", "LOG_LEVEL": "loud"],
                 "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical, got \"loud\""
