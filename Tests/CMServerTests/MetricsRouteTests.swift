@@ -31,7 +31,6 @@ import Testing
         let publisher = InMemoryPublisher()
         let app = Application(router: buildRouter(publisher: publisher, purchaseLists: .unreachable))
         try await app.test(.router) { client in
-            // 415 on /buy is written by no other test in this process.
             let labels = [#"route="/buy""#, #"method="POST""#, #"status="415""#]
             let before = Self.sample(try await Self.scrape(client), "http_requests_total", labels) ?? 0
             for _ in 0..<3 {
@@ -40,7 +39,8 @@ import Testing
                 }
             }
             let text = try await Self.scrape(client)
-            #expect(Self.sample(text, "http_requests_total", labels) == before + 3)
+            // Other suites run at the same time and may add 415s of their own, never take any.
+            #expect((Self.sample(text, "http_requests_total", labels) ?? 0) >= before + 3)
             let histogramCount = Self.sample(text, "http_request_duration_seconds_count", labels)
             #expect((histogramCount ?? 0) >= 3)
             #expect(text.contains("# TYPE http_request_duration_seconds histogram"))
