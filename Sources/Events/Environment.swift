@@ -31,6 +31,19 @@ public struct Environment: Sendable {
         return port
     }
 
+    /// A whole number within `range`.
+    public func integer(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws(EnvironmentError)
+        -> Int
+    {
+        guard let text = string(name) else { return defaultValue }
+        guard let value = Int(text), range.contains(value) else {
+            throw EnvironmentError(
+                variable: name,
+                reason: "must be a whole number from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+        }
+        return value
+    }
+
     /// A whole number of milliseconds within `range`, as a `Duration`.
     public func milliseconds(
         _ name: String,

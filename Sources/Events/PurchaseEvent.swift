@@ -75,18 +75,23 @@ extension PurchaseEvent {
         guard let purchaseId = UUID(uuidString: wire.purchaseId) else {
             throw PurchaseEventDecodingError(description: "purchaseId is not a UUID")
         }
+        // Each field is parsed on its own so that the reason names it.
+        func field<T>(_ name: String, _ parse: () throws -> T) throws(PurchaseEventDecodingError) -> T {
+            do {
+                return try parse()
+            } catch {
+                throw PurchaseEventDecodingError(description: "\(name) \(error)")
+            }
+        }
+        let price = try field("price") { try Price(parsing: Substring(wire.price)) }
+        let timestamp = try field("timestamp") { try Timestamp(rfc3339: wire.timestamp) }
+        let receivedAt = try field("receivedAt") { try Timestamp(rfc3339: wire.receivedAt) }
         do {
             let purchase = try Purchase(
-                username: wire.username,
-                userid: wire.userid,
-                price: Price(parsing: Substring(wire.price)),
-                timestamp: Timestamp(rfc3339: wire.timestamp)
-            )
-            self.init(purchaseId: purchaseId, purchase: purchase, receivedAt: try Timestamp(rfc3339: wire.receivedAt))
-        } catch let error as PurchaseDecodingError {
-            throw PurchaseEventDecodingError(description: error.description)
+                username: wire.username, userid: wire.userid, price: price, timestamp: timestamp)
+            self.init(purchaseId: purchaseId, purchase: purchase, receivedAt: receivedAt)
         } catch {
-            throw PurchaseEventDecodingError(description: "invalid value: \(error)")
+            throw PurchaseEventDecodingError(description: error.description)
         }
     }
 

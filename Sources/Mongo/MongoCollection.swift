@@ -45,6 +45,17 @@ public struct MongoCollection: Sendable {
         )
     }
 
+    /// How many documents match `filter` (the `count` command).
+    public func count(_ filter: BSONDocument = [:]) async throws(MongoError) -> Int {
+        let reply = try await client.command(["count": .string(name), "query": .document(filter)], database: database)
+        switch reply["n"] {
+        case .int32(let n)?: return Int(n)
+        case .int64(let n)?: return Int(n)
+        case .double(let n)?: return Int(n)
+        default: throw MongoError(kind: .server, message: "count answered without n")
+        }
+    }
+
     /// The collection's indexes, as the server lists them.
     public func listIndexes() async throws(MongoError) -> [BSONDocument] {
         let reply = try await client.command(["listIndexes": .string(name)], database: database)

@@ -53,7 +53,11 @@ import Testing
         ),
         (
             #"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":"1.001","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"2024-05-31T15:54:32.204Z"}"#,
-            "invalid value: must have at most 2 fraction digits"
+            "price must have at most 2 fraction digits"
+        ),
+        (
+            #"{"schemaVersion":1,"purchaseId":"6f9619ff-8b86-d011-b42d-00c04fc964ff","username":"a","userid":"b","price":"1.00","timestamp":"2024-05-31T15:54:32.204Z","receivedAt":"yesterday"}"#,
+            #"receivedAt must be an RFC 3339 date-time with a zone, such as "2024-05-31T15:54:32.204Z""#
         ),
     ])
     func undecodableValuesSayWhy(_ json: String, reason: String) {
