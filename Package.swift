@@ -101,8 +101,14 @@ let package = Package(
                 "Events",
                 "Kafka",
                 "Mongo",
+                "ShopHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            resources: [.embedInCode("openapi.yaml")],
             swiftSettings: settings
         ),
         .executableTarget(name: "MongoBench", dependencies: ["Events", "Mongo"], swiftSettings: settings),
@@ -117,7 +123,19 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        .testTarget(name: "MongoTests", dependencies: ["Mongo", "Events"], swiftSettings: settings),
+        // What several test targets need: a SecantusDB server to start, stop and restart.
+        .target(
+            name: "ShopTestSupport",
+            dependencies: [
+                "Mongo",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Tests/ShopTestSupport",
+            swiftSettings: settings
+        ),
+        .testTarget(name: "MongoTests", dependencies: ["Mongo", "Events", "ShopTestSupport"], swiftSettings: settings),
         .testTarget(
             name: "CMServerTests",
             dependencies: [
@@ -125,12 +143,26 @@ let package = Package(
                 "CMServer",
                 "Events",
                 "Kafka",
+                "ShopTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: settings
         ),
-        .testTarget(name: "CMAPITests", dependencies: ["CMAPI"], swiftSettings: settings),
+        .testTarget(
+            name: "CMAPITests",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "CMAPI",
+                "Events",
+                "Kafka",
+                "Mongo",
+                "ShopTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: settings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

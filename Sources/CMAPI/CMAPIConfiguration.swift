@@ -20,6 +20,13 @@ struct CMAPIConfiguration: Sendable {
     var collection: String
     /// `LOG_LEVEL`: trace, debug, info (default), notice, warning, error or critical.
     var logLevel: Logger.Level
+    /// `INGEST_BATCH_SIZE` (default 500): the most events written in one bulk insert.
+    var batchSize: Int
+    /// `INGEST_BATCH_WAIT_MS` (default 50): how long a batch waits to fill up.
+    var batchWait: Duration
+    /// `SHUTDOWN_TIMEOUT_MS` (default 25000): how long a SIGTERM may take to finish the batch in
+    /// hand, commit and leave the group.
+    var shutdownTimeout: Duration
 
     init(environment: Environment) throws(EnvironmentError) {
         port = try environment.port("PORT", default: 3000)
@@ -34,5 +41,8 @@ struct CMAPIConfiguration: Sendable {
         collection = environment.string("MONGODB_COLLECTION", default: "purchases")
         let names = Logger.Level.allCases.map(\.rawValue)
         logLevel = Logger.Level(rawValue: try environment.choice("LOG_LEVEL", of: names, default: "info"))!
+        batchSize = try environment.integer("INGEST_BATCH_SIZE", default: 500, range: 1...10_000)
+        batchWait = try environment.milliseconds("INGEST_BATCH_WAIT_MS", default: 50, range: 1...10_000)
+        shutdownTimeout = try environment.milliseconds("SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
     }
 }

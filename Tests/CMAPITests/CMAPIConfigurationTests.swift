@@ -14,6 +14,9 @@ import Testing
         #expect(configuration.mongoURI == "mongodb://mongo:27017")
         #expect(configuration.database == "scalable-shop")
         #expect(configuration.collection == "purchases")
+        #expect(configuration.batchSize == 500)
+        #expect(configuration.batchWait == .milliseconds(50))
+        #expect(configuration.shutdownTimeout == .seconds(25))
     }
 
     @Test func everyVariableIsRead() throws {
@@ -22,7 +25,8 @@ import Testing
                 "PORT": "9000", "KAFKA_BROKERS": "k:1", "KAFKA_TOPIC": "t", "KAFKA_GROUPID": "g",
                 "MONGODB_URI": "mongodb+srv://cluster.example/?w=majority", "MONGODB_DB": "d",
                 "MONGODB_COLLECTION": "c",
-                "LOG_LEVEL": "warning",
+                "LOG_LEVEL": "warning", "INGEST_BATCH_SIZE": "200", "INGEST_BATCH_WAIT_MS": "20",
+                "SHUTDOWN_TIMEOUT_MS": "5000",
             ])
         )
         #expect(configuration.port == 9000)
@@ -30,11 +34,18 @@ import Testing
         #expect(configuration.database == "d")
         #expect(configuration.collection == "c")
         #expect(configuration.logLevel == .warning)
+        #expect(configuration.batchSize == 200)
+        #expect(configuration.batchWait == .milliseconds(20))
+        #expect(configuration.shutdownTimeout == .seconds(5))
     }
 
     @Test(
         arguments: [
             (["KAFKA_BROKERS": "k:1"], "MONGODB_URI is required: a mongodb:// or mongodb+srv:// connection string"),
+            (
+                ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "INGEST_BATCH_SIZE": "0"],
+                "INGEST_BATCH_SIZE must be a whole number from 1 to 10000, got \"0\""
+            ),
             (
                 ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "postgres://x"],
                 "MONGODB_URI must start with mongodb:// or mongodb+srv://"

@@ -3,8 +3,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ShopTestSupport
 import Testing
-import Yams
 
 @testable import CMServer
 @testable import Kafka
@@ -12,22 +12,7 @@ import Yams
 /// `openapi.yaml` and the router agree: the same operations, and every documented response is
 /// one the code gives, in the documented media type and with the documented required fields.
 @Suite struct OpenAPIAgreementTests {
-    typealias Object = [String: Any]
-
-    static var document: Object {
-        let text = String(decoding: PackageResources.openapi_yaml, as: UTF8.self)
-        return (try? Yams.load(yaml: text)) as? Object ?? [:]
-    }
-
-    static var operations: [String: Object] {
-        var result: [String: Object] = [:]
-        for case let (path, item as Object) in document["paths"] as? Object ?? [:] {
-            for case let (method, operation as Object) in item {
-                result["\(method.uppercased()) \(path)"] = operation
-            }
-        }
-        return result
-    }
+    static let document = OpenAPIDocument(yaml: PackageResources.openapi_yaml)
 
     /// One request and the documented operation it exercises.
     struct Case: Sendable, CustomStringConvertible {
@@ -67,24 +52,19 @@ import Yams
     ]
 
     @Test func theDocumentIsOpenAPI3WithOperations() {
-        #expect((Self.document["openapi"] as? String)?.hasPrefix("3.") == true)
-        #expect(Self.operations.count >= 6)
+        #expect(Self.document.version?.hasPrefix("3.") == true)
+        #expect(Self.document.operations.count >= 6)
     }
 
     @Test func theRouterHasExactlyTheDocumentedOperations() {
         let router = buildRouter(publisher: InMemoryPublisher(), purchaseLists: .unreachable)
         let routed = Set(
             router.routes.map { "\($0.method) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)" })
-        #expect(routed == Set(Self.operations.keys))
+        #expect(routed == Self.document.operations)
     }
 
     @Test func everyDocumentedResponseIsExercisedHere() {
-        var documented: Set<String> = []
-        for (name, operation) in Self.operations {
-            for status in (operation["responses"] as? Object ?? [:]).keys { documented.insert("\(name) \(status)") }
-        }
-        let exercised = Set(Self.expectedStatuses.map { "\($0.0) \($0.1)" })
-        #expect(documented == exercised)
+        #expect(Self.document.responses == Set(Self.expectedStatuses.map { "\($0.0) \($0.1)" }))
     }
 
     /// What each case answers; checked against the router below.
@@ -99,7 +79,7 @@ import Yams
 
     @Test(arguments: zip(cases, expectedStatuses.map(\.1)))
     func theAnswerIsDocumented(_ testCase: Case, status expected: Int) async throws {
-        #expect(Self.operations[testCase.operation] != nil, "\(testCase.operation) is documented")
+        #expect(Self.document.operations.contains(testCase.operation))
         let publisher = InMemoryPublisher()
         if testCase.kafkaDown {
             publisher.failNext(
@@ -116,41 +96,9 @@ import Yams
                     body: testCase.body.map { ByteBuffer(string: $0) }
                 ) { response in
                     #expect(Int(response.status.code) == expected)
-                    let responses = Self.operations[testCase.operation]?["responses"] as? Object ?? [:]
-                    let documented = try #require(
-                        responses[String(response.status.code)] as? Object,
-                        "status \(response.status.code) is documented")
-                    try Self.check(response, against: documented)
+                    try Self.document.check(response, operation: testCase.operation)
                 }
             }
         }
-    }
-
-    /// The media type is a documented one; a JSON body has the required fields of its schema
-    /// (of one of them, for `oneOf`); documented headers are present.
-    static func check(_ response: TestResponse, against documented: Object) throws {
-        for header in (documented["headers"] as? Object ?? [:]).keys {
-            #expect(response.headers[HTTPField.Name(header)!] != nil, "header \(header)")
-        }
-        let content = documented["content"] as? Object ?? [:]
-        let mediaType = String(response.headers[.contentType]?.split(separator: ";").first ?? "")
-        let entry = try #require(content[mediaType] as? Object, "media type \(mediaType) is documented")
-        guard mediaType == "application/json" else { return }
-        let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body))
-        let schema = resolve(entry["schema"] as? Object ?? [:])
-        let alternatives = (schema["oneOf"] as? [Object])?.map(resolve) ?? [schema]
-        let satisfied = alternatives.contains { alternative in
-            let required = alternative["required"] as? [String] ?? []
-            guard let object = body as? Object else { return false }
-            return required.allSatisfy { object[$0] != nil }
-        }
-        #expect(satisfied, "the body has the required fields of \(alternatives.map { $0["required"] ?? [] })")
-    }
-
-    static func resolve(_ schema: Object) -> Object {
-        guard let reference = schema["$ref"] as? String else { return schema }
-        let name = reference.split(separator: "/").last.map(String.init) ?? ""
-        let schemas = (document["components"] as? Object)?["schemas"] as? Object
-        return schemas?[name] as? Object ?? [:]
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Kafka
 import Logging
 import NIOCore
+import ShopTestSupport
 import Testing
 
 /// The `cm-server` executable itself, started as a child process against the mock cluster.
@@ -11,23 +12,6 @@ import Testing
     /// Beside the test bundle in the build folder (`swift build --build-tests` builds both).
     static var executable: URL {
         Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("cm-server")
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let result = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { rebound -> Int32 in
-                guard bind(fd, rebound, length) == 0 else { return -1 }
-                return getsockname(fd, rebound, &length)
-            }
-        }
-        try #require(result == 0)
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Starts cm-server with `environment` added; its output goes to a file for the failure message.
@@ -70,7 +54,7 @@ import Testing
         let cluster = try KafkaMockCluster()
         let topic = "sigterm-\(UUID().uuidString.prefix(8))"
         try cluster.createTopic(topic, partitions: 2)
-        let port = try Self.freePort()
+        let port = try freeLoopbackPort()
         let (process, log) = try Self.start([
             "KAFKA_BROKERS": cluster.bootstrapServers, "KAFKA_TOPIC": topic, "PORT": "\(port)",
             "LOG_LEVEL": "info", "KAFKA_DELIVERY_TIMEOUT_MS": "8000", "SHUTDOWN_TIMEOUT_MS": "15000",

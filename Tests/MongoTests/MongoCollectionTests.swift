@@ -1,6 +1,7 @@
 import Events
 import Foundation
 import Mongo
+import ShopTestSupport
 import Testing
 
 @Suite(.serialized, .timeLimit(.minutes(3))) struct MongoCollectionTests {

@@ -1,26 +1,25 @@
-import Foundation
-import Mongo
-import Testing
+public import Foundation
+public import Mongo
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// A SecantusDB server (MongoDB wire protocol) this process starts, stops and restarts.
-final class SecantusServer: @unchecked Sendable {
-    let port: Int
-    let storage: URL
+public final class SecantusServer: @unchecked Sendable {
+    public let port: Int
+    public let storage: URL
     private var process: Process?
 
     /// `SECANTUSD` (set by scripts/with-test-servers.sh), else the repository's `.venv`.
-    static var executable: String {
+    public static var executable: String {
         if let path = ProcessInfo.processInfo.environment["SECANTUSD"] { return path }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         return root.appendingPathComponent(".venv/bin/secantusd-py").path
     }
 
-    init() throws {
+    public init() throws {
         port = try freeLoopbackPort()
         storage = FileManager.default.temporaryDirectory.appendingPathComponent("secantus-\(UUID().uuidString)")
         try start()
@@ -31,12 +30,12 @@ final class SecantusServer: @unchecked Sendable {
         try? FileManager.default.removeItem(at: storage)
     }
 
-    func uri(serverSelectionTimeoutMS: Int = 5000) -> String {
+    public func uri(serverSelectionTimeoutMS: Int = 5000) -> String {
         "mongodb://127.0.0.1:\(port)/?serverSelectionTimeoutMS=\(serverSelectionTimeoutMS)&connectTimeoutMS=1000"
     }
 
     /// Starts the server (again, on the same port and storage) and waits until it accepts.
-    func start() throws {
+    public func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = [
@@ -57,7 +56,7 @@ final class SecantusServer: @unchecked Sendable {
 
     /// Stops the server: SIGTERM, then SIGKILL after 5 s, since it waits for connected
     /// clients (a pool never disconnects on its own) before it exits.
-    func stop() {
+    public func stop() {
         guard let process, process.isRunning else { return }
         process.terminate()
         let deadline = Date().addingTimeInterval(5)
@@ -68,29 +67,29 @@ final class SecantusServer: @unchecked Sendable {
     }
 }
 
-struct MongoTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct MongoTestError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// The server `make test` started (`MONGODB_TEST_URI`), or one started for this process.
-enum SharedServer {
+public enum SharedServer {
     private static let ownServer: Result<SecantusServer, any Error> = Result { try SecantusServer() }
 
-    static func uri() throws -> String {
+    public static func uri() throws -> String {
         if let uri = ProcessInfo.processInfo.environment["MONGODB_TEST_URI"] { return uri }
         return try ownServer.get().uri()
     }
 }
 
 /// A client on the shared server and a `purchases` collection in a database of its own.
-func makeCollection() throws -> MongoCollection {
+public func makeCollection() throws -> MongoCollection {
     let client = try MongoClient(uri: try SharedServer.uri())
     let database = "test-\(UUID().uuidString.prefix(8).lowercased())"
     return client.collection("purchases", database: database)
 }
 
-func freeLoopbackPort() throws -> Int {
+public func freeLoopbackPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw MongoTestError("socket() failed") }
     defer { close(fd) }
@@ -109,7 +108,7 @@ func freeLoopbackPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-func canConnect(port: Int) -> Bool {
+public func canConnect(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }

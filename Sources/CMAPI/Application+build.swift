@@ -1,0 +1,92 @@
+import Events
+import Foundation
+import Hummingbird
+import Kafka
+import Logging
+import Metrics
+import Mongo
+import NIOCore
+import ServiceLifecycle
+import ShopHTTP
+
+/// Asks MongoDB whether it answers, one ping at a time: a readiness probe every few seconds
+/// must not pile up pings (each holds a pool thread until the server selection timeout).
+actor MongoPing {
+    let client: MongoClient
+    private var inFlight: Task<String?, Never>?
+
+    init(client: MongoClient) {
+        self.client = client
+    }
+
+    /// `nil` when MongoDB answered a ping within `wait`, else why not.
+    func failure(wait: Duration = .seconds(2)) async -> String? {
+        let task: Task<String?, Never>
+        if let inFlight {
+            task = inFlight
+        } else {
+            task = Task { [client] in
+                do {
+                    try await client.ping()
+                    return nil
+                } catch {
+                    return (error as? MongoError)?.message ?? "\(error)"
+                }
+            }
+            inFlight = task
+            Task {
+                _ = await task.value
+                self.finished(task)
+            }
+        }
+        return await withTaskGroup(of: String?.self) { group in
+            group.addTask { await task.value }
+            group.addTask {
+                try? await Task.sleep(for: wait)
+                return "no answer to a ping within \(wait)"
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private func finished(_ task: Task<String?, Never>) {
+        if inFlight == task { inFlight = nil }
+    }
+}
+
+/// cm-api's routes: the purchase lists, health, readiness and metrics.
+func buildRouter(collection: MongoCollection, status: IngestStatus, ping: MongoPing) -> Router<BasicRequestContext> {
+    let registry = ShopMetrics.bootstrap()
+    let router = Router()
+    router.add(middleware: MetricsMiddleware())
+    PurchaseListRoutes(collection: collection).addRoutes(to: router)
+    router.get("healthz") { _, _ in "Success" }
+    router.get("readyz") { _, _ -> Response in
+        if let reason = status.unavailableReason {
+            return .error(.serviceUnavailable, reason)
+        }
+        if let failure = await ping.failure() {
+            return .error(.serviceUnavailable, "MongoDB unreachable: \(failure)")
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: "Ready")))
+    }
+    router.get("openapi.yaml") { _, _ in
+        Response(
+            status: .ok,
+            headers: [.contentType: "application/yaml"],
+            body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_yaml))
+        )
+    }
+    let newestAge = Gauge(label: "cmapi_newest_stored_event_age_seconds")
+    ShopMetrics.addRoute(to: router, registry: registry) {
+        if let newest = status.newestReceivedAt {
+            let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+            newestAge.record(Double(now - newest.millisecondsSinceEpoch) / 1000)
+        }
+    }
+    return router
+}

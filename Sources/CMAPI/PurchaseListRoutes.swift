@@ -1,0 +1,131 @@
+import Events
+import Foundation
+import Hummingbird
+import Logging
+import Mongo
+import ShopHTTP
+
+/// The opaque `cursor` of the purchase lists: where the next page starts, as base64url of
+/// `<timestamp ms>.<purchaseId>`.
+enum PurchaseCursor {
+    static func encode(_ point: PurchasePageResumePoint) -> String {
+        let text = "\(point.timestamp.millisecondsSinceEpoch).\(point.purchaseId)"
+        return Data(text.utf8).base64EncodedString()
+            .replacing("+", with: "-").replacing("/", with: "_").replacing("=", with: "")
+    }
+
+    /// - Throws: a ``FieldError`` for `cursor` when it is not one this service made.
+    static func decode(_ cursor: String) throws(FieldError) -> PurchasePageResumePoint {
+        let invalid = FieldError(field: "cursor", reason: "must be a nextCursor from a previous page")
+        var base64 = cursor.replacing("-", with: "+").replacing("_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard cursor.utf8.count <= 256, let data = Data(base64Encoded: base64),
+            let text = String(data: data, encoding: .utf8)
+        else { throw invalid }
+        let parts = text.split(separator: ".", maxSplits: 1)
+        guard parts.count == 2, let milliseconds = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])),
+            id.uuidString.lowercased() == parts[1]
+        else { throw invalid }
+        return PurchasePageResumePoint(
+            timestamp: Timestamp(millisecondsSinceEpoch: milliseconds), purchaseId: String(parts[1]))
+    }
+}
+
+extension PurchaseListItem {
+    init(_ stored: StoredPurchase) {
+        let id = stored.id
+        self.init(
+            id: id, purchaseId: id, username: stored.event.purchase.username, userid: stored.event.purchase.userid,
+            price: stored.event.purchase.price.description, timestamp: stored.event.purchase.timestamp.description)
+    }
+}
+
+/// `GET /buyList/{username}` and `GET /purchases/{purchaseId}`, read from MongoDB.
+struct PurchaseListRoutes {
+    let collection: MongoCollection
+
+    func addRoutes(to router: Router<some RequestContext>) {
+        router.get("buyList/:username") { request, context in
+            await list(request: request, context: context)
+        }
+        router.get("purchases/:purchaseId") { _, context in
+            await purchase(context: context)
+        }
+    }
+
+    private func list(request: Request, context: some RequestContext) async -> Response {
+        guard let raw = context.parameters.get("username"), let username = raw.removingPercentEncoding else {
+            return .error(.badRequest, "The username is not valid percent-encoding")
+        }
+        var errors: [FieldError] = []
+        if let violation = Purchase.nameViolation(username) {
+            errors.append(FieldError(field: "username", reason: violation))
+        }
+        var limit = PurchaseListLimit.default
+        do throws(FieldError) {
+            limit = try PurchaseListLimit.parse(request.uri.queryParameters["limit"].map(String.init))
+        } catch {
+            errors.append(error)
+        }
+        var resumePoint: PurchasePageResumePoint?
+        if let cursor = request.uri.queryParameters["cursor"] {
+            do throws(FieldError) {
+                resumePoint = try PurchaseCursor.decode(String(cursor))
+            } catch {
+                errors.append(error)
+            }
+        }
+        guard errors.isEmpty else {
+            return .error(.badRequest, "Invalid query", errors: errors)
+        }
+        do {
+            // One more than asked tells whether there is a next page.
+            let found = try await collection.purchases(username: username, limit: limit + 1, after: resumePoint)
+            let page = found.prefix(limit)
+            let next =
+                found.count > limit
+                ? page.last.map {
+                    PurchaseCursor.encode(
+                        PurchasePageResumePoint(timestamp: $0.event.purchase.timestamp, purchaseId: $0.id))
+                } : nil
+            return .json(.ok, PurchaseListPage(purchases: page.map(PurchaseListItem.init), nextCursor: next))
+        } catch {
+            context.logger.error("MongoDB read failed", metadata: ["error": "\(error)"])
+            return .error(.serviceUnavailable, "The purchase list is unavailable: MongoDB failed")
+        }
+    }
+
+    private func purchase(context: some RequestContext) async -> Response {
+        guard let raw = context.parameters.get("purchaseId"), let id = UUID(uuidString: raw) else {
+            return .error(
+                .badRequest, "Invalid purchaseId",
+                errors: [FieldError(field: "purchaseId", reason: "must be a UUID")])
+        }
+        do {
+            guard let stored = try await collection.purchase(id: id) else {
+                return .error(.notFound, "No purchase \(id.uuidString.lowercased()) is stored (yet)")
+            }
+            return .json(.ok, StoredPurchaseAnswer(stored))
+        } catch {
+            context.logger.error("MongoDB read failed", metadata: ["error": "\(error)"])
+            return .error(.serviceUnavailable, "The purchase is unavailable: MongoDB failed")
+        }
+    }
+}
+
+/// `GET /purchases/{purchaseId}`: the list item plus when cm-server received it and where in
+/// Kafka it came from.
+struct StoredPurchaseAnswer: Encodable {
+    var status = "Ok!"
+    var purchase: PurchaseListItem
+    var receivedAt: String
+    var partition: Int32
+    var offset: Int64
+
+    init(_ stored: StoredPurchase) {
+        purchase = PurchaseListItem(stored)
+        receivedAt = stored.event.receivedAt.description
+        partition = stored.partition
+        offset = stored.offset
+    }
+}

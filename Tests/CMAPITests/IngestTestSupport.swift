@@ -1,0 +1,125 @@
+import Events
+import Foundation
+import Kafka
+import Logging
+import Mongo
+import ServiceLifecycle
+import ShopTestSupport
+import Testing
+
+@testable import CMAPI
+
+let quietLogger: Logger = {
+    var logger = Logger(label: "cm-api-tests")
+    logger.logLevel = .error
+    return logger
+}()
+
+/// A mock Kafka cluster with the purchases topic, a MongoDB collection of its own, and cm-api's
+/// ingest between them, started and stopped like the real process does.
+final class IngestHarness: Sendable {
+    let cluster: KafkaMockCluster
+    let topic: String
+    let collection: MongoCollection
+    let group: String
+    let producer: KafkaProducer
+
+    init(partitions: Int = 4, collection: MongoCollection? = nil) throws {
+        cluster = try KafkaMockCluster()
+        topic = "purchases-\(UUID().uuidString.prefix(8))"
+        try cluster.createTopic(topic, partitions: partitions)
+        try cluster.createTopic("\(topic).dlq", partitions: 1)
+        self.collection = try collection ?? makeCollection()
+        group = "cm-api-\(UUID().uuidString.prefix(8))"
+        producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers])),
+            logger: quietLogger)
+    }
+
+    /// One running ingest: its service group, to stop it gracefully.
+    struct Running {
+        let serviceGroup: ServiceGroup
+        let task: Task<Void, any Error>
+        let status: IngestStatus
+
+        func stop() async throws {
+            await serviceGroup.triggerGracefulShutdown()
+            try await task.value
+        }
+    }
+
+    func startIngest(batchSize: Int = 500, collection: MongoCollection? = nil) throws -> Running {
+        var configuration = KafkaConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]), groupID: group)
+        configuration.sessionTimeout = .seconds(6)
+        let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: quietLogger)
+        let status = IngestStatus()
+        var settings = PurchaseIngest.Settings()
+        settings.batchSize = batchSize
+        settings.retryMaximum = .seconds(1)
+        let ingest = PurchaseIngest(
+            consumer: consumer, deadLetters: producer, topic: topic, collection: collection ?? self.collection,
+            settings: settings, status: status, logger: quietLogger)
+        let serviceGroup = ServiceGroup(services: [ingest], logger: quietLogger)
+        let task = Task { try await serviceGroup.run() }
+        return Running(serviceGroup: serviceGroup, task: task, status: status)
+    }
+
+    static func event(user: Int, number: Int, base: Int64 = 1_717_000_000_000) throws -> PurchaseEvent {
+        let purchase = try Purchase(
+            username: "user \(user)", userid: "id-\(user)",
+            price: Price(hundredths: Int64(user * 1000 + number)),
+            timestamp: Timestamp(millisecondsSinceEpoch: base + Int64(number) * 1000))
+        return PurchaseEvent(
+            purchaseId: .randomPurchaseID(), purchase: purchase,
+            receivedAt: Timestamp(millisecondsSinceEpoch: base + Int64(number) * 1000 + 5))
+    }
+
+    func produce(_ events: [PurchaseEvent]) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for chunk in stride(from: 0, to: events.count, by: 250) {
+                let slice = events[chunk..<min(chunk + 250, events.count)]
+                group.addTask {
+                    for event in slice {
+                        _ = try await self.producer.send(
+                            topic: self.topic, key: event.kafkaKey, value: event.kafkaValue())
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    func produceRaw(_ value: [UInt8], key: String = "poison") async throws {
+        _ = try await producer.send(topic: topic, key: Array(key.utf8), value: value)
+    }
+
+    /// Waits until the collection holds `count` documents, or `timeout`.
+    func waitForCount(_ count: Int, timeout: Duration = .seconds(60)) async throws -> Int {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        var now = try await collection.count()
+        while now < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(250))
+            now = try await collection.count()
+        }
+        return now
+    }
+
+    /// Everything on the dead-letter topic, read by a consumer of its own.
+    func deadLetters(expecting count: Int) async throws -> [KafkaConsumerMessage] {
+        var configuration = KafkaConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]),
+            groupID: "dlq-\(UUID().uuidString.prefix(8))")
+        configuration.sessionTimeout = .seconds(6)
+        let consumer = try KafkaConsumer(configuration: configuration, topics: ["\(topic).dlq"], logger: quietLogger)
+        var messages: [KafkaConsumerMessage] = []
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while messages.count < count, ContinuousClock.now < deadline {
+            messages += try await consumer.poll(maxMessages: 100, maxWait: .milliseconds(200))
+        }
+        messages += try await consumer.poll(maxMessages: 100, maxWait: .seconds(1))
+        await consumer.close()
+        return messages
+    }
+}

@@ -1,0 +1,174 @@
+import Events
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Kafka
+import Mongo
+import ShopTestSupport
+import Testing
+
+@testable import CMAPI
+
+/// cm-api's promise against the mock cluster and SecantusDB: every event stored exactly once.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct IngestTests {
+    /// Reads every page of a user's list through the router.
+    static func allPages(
+        _ client: some TestClientProtocol, username: String, limit: Int
+    ) async throws -> [PurchaseListItem] {
+        var items: [PurchaseListItem] = []
+        var cursor: String?
+        let path = username.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        repeat {
+            var uri = "/buyList/\(path)?limit=\(limit)"
+            if let cursor { uri += "&cursor=\(cursor)" }
+            let page = try await client.execute(uri: uri, method: .get) { response in
+                #expect(response.status == .ok)
+                return try JSONDecoder().decode(PurchaseListPage.self, from: response.body)
+            }
+            #expect(page.status == "Ok!")
+            #expect(page.purchases.count <= limit)
+            items += page.purchases
+            cursor = page.nextCursor
+        } while cursor != nil
+        return items
+    }
+
+    @Test func fiveThousandEventsOfFiftyUsersAreStoredOnceAndListedInOrderEvenWhenProducedTwice() async throws {
+        let harness = try IngestHarness()
+        let events = try (0..<50).flatMap { user in
+            try (0..<100).map { try IngestHarness.event(user: user, number: $0) }
+        }
+        try await harness.produce(events)
+        let ingest = try harness.startIngest()
+        #expect(try await harness.waitForCount(5000) == 5000)
+
+        try await harness.produce(events)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while ingest.status.processed < 10_000, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(ingest.status.processed == 10_000)
+        #expect(try await harness.collection.count() == 5000, "the second copy of each event stored nothing")
+        try await ingest.stop()
+
+        let app = Application(
+            router: buildRouter(
+                collection: harness.collection, status: ingest.status,
+                ping: MongoPing(client: harness.collection.client)))
+        try await app.test(.router) { client in
+            for user in [0, 17, 49] {
+                let items = try await Self.allPages(client, username: "user \(user)", limit: 30)
+                let expected = events.filter { $0.purchase.userid == "id-\(user)" }
+                    .sorted { $0.purchase.timestamp > $1.purchase.timestamp }
+                #expect(items.map(\.purchaseId) == expected.map { $0.purchaseId.uuidString.lowercased() })
+                #expect(items.map(\.price) == expected.map(\.purchase.price.description))
+                #expect(items.allSatisfy { $0.username == "user \(user)" && $0.id == $0.purchaseId })
+            }
+        }
+    }
+
+    @Test func poisonMessagesGoToTheDeadLetterTopicAndTheValidOnesAroundThemAreStored() async throws {
+        let harness = try IngestHarness(partitions: 1)
+        let valid = try (0..<6).map { try IngestHarness.event(user: 1, number: $0) }
+        let wrongVersion = String(decoding: valid[0].kafkaValue(), as: UTF8.self)
+            .replacing(#""schemaVersion":1"#, with: #""schemaVersion":2"#)
+        let badPrice = String(decoding: valid[1].kafkaValue(), as: UTF8.self)
+            .replacing(#""price":"\#(valid[1].purchase.price)""#, with: #""price":"-1.5""#)
+        #expect(badPrice.contains(#""price":"-1.5""#) && wrongVersion.contains(#""schemaVersion":2"#))
+        try await harness.produce([valid[2]])
+        try await harness.produceRaw(Array("not json at all".utf8))
+        try await harness.produce([valid[3]])
+        try await harness.produceRaw(Array(wrongVersion.utf8))
+        try await harness.produce([valid[4]])
+        try await harness.produceRaw(Array(badPrice.utf8))
+        try await harness.produce([valid[5]])
+
+        let ingest = try harness.startIngest()
+        #expect(try await harness.waitForCount(4) == 4)
+        let deadLetters = try await harness.deadLetters(expecting: 3)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while ingest.status.processed < 7, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await ingest.stop()
+
+        for event in valid[2...5] {
+            #expect(try await harness.collection.purchase(id: event.purchaseId) != nil)
+        }
+        #expect(deadLetters.count == 3)
+        #expect(
+            deadLetters.map(\.value) == [Array("not json at all".utf8), Array(wrongVersion.utf8), Array(badPrice.utf8)])
+        let reasons = deadLetters.map { message in
+            message.headers.first { $0.name == "dlq-reason" }.flatMap { $0.value }.map {
+                String(decoding: $0, as: UTF8.self)
+            }
+        }
+        #expect(reasons[0]?.contains("not a purchase event") == true)
+        #expect(reasons[1]?.contains("schemaVersion") == true)
+        #expect(reasons[2]?.contains("price") == true, "\(reasons)")
+        #expect(deadLetters.allSatisfy { $0.headers.contains { $0.name == "dlq-source" } })
+        #expect(try await harness.collection.count() == 4)
+    }
+
+    @Test func stoppedMidStreamAndRestartedLosesAndDoublesNothing() async throws {
+        let harness = try IngestHarness()
+        let events = try (0..<30).flatMap { user in
+            try (0..<100).map { try IngestHarness.event(user: user, number: $0) }
+        }
+        try await harness.produce(events)
+        let first = try harness.startIngest(batchSize: 100)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while try await harness.collection.count() < 300, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await first.stop()
+        let storedAtStop = try await harness.collection.count()
+        #expect(storedAtStop >= 300)
+
+        let second = try harness.startIngest(batchSize: 100)
+        #expect(try await harness.waitForCount(3000, timeout: .seconds(90)) == 3000)
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await harness.collection.count() == 3000)
+        // What the first run committed is not read again (beyond the batch in hand at stop).
+        #expect(second.status.processed <= 3000 - storedAtStop + 4 * 100)
+        try await second.stop()
+    }
+
+    @Test func mongoDBStoppedAndRestartedTurnsReadinessAndLosesNothing() async throws {
+        let server = try SecantusServer()
+        let client = try MongoClient(uri: server.uri(serverSelectionTimeoutMS: 1000))
+        let collection = client.collection("purchases", database: "outage")
+        let harness = try IngestHarness(partitions: 2, collection: collection)
+        let ingest = try harness.startIngest(batchSize: 100)
+        let app = Application(
+            router: buildRouter(collection: collection, status: ingest.status, ping: MongoPing(client: client)))
+        let before = try (0..<500).map { try IngestHarness.event(user: $0 % 7, number: $0) }
+        let during = try (500..<1000).map { try IngestHarness.event(user: $0 % 7, number: $0) }
+
+        try await app.test(.router) { http in
+            try await harness.produce(before)
+            #expect(try await harness.waitForCount(500) == 500)
+            try await http.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+
+            server.stop()
+            try await harness.produce(during)
+            var status = 0
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            repeat {
+                status = Int(try await http.execute(uri: "/readyz", method: .get) { $0.status.code })
+            } while status != 503 && ContinuousClock.now < deadline
+            #expect(status == 503, "not ready while MongoDB is down")
+
+            try server.start()
+            #expect(try await harness.waitForCount(1000, timeout: .seconds(60)) == 1000)
+            let readyDeadline = ContinuousClock.now.advanced(by: .seconds(20))
+            repeat {
+                status = Int(try await http.execute(uri: "/readyz", method: .get) { $0.status.code })
+            } while status != 200 && ContinuousClock.now < readyDeadline
+            #expect(status == 200, "ready again once MongoDB is back")
+        }
+        try await ingest.stop()
+        #expect(try await collection.count() == 1000)
+        await client.shutdown()
+    }
+}

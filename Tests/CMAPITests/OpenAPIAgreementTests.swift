@@ -1,0 +1,88 @@
+import Events
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Mongo
+import ShopTestSupport
+import Testing
+
+@testable import CMAPI
+
+/// cm-api's `openapi.yaml` and its router agree: the same operations, and every documented
+/// response is one the code gives, in the documented media type with the required fields.
+@Suite struct OpenAPIAgreementTests {
+    static let document = OpenAPIDocument(yaml: PackageResources.openapi_yaml)
+
+    /// A request, the operation it exercises and the status it gets; `mongoDown` points the
+    /// router at a server that is not there, `consumerRunning` sets the ingest's state.
+    struct Case: Sendable, CustomStringConvertible {
+        var operation: String
+        var uri: String
+        var status: Int
+        var mongoDown = false
+        var consumerRunning = true
+        var description: String { "\(uri) -> \(status)" }
+    }
+
+    static let storedID = UUID.randomPurchaseID()
+
+    static let cases: [Case] = [
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 200),
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe?limit=0", status: 400),
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 503, mongoDown: true),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 200),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/x", status: 400),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(UUID())", status: 404),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 503, mongoDown: true),
+        Case(operation: "GET /healthz", uri: "/healthz", status: 200),
+        Case(operation: "GET /readyz", uri: "/readyz", status: 200),
+        Case(operation: "GET /readyz", uri: "/readyz", status: 503, consumerRunning: false),
+        Case(operation: "GET /metrics", uri: "/metrics", status: 200),
+        Case(operation: "GET /openapi.yaml", uri: "/openapi.yaml", status: 200),
+    ]
+
+    @Test func theRouterHasExactlyTheDocumentedOperations() throws {
+        let collection = try makeCollection()
+        let router = buildRouter(
+            collection: collection, status: IngestStatus(), ping: MongoPing(client: collection.client))
+        let routed = Set(
+            router.routes.map { "\($0.method) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)" })
+        #expect(Self.document.version?.hasPrefix("3.") == true)
+        #expect(routed == Self.document.operations)
+    }
+
+    @Test func everyDocumentedResponseIsExercisedHere() {
+        #expect(Self.document.responses == Set(Self.cases.map { "\($0.operation) \($0.status)" }))
+    }
+
+    @Test(arguments: cases)
+    func theAnswerIsDocumented(_ testCase: Case) async throws {
+        let collection: MongoCollection
+        if testCase.mongoDown {
+            let port = try freeLoopbackPort()
+            collection = try MongoClient(uri: "mongodb://127.0.0.1:\(port)/?serverSelectionTimeoutMS=300")
+                .collection("purchases", database: "nowhere")
+        } else {
+            collection = try makeCollection()
+            let purchase = try Purchase(
+                username: "joe", userid: "1", price: Price(hundredths: 100),
+                timestamp: Timestamp(millisecondsSinceEpoch: 1_700_000_000_000))
+            _ = try await collection.insert([
+                StoredPurchase(
+                    event: PurchaseEvent(purchaseId: Self.storedID, purchase: purchase, receivedAt: purchase.timestamp),
+                    partition: 0, offset: 0)
+            ])
+        }
+        let status = IngestStatus()
+        status.setRunning(testCase.consumerRunning)
+        let app = Application(
+            router: buildRouter(collection: collection, status: status, ping: MongoPing(client: collection.client)))
+        try await app.test(.router) { client in
+            try await client.execute(uri: testCase.uri, method: .get) { response in
+                #expect(Int(response.status.code) == testCase.status)
+                try Self.document.check(response, operation: testCase.operation)
+            }
+        }
+    }
+}

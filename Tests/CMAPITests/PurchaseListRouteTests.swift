@@ -1,0 +1,122 @@
+import Events
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Mongo
+import ShopTestSupport
+import Testing
+
+@testable import CMAPI
+
+/// cm-api's read side against SecantusDB, documents written straight to the collection.
+@Suite struct PurchaseListRouteTests {
+    static func stored(user: String, count: Int, sameTimestampEvery: Int = 1) throws -> [StoredPurchase] {
+        try (0..<count).map { n in
+            let purchase = try Purchase(
+                username: user, userid: "uid-\(user)", price: Price(hundredths: Int64(n * 7 + 1)),
+                // Groups of equal timestamps exercise the purchaseId tie-break.
+                timestamp: Timestamp(millisecondsSinceEpoch: 1_700_000_000_000 + Int64(n / sameTimestampEvery) * 1000))
+            let event = PurchaseEvent(
+                purchaseId: .randomPurchaseID(), purchase: purchase,
+                receivedAt: Timestamp(millisecondsSinceEpoch: 1_700_000_000_000))
+            return StoredPurchase(event: event, partition: 0, offset: Int64(n))
+        }
+    }
+
+    func withRouter(_ body: @escaping @Sendable (MongoCollection, any TestClientProtocol) async throws -> Void)
+        async throws
+    {
+        let collection = try makeCollection()
+        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        let status = IngestStatus()
+        status.setRunning(true)
+        let app = Application(
+            router: buildRouter(collection: collection, status: status, ping: MongoPing(client: collection.client)))
+        try await app.test(.router) { client in try await body(collection, client) }
+    }
+
+    @Test func paginationOver2500PurchasesOfOneUserGivesEachExactlyOnceNewestFirst() async throws {
+        try await withRouter { collection, client in
+            let purchases = try Self.stored(user: "big spender", count: 2500, sameTimestampEvery: 3)
+            _ = try await collection.insert(purchases)
+            _ = try await collection.insert(try Self.stored(user: "someone else", count: 50))
+            let expected = purchases.sorted {
+                ($0.event.purchase.timestamp, $0.id) > ($1.event.purchase.timestamp, $1.id)
+            }.map(\.id)
+            for limit in [1000, 97] {
+                let items = try await IngestTests.allPages(client, username: "big spender", limit: limit)
+                #expect(items.count == 2500)
+                #expect(Set(items.map(\.purchaseId)).count == 2500)
+                #expect(items.map(\.purchaseId) == expected, "newest first, purchaseId breaking ties")
+            }
+        }
+    }
+
+    @Test func theListKeepsTheOriginalShapeAndDefaultsTo100() async throws {
+        try await withRouter { collection, client in
+            _ = try await collection.insert(try Self.stored(user: "joe", count: 120))
+            try await client.execute(uri: "/buyList/joe", method: .get) { response in
+                #expect(response.status == .ok)
+                let object = try #require(
+                    JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                #expect(object["status"] as? String == "Ok!")
+                let purchases = try #require(object["purchases"] as? [[String: Any]])
+                #expect(purchases.count == 100)
+                #expect(Set(purchases[0].keys) == ["_id", "purchaseId", "username", "userid", "price", "timestamp"])
+                #expect(purchases[0]["price"] is String)
+                #expect(object["nextCursor"] is String)
+            }
+            try await client.execute(uri: "/buyList/nobody", method: .get) { response in
+                #expect(response.status == .ok)
+                let page = try JSONDecoder().decode(PurchaseListPage.self, from: response.body)
+                #expect(page.purchases.isEmpty && page.nextCursor == nil)
+            }
+        }
+    }
+
+    @Test(arguments: [
+        "/buyList/joe?limit=0", "/buyList/joe?limit=1001", "/buyList/joe?limit=x", "/buyList/joe?cursor=forged",
+        "/buyList/joe?cursor=MTIzLm5vdC1hLXV1aWQ", "/buyList/%ZZ", "/purchases/not-a-uuid",
+    ])
+    func badInputIs400(uri: String) async throws {
+        try await withRouter { _, client in
+            try await client.execute(uri: uri, method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains(#""status":"Error""#))
+            }
+        }
+    }
+
+    @Test func aPurchaseIsItsOwnReceiptOnceStored() async throws {
+        try await withRouter { collection, client in
+            let purchase = try Self.stored(user: "receipt", count: 1)[0]
+            try await client.execute(uri: "/purchases/\(purchase.id)", method: .get) { response in
+                #expect(response.status == .notFound)
+            }
+            _ = try await collection.insert([purchase])
+            try await client.execute(uri: "/purchases/\(purchase.id.uppercased())", method: .get) { response in
+                #expect(response.status == .ok)
+                let object = try #require(
+                    JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any])
+                let item = try #require(object["purchase"] as? [String: Any])
+                #expect(item["purchaseId"] as? String == purchase.id)
+                #expect(item["price"] as? String == "0.01")
+                #expect(object["offset"] as? Int == 0)
+            }
+        }
+    }
+
+    @Test func readinessNeedsARunningConsumer() async throws {
+        let collection = try makeCollection()
+        let status = IngestStatus()
+        let app = Application(
+            router: buildRouter(collection: collection, status: status, ping: MongoPing(client: collection.client)))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .serviceUnavailable) }
+            status.setRunning(true)
+            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/healthz", method: .get) { #expect(String(buffer: $0.body) == "Success") }
+        }
+    }
+}
