@@ -57,7 +57,13 @@ actor MongoPing {
 }
 
 /// cm-api's routes: the purchase lists, health, readiness and metrics.
-func buildRouter(collection: MongoCollection, status: IngestStatus, ping: MongoPing) -> Router<BasicRequestContext> {
+/// `lag` gives the consumer's lag per partition, exported at scrape time.
+func buildRouter(
+    collection: MongoCollection,
+    status: IngestStatus,
+    ping: MongoPing,
+    lag: @escaping @Sendable () async -> [KafkaTopicPartition: Int64] = { [:] }
+) -> Router<BasicRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router()
     router.add(middleware: MetricsMiddleware())
@@ -83,6 +89,12 @@ func buildRouter(collection: MongoCollection, status: IngestStatus, ping: MongoP
     }
     let newestAge = Gauge(label: "cmapi_newest_stored_event_age_seconds")
     ShopMetrics.addRoute(to: router, registry: registry) {
+        for (partition, behind) in await lag() {
+            Gauge(
+                label: "cmapi_consumer_lag_messages",
+                dimensions: [("topic", partition.topic), ("partition", String(partition.partition))]
+            ).record(behind)
+        }
         if let newest = status.newestReceivedAt {
             let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
             newestAge.record(Double(now - newest.millisecondsSinceEpoch) / 1000)

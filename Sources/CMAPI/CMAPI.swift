@@ -48,7 +48,9 @@ struct CMAPI {
             consumer: consumer, deadLetters: deadLetters, topic: configuration.topic, collection: collection,
             settings: settings, status: status, logger: logger)
         let app = Application(
-            router: buildRouter(collection: collection, status: status, ping: MongoPing(client: mongo)),
+            router: buildRouter(
+                collection: collection, status: status, ping: MongoPing(client: mongo),
+                lag: { (try? await consumer.lag()) ?? [:] }),
             configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
             logger: logger
         )

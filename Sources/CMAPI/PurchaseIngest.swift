@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import Mongo
 import ServiceLifecycle
+import ShopHTTP
 import Synchronization
 
 /// What `GET /readyz` reports about the ingest.
@@ -62,18 +63,27 @@ struct PurchaseIngest: Service {
     let status: IngestStatus
     let logger: Logger
 
-    private let consumed = Counter(label: "cmapi_events_consumed_total")
-    private let inserted = Counter(label: "cmapi_purchases_inserted_total")
-    private let duplicates = Counter(label: "cmapi_purchases_duplicate_total")
-    private let deadLettered = Counter(label: "cmapi_events_dead_lettered_total")
-    private let batchSizes = Recorder(label: "cmapi_batch_size")
-    private let writeLatency = Timer(label: "cmapi_mongo_write_duration_seconds")
-    private let writeFailures = Counter(label: "cmapi_mongo_write_failures_total")
+    private let consumed: Counter
+    private let inserted: Counter
+    private let duplicates: Counter
+    private let deadLettered: Counter
+    private let batchSizes: Recorder
+    private let writeLatency: Timer
+    private let writeFailures: Counter
 
     init(
         consumer: KafkaConsumer, deadLetters: KafkaProducer, topic: String, collection: MongoCollection,
         settings: Settings = Settings(), status: IngestStatus, logger: Logger
     ) {
+        // A metric made before the bootstrap would stay a no-op for good.
+        _ = ShopMetrics.bootstrap()
+        consumed = Counter(label: "cmapi_events_consumed_total")
+        inserted = Counter(label: "cmapi_purchases_inserted_total")
+        duplicates = Counter(label: "cmapi_purchases_duplicate_total")
+        deadLettered = Counter(label: "cmapi_events_dead_lettered_total")
+        batchSizes = Recorder(label: "cmapi_batch_size")
+        writeLatency = Timer(label: "cmapi_mongo_write_duration_seconds")
+        writeFailures = Counter(label: "cmapi_mongo_write_failures_total")
         self.consumer = consumer
         self.deadLetters = deadLetters
         self.deadLetterTopic = "\(topic).dlq"

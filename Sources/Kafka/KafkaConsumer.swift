@@ -128,6 +128,29 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
+    /// How far this member is behind, per assigned partition: the partition's high watermark
+    /// minus the next offset the application will get. Both come from librdkafka's cache (the
+    /// watermark of the last fetch response, as its statistics report), so this asks no broker.
+    /// Partitions not fetched from yet are left out.
+    public func lag() async throws(KafkaError) -> [KafkaTopicPartition: Int64] {
+        let partitions = try await assignment()
+        guard !partitions.isEmpty else { return [:] }
+        let list = RDKafkaPartitionList(capacity: partitions.count)
+        for partition in partitions { list.add(partition) }
+        let err = rd_kafka_position(client.handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "position") }
+        var result: [KafkaTopicPartition: Int64] = [:]
+        for element in list.elements where element.offset >= 0 {
+            var low: Int64 = -1
+            var high: Int64 = -1
+            let watermarks = rd_kafka_get_watermark_offsets(
+                client.handle, element.partition.topic, element.partition.partition, &low, &high)
+            guard watermarks == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { continue }
+            result[element.partition] = max(0, high - element.offset)
+        }
+        return result
+    }
+
     /// The group's committed offsets (the next offset to read) for `partitions`; `nil` where
     /// the group has committed nothing yet.
     public func committedOffsets(

@@ -42,6 +42,7 @@ final class IngestHarness: Sendable {
         let serviceGroup: ServiceGroup
         let task: Task<Void, any Error>
         let status: IngestStatus
+        let consumer: KafkaConsumer
 
         func stop() async throws {
             await serviceGroup.triggerGracefulShutdown()
@@ -63,7 +64,7 @@ final class IngestHarness: Sendable {
             settings: settings, status: status, logger: quietLogger)
         let serviceGroup = ServiceGroup(services: [ingest], logger: quietLogger)
         let task = Task { try await serviceGroup.run() }
-        return Running(serviceGroup: serviceGroup, task: task, status: status)
+        return Running(serviceGroup: serviceGroup, task: task, status: status, consumer: consumer)
     }
 
     static func event(user: Int, number: Int, base: Int64 = 1_717_000_000_000) throws -> PurchaseEvent {

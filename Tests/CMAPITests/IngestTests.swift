@@ -171,4 +171,38 @@ import Testing
         #expect(try await collection.count() == 1000)
         await client.shutdown()
     }
+
+    @Test func metricsCountTheIngestAndShowLagPerPartition() async throws {
+        let harness = try IngestHarness(partitions: 2)
+        let ingest = try harness.startIngest()
+        let app = Application(
+            router: buildRouter(
+                collection: harness.collection, status: ingest.status,
+                ping: MongoPing(client: harness.collection.client),
+                lag: { (try? await ingest.consumer.lag()) ?? [:] }))
+        try await app.test(.router) { client in
+            func scrape() async throws -> String {
+                try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            }
+            func value(_ text: String, _ prefix: String) -> Double? {
+                text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { $0.split(separator: " ").last }
+                    .flatMap { Double($0) }
+            }
+            let before = value(try await scrape(), "cmapi_purchases_inserted_total ") ?? 0
+            try await harness.produce(try (0..<20).map { try IngestHarness.event(user: $0 % 3, number: $0) })
+            #expect(try await harness.waitForCount(20) == 20)
+            try await Task.sleep(for: .milliseconds(300))
+            let text = try await scrape()
+            // Other suites in this process ingest too; counters only grow.
+            #expect((value(text, "cmapi_purchases_inserted_total ") ?? 0) >= before + 20)
+            #expect(text.contains("# TYPE cmapi_mongo_write_duration_seconds histogram"))
+            #expect(text.contains("# TYPE cmapi_batch_size histogram"))
+            #expect(value(text, "cmapi_newest_stored_event_age_seconds ") != nil)
+            for partition in 0..<2 {
+                let line = #"cmapi_consumer_lag_messages{topic="\#(harness.topic)",partition="\#(partition)"}"#
+                #expect(value(text, line) == 0, "caught up on partition \(partition)")
+            }
+        }
+        try await ingest.stop()
+    }
 }

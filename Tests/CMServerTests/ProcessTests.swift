@@ -9,41 +9,16 @@ import Testing
 
 /// The `cm-server` executable itself, started as a child process against the mock cluster.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct ProcessTests {
-    /// Beside the test bundle in the build folder (`swift build --build-tests` builds both).
-    static var executable: URL {
-        Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("cm-server")
-    }
-
-    /// Starts cm-server with `environment` added; its output goes to a file for the failure message.
-    static func start(_ environment: [String: String]) throws -> (Process, URL) {
-        let process = Process()
-        process.executableURL = executable
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("cm-server-\(UUID().uuidString).log")
-        try #require(FileManager.default.createFile(atPath: log.path, contents: nil))
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return (process, log)
-    }
-
     static func get(_ url: String) async -> Int? {
         let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(3))
         return response.map { Int($0.status.code) }
     }
 
-    static func waitForExit(_ process: Process, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-        return !process.isRunning
-    }
-
     @Test func aBadSettingStopsItWithOneLineNamingTheVariable() async throws {
-        let (process, log) = try Self.start(["KAFKA_BROKERS": "localhost:9092", "PORT": "70000"])
-        #expect(await Self.waitForExit(process, timeout: .seconds(10)))
-        #expect(process.terminationStatus == 78)
-        let output = try String(contentsOf: log, encoding: .utf8)
+        let child = try ChildProcess("cm-server", environment: ["KAFKA_BROKERS": "localhost:9092", "PORT": "70000"])
+        #expect(await child.waitForExit(timeout: .seconds(10)))
+        #expect(child.process.terminationStatus == 78)
+        let output = child.output
         #expect(output.split(separator: "\n").count == 1)
         #expect(output.contains("PORT"))
     }
@@ -55,18 +30,20 @@ import Testing
         let topic = "sigterm-\(UUID().uuidString.prefix(8))"
         try cluster.createTopic(topic, partitions: 2)
         let port = try freeLoopbackPort()
-        let (process, log) = try Self.start([
-            "KAFKA_BROKERS": cluster.bootstrapServers, "KAFKA_TOPIC": topic, "PORT": "\(port)",
-            "LOG_LEVEL": "info", "KAFKA_DELIVERY_TIMEOUT_MS": "8000", "SHUTDOWN_TIMEOUT_MS": "15000",
-        ])
-        defer { if process.isRunning { process.terminate() } }
+        let child = try ChildProcess(
+            "cm-server",
+            environment: [
+                "KAFKA_BROKERS": cluster.bootstrapServers, "KAFKA_TOPIC": topic, "PORT": "\(port)",
+                "LOG_LEVEL": "info", "KAFKA_DELIVERY_TIMEOUT_MS": "8000", "SHUTDOWN_TIMEOUT_MS": "15000",
+            ])
+        defer { if child.process.isRunning { child.process.terminate() } }
         let base = "http://127.0.0.1:\(port)"
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while process.isRunning, await Self.get("\(base)/readyz") != 200, ContinuousClock.now < deadline {
+        while child.process.isRunning, await Self.get("\(base)/readyz") != 200, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
         }
         try #require(
-            await Self.get("\(base)/readyz") == 200, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            await Self.get("\(base)/readyz") == 200, "\(child.output)")
 
         // Each acknowledgement now takes 2 s, so the purchases below are in flight at SIGTERM.
         try cluster.setRoundTripTime(of: 1, to: .seconds(2))
@@ -91,14 +68,13 @@ import Testing
                     }
                 }
                 try await Task.sleep(for: .milliseconds(700))
-                kill(process.processIdentifier, SIGTERM)
+                child.signal(SIGTERM)
                 return try await group.reduce(into: [String?]()) { $0.append($1) }
             }
         }
         let signalled = ContinuousClock.now
-        #expect(await Self.waitForExit(process, timeout: .seconds(20)))
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(await child.waitForExit(timeout: .seconds(20)))
+        #expect(child.process.terminationStatus == 0, "\(child.output)")
         #expect(ContinuousClock.now - signalled < .seconds(16))
         #expect(answers.count == 20 && answers.allSatisfy { $0 != nil }, "every request in flight got its 200")
 

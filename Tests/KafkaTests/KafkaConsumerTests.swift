@@ -189,6 +189,28 @@ import Testing
         await producer.shutdown()
     }
 
+    @Test func lagIsWhatIsOnThePartitionAndNotYetReceived() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("lag")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer()
+        for i in 0..<10 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(i)".utf8)) }
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        var received: [KafkaConsumerMessage] = []
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while received.isEmpty, ContinuousClock.now < deadline {
+            received += try await consumer.poll(maxMessages: 4, maxWait: .milliseconds(200))
+        }
+        #expect(try await consumer.lag()[partition] == Int64(10 - received.count))
+        for i in 10..<15 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(i)".utf8)) }
+        received += try await consume(consumer, count: 15 - received.count)
+        #expect(received.count == 15)
+        #expect(try await consumer.lag()[partition] == 0)
+        await consumer.close()
+        await producer.shutdown()
+    }
+
     @Test func pausedPartitionsDeliverNothingUntilResumed() async throws {
         let cluster = try KafkaMockCluster()
         let topic = uniqueName("pause")
