@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "cm-server", targets: ["CMServer"]),
         .executable(name: "cm-api", targets: ["CMAPI"]),
         .executable(name: "mongo-bench", targets: ["MongoBench"]),
+        .executable(name: "kafka-mock", targets: ["KafkaMockServer"]),
         .library(name: "Events", targets: ["Events"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Mongo", targets: ["Mongo"]),
@@ -111,6 +112,15 @@ let package = Package(
             resources: [.embedInCode("openapi.yaml")],
             swiftSettings: settings
         ),
+        .executableTarget(
+            name: "KafkaMockServer",
+            dependencies: [
+                "Events",
+                "Kafka",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: settings
+        ),
         .executableTarget(name: "MongoBench", dependencies: ["Events", "Mongo"], swiftSettings: settings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: settings),
         .testTarget(
@@ -146,6 +156,15 @@ let package = Package(
                 "ShopTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: settings
+        ),
+        // The executables as processes, checked through HTTP only (kafka-mock, cm-api, cm-server).
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "ShopTestSupport",
             ],
             swiftSettings: settings
         ),
