@@ -1,14 +1,25 @@
 # Scalable Shop: the two commands the README promises, and their parts.
 #   make test   lint, build (warnings are errors), start the test servers, swift test, stop them.
+#   make run    install what is missing, build in release mode, run the whole shop on localhost.
 
 SWIFT        ?= swift
 VENV         ?= .venv
 SECANTUS_PIN := SecantusDB==0.7.0b3
 
-.PHONY: test lint build venv clean bench-mongo
+.PHONY: test run deps release lint build venv clean bench-mongo
 
 test: lint build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
+
+run: deps venv release
+	scripts/run-local.sh
+
+# Debian packages: librdkafka, libmongoc, pkg-config, curl (installed only when missing).
+deps:
+	scripts/install-deps.sh
+
+release:
+	$(SWIFT) build -c release
 
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
@@ -30,4 +41,4 @@ bench-mongo: venv
 	scripts/with-test-servers.sh sh -c 'MONGODB_URI="$$MONGODB_TEST_URI" .build/release/mongo-bench 5000 500,100,1'
 
 clean:
-	rm -rf .build $(VENV) .run
+	rm -rf .build $(VENV) .data
