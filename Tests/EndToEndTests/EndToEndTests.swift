@@ -220,4 +220,42 @@ final class Shop: @unchecked Sendable {
         #expect(shop.api.process.terminationStatus == 0, "\(shop.api.output)")
         await shop.stop()
     }
+
+    /// kafka-mock's control (SIGUSR1 down, SIGUSR2 up): cm-server turns not-ready and answers 503
+    /// within the bound while Kafka is down, and takes purchases again once it is back.
+    @Test func kafkaDownAndBackThroughTheMocksControl() async throws {
+        let shop = try await Shop()
+        let json = #"{"username":"fault","userid":"f1","price":"2.50"}"#
+        #expect(try await Shop.post("\(shop.serverURL)/buy", json: json).status == 200)
+
+        shop.kafka.signal(SIGUSR1)
+        var ready = 200
+        let downDeadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while ready == 200, ContinuousClock.now < downDeadline {
+            ready = try await Shop.get("\(shop.serverURL)/readyz").status
+        }
+        #expect(ready == 503, "not ready while Kafka is down")
+        let start = ContinuousClock.now
+        let refused = try await Shop.post("\(shop.serverURL)/buy", json: json, headers: [("Idempotency-Key", "f-2")])
+        #expect(refused.status == 503)
+        #expect(refused.body["possiblyPersisted"] as? Bool == false)
+        #expect(ContinuousClock.now - start < .seconds(25), "KAFKA_DELIVERY_TIMEOUT_MS 10 s plus librdkafka's scan")
+
+        shop.kafka.signal(SIGUSR2)
+        var accepted = 0
+        let upDeadline = ContinuousClock.now.advanced(by: .seconds(40))
+        while accepted != 200, ContinuousClock.now < upDeadline {
+            accepted = try await Shop.post("\(shop.serverURL)/buy", json: json, headers: [("Idempotency-Key", "f-2")])
+                .status
+        }
+        #expect(accepted == 200, "purchases are taken again once Kafka is back")
+        var listed: [[String: Any]] = []
+        let listDeadline = ContinuousClock.now.advanced(by: .seconds(20))
+        repeat {
+            listed = try await shop.purchases(of: "fault")
+            if listed.count < 2 { try await Task.sleep(for: .milliseconds(200)) }
+        } while listed.count < 2 && ContinuousClock.now < listDeadline
+        #expect(listed.count == 2, "the first purchase and the retried one, once")
+        await shop.stop()
+    }
 }
