@@ -5,11 +5,13 @@
 SWIFT        ?= swift
 VENV         ?= .venv
 SECANTUS_PIN := SecantusDB==0.7.0b3
+SELENIUM_PIN := selenium==4.51.0
 
 .PHONY: test run deps release lint build venv clean bench-mongo
 
 test: lint build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
+	$(VENV)/bin/python tests/browser/test_shop_page.py
 
 run: deps venv release
 	scripts/run-local.sh
@@ -28,12 +30,14 @@ lint:
 build:
 	$(SWIFT) build --build-tests
 
-# SecantusDB, the MongoDB wire-protocol server the tests use (no MongoDB server is packaged here).
-venv: $(VENV)/bin/secantusd-py
+# SecantusDB, the MongoDB wire-protocol server the tests use (no MongoDB server is packaged here),
+# and Selenium for the browser test of the shop page (Chromium itself comes from Debian).
+venv: $(VENV)/.installed-2
 
-$(VENV)/bin/secantusd-py:
+$(VENV)/.installed-2:
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)' '$(SELENIUM_PIN)'
+	touch $@
 
 # Bulk-insert documents/s through the Mongo binding, batched vs one at a time, on SecantusDB.
 bench-mongo: venv

@@ -93,7 +93,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "ShopHTTP",
             ],
-            resources: [.embedInCode("openapi.yaml")],
+            resources: [
+                .embedInCode("openapi.yaml"), .embedInCode("shop.html"), .embedInCode("shop.js"),
+                .embedInCode("shop.css"),
+            ],
             swiftSettings: settings
         ),
         .executableTarget(

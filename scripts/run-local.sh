@@ -113,7 +113,7 @@ echo "cm-server  http://127.0.0.1:$server_port"
 
 cat <<INFO
 
-The shop is up: cm-server on http://localhost:$server_port (logs: $logs; Ctrl-C stops everything)
+The shop is up: http://localhost:$server_port/ (logs: $logs; Ctrl-C stops everything)
 
   curl -X POST http://localhost:$server_port/buy -H 'Content-Type: application/json' \\
        -d '{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}'

@@ -14,6 +14,7 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
     router.add(middleware: MetricsMiddleware())
     BuyController(publisher: publisher).addRoutes(to: router)
     PurchaseListController(client: purchaseLists).addRoutes(to: router)
+    ShopPage.addRoutes(to: router)
     // Liveness only: no dependency is checked, so a Kafka outage never restarts the pod.
     router.get("healthz") { _, _ in "Success" }
     router.get("readyz") { _, _ -> Response in

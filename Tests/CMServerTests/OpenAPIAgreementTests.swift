@@ -49,6 +49,10 @@ import Testing
         Case(operation: "GET /readyz", uri: "/readyz", kafkaDown: true),
         Case(operation: "GET /metrics", uri: "/metrics"),
         Case(operation: "GET /openapi.yaml", uri: "/openapi.yaml"),
+        Case(operation: "GET /", uri: "/", headers: [.accept: "text/html,application/xhtml+xml"]),
+        Case(operation: "GET /", uri: "/", headers: [.accept: "application/json"]),
+        Case(operation: "GET /shop.js", uri: "/shop.js"),
+        Case(operation: "GET /shop.css", uri: "/shop.css"),
     ]
 
     @Test func theDocumentIsOpenAPI3WithOperations() {
@@ -74,7 +78,7 @@ import Testing
         ("GET /getAllUserBuys/{username}", 200), ("GET /getAllUserBuys/{username}", 400),
         ("GET /getAllUserBuys/{username}", 502), ("GET /getAllUserBuys/{username}", 504),
         ("GET /healthz", 200), ("GET /readyz", 200), ("GET /readyz", 503), ("GET /metrics", 200),
-        ("GET /openapi.yaml", 200),
+        ("GET /openapi.yaml", 200), ("GET /", 200), ("GET /", 200), ("GET /shop.js", 200), ("GET /shop.css", 200),
     ]
 
     @Test(arguments: zip(cases, expectedStatuses.map(\.1)))

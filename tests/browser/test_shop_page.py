@@ -1,0 +1,204 @@
+"""The shop page in headless Chromium against the whole shop (make test runs this).
+
+Starts kafka-mock, SecantusDB, cm-api and cm-server with scripts/run-local.sh (debug binaries,
+free ports, a throwaway data folder), puts a path-prefix proxy in front of cm-server like
+ingress-nginx's /scalable-shop-cm-server/, and drives the page with Selenium:
+three purchases listed newest first and marked stored, a 422 shown next to its field, an XSS
+username shown as text, the page working under the prefix; screenshots at desktop and phone
+width go to .build/screenshots/.
+"""
+
+import http.server
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PREFIX = "/scalable-shop-cm-server"
+SCREENSHOTS = os.path.join(ROOT, ".build", "screenshots")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_shop(data):
+    ports = {"PORT": free_port(), "API": free_port(), "MONGO": free_port()}
+    env = dict(os.environ)
+    env.update(
+        BIN_DIR=os.path.join(ROOT, ".build", "debug"),
+        DATA_DIR=data,
+        PORT=str(ports["PORT"]),
+        CM_API_HOST="127.0.0.1:%d" % ports["API"],
+        MONGO_PORT=str(ports["MONGO"]),
+    )
+    for name in ("KAFKA_BROKERS", "MONGODB_URI"):
+        env.pop(name, None)
+    log = open(os.path.join(data, "run-local.log"), "w")
+    shop = subprocess.Popen(
+        [os.path.join(ROOT, "scripts", "run-local.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        with open(log.name) as f:
+            if "The shop is up" in f.read():
+                return shop, ports["PORT"]
+        if shop.poll() is not None:
+            break
+        time.sleep(0.5)
+    with open(log.name) as f:
+        print(f.read(), file=sys.stderr)
+    raise SystemExit("the shop did not start")
+
+
+def prefix_proxy(target_port):
+    """Forwards /scalable-shop-cm-server/<path> to cm-server's /<path>, as the ingress does."""
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def forward(self):
+            if not self.path.startswith(PREFIX + "/"):
+                self.send_error(404)
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            request = urllib.request.Request(
+                "http://127.0.0.1:%d%s" % (target_port, self.path[len(PREFIX):]), data=body, method=self.command)
+            for name in ("Content-Type", "Accept", "Idempotency-Key"):
+                if self.headers.get(name):
+                    request.add_header(name, self.headers[name])
+            try:
+                response = urllib.request.urlopen(request, timeout=30)
+            except urllib.error.HTTPError as error:
+                response = error
+            payload = response.read()
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = forward
+        do_POST = forward
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+
+
+def fill(driver, **values):
+    for name, value in values.items():
+        field = driver.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(value)
+
+
+def message(driver):
+    return driver.find_element(By.ID, "message").text
+
+
+def buy(driver, wait, **values):
+    fill(driver, **values)
+    driver.find_element(By.ID, "buy").click()
+    wait.until(lambda d: message(d).startswith("Stored:") or "failed" in d.find_element(By.ID, "message").get_attribute("class"))
+    assert message(driver).startswith("Stored:"), message(driver)
+
+
+def main():
+    data = tempfile.mkdtemp(prefix="shop-browser-")
+    shop, port = start_shop(data)
+    proxy = prefix_proxy(port)
+    driver = None
+    try:
+        driver = browser()
+        wait = WebDriverWait(driver, 30)
+        base = "http://127.0.0.1:%d%s/" % (proxy.server_address[1], PREFIX)
+        driver.get(base)
+        assert driver.title == "Scalable Shop", driver.title
+        assert driver.find_element(By.ID, "timestamp").get_attribute("value").endswith("Z")
+
+        # Three purchases under the ingress prefix: each followed from "sent" to "stored".
+        for second, price in ((1, "1.10"), (3, "3.30"), (2, "2.20")):
+            buy(driver, wait, username="alice", userid="a1", price=price,
+                timestamp="2024-01-01T00:00:0%d.000Z" % second)
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 3)
+        rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+                for row in driver.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")]
+        assert [row[1] for row in rows] == ["3.30", "2.20", "1.10"], rows  # newest first
+        assert all(row[4] == "stored" for row in rows), rows
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        driver.save_screenshot(os.path.join(SCREENSHOTS, "shop-desktop.png"))
+
+        # A 422: the reason next to the field, nothing listed.
+        fill(driver, username="alice", userid="a1", price="-1")
+        driver.find_element(By.ID, "buy").click()
+        wait.until(lambda d: d.find_element(By.ID, "price-error").text != "")
+        assert driver.find_element(By.ID, "price").get_attribute("aria-invalid") == "true"
+        assert "negative" in driver.find_element(By.ID, "price-error").text, driver.find_element(By.ID, "price-error").text
+
+        # An XSS username is text, never markup.
+        xss = "<img src=x onerror=alert(1)>"
+        buy(driver, wait, username=xss, userid="x1", price="0.50", timestamp="2024-01-01T00:00:09.000Z")
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 1)
+        assert driver.find_element(By.ID, "listed-user").text == "of " + xss
+        assert driver.find_elements(By.TAG_NAME, "img") == []
+        assert not expected_conditions.alert_is_present()(driver)
+
+        # Phone width, keyboard focus on the first field.
+        driver.set_window_size(390, 844)
+        driver.get(base)
+        driver.find_element(By.ID, "username").send_keys("alice")
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 3)
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        driver.save_screenshot(os.path.join(SCREENSHOTS, "shop-phone.png"))
+
+        # Without the prefix too.
+        driver.get("http://127.0.0.1:%d/" % port)
+        assert driver.find_element(By.ID, "buy").is_displayed()
+        print("browser test passed; screenshots in %s" % SCREENSHOTS)
+    finally:
+        if driver is not None:
+            driver.quit()
+        proxy.shutdown()
+        os.killpg(shop.pid, signal.SIGTERM)
+        try:
+            shop.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(shop.pid, signal.SIGKILL)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
