@@ -175,6 +175,30 @@ def main():
         assert driver.find_elements(By.TAG_NAME, "img") == []
         assert not expected_conditions.alert_is_present()(driver)
 
+        # "Load more" follows the cursor: 25 purchases bought through the API, 20 then 25 rows.
+        for n in range(25):
+            request = urllib.request.Request(
+                base + "buy", method="POST", headers={"Content-Type": "application/json"},
+                data=('{"username":"bob","userid":"b1","price":"%d.00","timestamp":"2024-02-01T00:00:%02d.000Z"}'
+                      % (n, n)).encode())
+            assert urllib.request.urlopen(request, timeout=30).status == 200
+        deadline = time.time() + 30
+        while time.time() < deadline:  # all 25 stored before the page lists them
+            with urllib.request.urlopen(base + "getAllUserBuys/bob?limit=1000", timeout=10) as response:
+                if response.read().count(b'"purchaseId"') == 25:
+                    break
+            time.sleep(0.3)
+        fill(driver, username="bob")
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: not d.find_element(By.ID, "more").get_attribute("hidden"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 20
+        driver.find_element(By.ID, "more").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 25)
+        prices = [row.find_elements(By.TAG_NAME, "td")[1].text
+                  for row in driver.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")]
+        assert prices == ["%d.00" % n for n in range(24, -1, -1)], prices
+        assert driver.find_element(By.ID, "more").get_attribute("hidden") is not None
+
         # Phone width, keyboard focus on the first field.
         driver.set_window_size(390, 844)
         driver.get(base)
