@@ -24,6 +24,7 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -76,6 +77,14 @@ def prefix_proxy(target_port):
             if not self.path.startswith(PREFIX + "/"):
                 self.send_error(404)
                 return
+            # Test-only faults for the page's error handling: a failing and a slow backend.
+            if self.path.startswith(PREFIX + "/getAllUserBuys/broken-backend"):
+                self.send_json(502, b'{"status":"Error","message":"The purchase list is unavailable","errors":[]}')
+                return
+            if self.path.startswith(PREFIX + "/getAllUserBuys/slow-backend"):
+                time.sleep(15)
+                self.send_json(200, b'{"username":"slow-backend","purchases":[]}')
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             request = urllib.request.Request(
@@ -95,6 +104,16 @@ def prefix_proxy(target_port):
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def send_json(self, status, payload):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            try:
+                self.wfile.write(payload)
+            except BrokenPipeError:
+                pass
 
         do_GET = forward
         do_POST = forward
@@ -166,6 +185,23 @@ def main():
         assert driver.find_element(By.ID, "price").get_attribute("aria-invalid") == "true"
         assert "negative" in driver.find_element(By.ID, "price-error").text, driver.find_element(By.ID, "price-error").text
 
+        # The keyboard alone: Enter in a field submits the form.
+        fill(driver, username="alice", userid="a1", price="4.40", timestamp="2024-01-01T00:00:04.000Z")
+        driver.find_element(By.ID, "price").send_keys(Keys.ENTER)
+        wait.until(lambda d: message(d).startswith("Stored:"))
+
+        # A failing backend is a clear message; a slow one never freezes the page.
+        fill(driver, username="broken-backend")
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: "unavailable" in message(d))
+        fill(driver, username="slow-backend")
+        started = time.time()
+        driver.find_element(By.ID, "list").click()
+        assert driver.execute_script("return 1 + 1") == 2  # the page still runs scripts meanwhile
+        wait.until(lambda d: "did not answer in time" in message(d))
+        assert time.time() - started < 14, "the page gave up at its own deadline"
+        assert driver.find_element(By.ID, "list").is_enabled()
+
         # An XSS username is text, never markup.
         xss = "<img src=x onerror=alert(1)>"
         buy(driver, wait, username=xss, userid="x1", price="0.50", timestamp="2024-01-01T00:00:09.000Z")
@@ -204,7 +240,7 @@ def main():
         driver.get(base)
         driver.find_element(By.ID, "username").send_keys("alice")
         driver.find_element(By.ID, "list").click()
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 3)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 4)
         assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
         driver.save_screenshot(os.path.join(SCREENSHOTS, "shop-phone.png"))
 
