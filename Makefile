@@ -7,7 +7,7 @@ VENV         ?= .venv
 SECANTUS_PIN := SecantusDB==0.7.0b3
 SELENIUM_PIN := selenium==4.51.0
 
-.PHONY: test run deps release lint build venv clean bench-mongo
+.PHONY: test run deps release lint build venv clean bench bench-mongo
 
 test: lint build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
@@ -16,7 +16,7 @@ test: lint build venv
 run: deps venv release
 	scripts/run-local.sh
 
-# Debian packages: librdkafka, libmongoc, pkg-config, curl (installed only when missing).
+# Debian packages: librdkafka, libmongoc, pkg-config, curl, wrk (installed only when missing).
 deps:
 	scripts/install-deps.sh
 
@@ -38,6 +38,10 @@ $(VENV)/.installed-2:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)' '$(SELENIUM_PIN)'
 	touch $@
+
+# The shop under load with wrk: POST /buy vs dry run vs /healthz, the list proxy vs cm-api, memory.
+bench: deps venv release
+	scripts/bench.sh
 
 # Bulk-insert documents/s through the Mongo binding, batched vs one at a time, on SecantusDB.
 bench-mongo: venv
