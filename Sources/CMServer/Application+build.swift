@@ -49,6 +49,7 @@ func buildApplication(
 ) throws -> some ApplicationProtocol {
     var producerConfiguration = KafkaProducerConfiguration(kafka: configuration.kafka)
     producerConfiguration.deliveryTimeout = configuration.deliveryTimeout
+    producerConfiguration.linger = configuration.linger
     let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
     let publisher = KafkaPurchasePublisher(producer: producer, topic: configuration.topic)
     return Application(

@@ -17,6 +17,7 @@ import Testing
         #expect(configuration.deliveryTimeout == .seconds(10))
         #expect(configuration.cmAPITimeout == .seconds(5))
         #expect(configuration.shutdownTimeout == .seconds(25))
+        #expect(configuration.linger == .milliseconds(1))
     }
 
     @Test func everyVariableIsRead() throws {
@@ -25,6 +26,7 @@ import Testing
                 "PORT": "8080", "KAFKA_BROKERS": "k1:9092, k2:9093", "KAFKA_TOPIC": "t", "CM_API_HOST": "cm-api:3000",
                 "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
                 "KAFKA_DELIVERY_TIMEOUT_MS": "2500", "CM_API_TIMEOUT_MS": "750", "SHUTDOWN_TIMEOUT_MS": "9000",
+                "KAFKA_LINGER_MS": "0",
             ])
         )
         #expect(configuration.port == 8080)
@@ -35,6 +37,7 @@ import Testing
         #expect(configuration.deliveryTimeout == .milliseconds(2500))
         #expect(configuration.cmAPITimeout == .milliseconds(750))
         #expect(configuration.shutdownTimeout == .seconds(9))
+        #expect(configuration.linger == .zero)
         #expect(configuration.kafka.security == .sasl(.init(username: "shop", password: "secret"), tls: true))
     }
 
