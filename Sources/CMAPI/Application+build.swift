@@ -68,24 +68,9 @@ func buildRouter(
     let router = Router()
     router.add(middleware: MetricsMiddleware())
     PurchaseListRoutes(collection: collection).addRoutes(to: router)
-    router.get("healthz") { _, _ in "Success" }
-    router.get("readyz") { _, _ -> Response in
-        if let reason = status.unavailableReason {
-            return .error(.serviceUnavailable, reason)
-        }
-        if let failure = await ping.failure() {
-            return .error(.serviceUnavailable, "MongoDB unreachable: \(failure)")
-        }
-        return Response(
-            status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: "Ready")))
-    }
-    router.get("openapi.yaml") { _, _ in
-        Response(
-            status: .ok,
-            headers: [.contentType: "application/yaml"],
-            body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_yaml))
-        )
+    ServiceRoutes.add(to: router, openAPIDocument: PackageResources.openapi_yaml) {
+        if let reason = status.unavailableReason { return reason }
+        return await ping.failure().map { "MongoDB unreachable: \($0)" }
     }
     let newestAge = Gauge(label: "cmapi_newest_stored_event_age_seconds")
     ShopMetrics.addRoute(to: router, registry: registry) {

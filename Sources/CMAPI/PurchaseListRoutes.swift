@@ -16,7 +16,7 @@ enum PurchaseCursor {
 
     /// - Throws: a ``FieldError`` for `cursor` when it is not one this service made.
     static func decode(_ cursor: String) throws(FieldError) -> PurchasePageResumePoint {
-        let invalid = FieldError(field: "cursor", reason: "must be a nextCursor from a previous page")
+        let invalid = FieldError.invalidCursor
         var base64 = cursor.replacing("-", with: "+").replacing("_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard cursor.utf8.count <= 256, let data = Data(base64Encoded: base64),
@@ -54,33 +54,16 @@ struct PurchaseListRoutes {
     }
 
     private func list(request: Request, context: some RequestContext) async -> Response {
-        guard let raw = context.parameters.get("username"), let username = raw.removingPercentEncoding else {
-            return .error(.badRequest, "The username is not valid percent-encoding")
-        }
-        var errors: [FieldError] = []
-        if let violation = Purchase.nameViolation(username) {
-            errors.append(FieldError(field: "username", reason: violation))
-        }
-        var limit = PurchaseListLimit.default
-        do throws(FieldError) {
-            limit = try PurchaseListLimit.parse(request.uri.queryParameters["limit"].map(String.init))
+        let query: PurchaseListQuery<PurchasePageResumePoint>
+        do {
+            query = try PurchaseListQuery(request, context: context, cursor: PurchaseCursor.decode)
         } catch {
-            errors.append(error)
+            return error.response
         }
-        var resumePoint: PurchasePageResumePoint?
-        if let cursor = request.uri.queryParameters["cursor"] {
-            do throws(FieldError) {
-                resumePoint = try PurchaseCursor.decode(String(cursor))
-            } catch {
-                errors.append(error)
-            }
-        }
-        guard errors.isEmpty else {
-            return .error(.badRequest, "Invalid query", errors: errors)
-        }
+        let limit = query.limit
         do {
             // One more than asked tells whether there is a next page.
-            let found = try await collection.purchases(username: username, limit: limit + 1, after: resumePoint)
+            let found = try await collection.purchases(username: query.username, limit: limit + 1, after: query.cursor)
             let page = found.prefix(limit)
             let next =
                 found.count > limit

@@ -15,22 +15,8 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
     BuyController(publisher: publisher).addRoutes(to: router)
     PurchaseListController(client: purchaseLists).addRoutes(to: router)
     ShopPage.addRoutes(to: router)
-    // Liveness only: no dependency is checked, so a Kafka outage never restarts the pod.
-    router.get("healthz") { _, _ in "Success" }
-    router.get("readyz") { _, _ -> Response in
-        if let reason = await publisher.unavailableReason() {
-            return .error(.serviceUnavailable, reason)
-        }
-        return Response(
-            status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: "Ready")))
-    }
-    router.get("openapi.yaml") { _, _ in
-        Response(
-            status: .ok,
-            headers: [.contentType: "application/yaml"],
-            body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_yaml))
-        )
+    ServiceRoutes.add(to: router, openAPIDocument: PackageResources.openapi_yaml) {
+        await publisher.unavailableReason()
     }
     let queueDepth = Gauge(label: "kafka_producer_queue_messages")
     ShopMetrics.addRoute(to: router, registry: registry) {

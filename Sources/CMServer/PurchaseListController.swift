@@ -2,6 +2,7 @@ import Events
 import Foundation
 import Hummingbird
 import Logging
+import ShopHTTP
 
 /// `GET /getAllUserBuys/{username}`: a user's purchases, newest first, read from cm-api.
 struct PurchaseListController {
@@ -17,29 +18,18 @@ struct PurchaseListController {
     }
 
     private func list(request: Request, context: some RequestContext) async -> Response {
-        // The router hands the path segment over still percent-encoded.
-        guard let raw = context.parameters.get("username"), let username = raw.removingPercentEncoding else {
-            return .error(.badRequest, "The username is not valid percent-encoding")
-        }
-        var errors: [FieldError] = []
-        if let violation = Purchase.nameViolation(username) {
-            errors.append(FieldError(field: "username", reason: violation))
-        }
-        var limit = PurchaseListLimit.default
-        do throws(FieldError) {
-            limit = try PurchaseListLimit.parse(request.uri.queryParameters["limit"].map(String.init))
-        } catch {
-            errors.append(error)
-        }
-        let cursor = request.uri.queryParameters["cursor"].map(String.init)
-        if let cursor, cursor.isEmpty || cursor.utf8.count > Self.maximumCursorBytes {
-            errors.append(FieldError(field: "cursor", reason: "must be a nextCursor from a previous page"))
-        }
-        guard errors.isEmpty else {
-            return .error(.badRequest, "Invalid query", errors: errors)
-        }
+        let query: PurchaseListQuery<String>
         do {
-            let page = try await client.page(username: username, limit: limit, cursor: cursor)
+            query = try PurchaseListQuery(request, context: context) { cursor throws(FieldError) in
+                guard !cursor.isEmpty, cursor.utf8.count <= Self.maximumCursorBytes else { throw .invalidCursor }
+                return cursor
+            }
+        } catch {
+            return error.response
+        }
+        let username = query.username
+        do {
+            let page = try await client.page(username: username, limit: query.limit, cursor: query.cursor)
             return .json(.ok, UserPurchases(username: username, purchases: page.purchases, nextCursor: page.nextCursor))
         } catch {
             switch error {
