@@ -140,7 +140,9 @@ let package = Package(
         .target(
             name: "ShopTestSupport",
             dependencies: [
+                "Kafka",
                 "Mongo",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),

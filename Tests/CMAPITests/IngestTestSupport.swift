@@ -109,18 +109,6 @@ final class IngestHarness: Sendable {
 
     /// Everything on the dead-letter topic, read by a consumer of its own.
     func deadLetters(expecting count: Int) async throws -> [KafkaConsumerMessage] {
-        var configuration = KafkaConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]),
-            groupID: "dlq-\(UUID().uuidString.prefix(8))")
-        configuration.sessionTimeout = .seconds(6)
-        let consumer = try KafkaConsumer(configuration: configuration, topics: ["\(topic).dlq"], logger: quietLogger)
-        var messages: [KafkaConsumerMessage] = []
-        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while messages.count < count, ContinuousClock.now < deadline {
-            messages += try await consumer.poll(maxMessages: 100, maxWait: .milliseconds(200))
-        }
-        messages += try await consumer.poll(maxMessages: 100, maxWait: .seconds(1))
-        await consumer.close()
-        return messages
+        try await readTopic("\(topic).dlq", bootstrapServers: cluster.bootstrapServers, expecting: count)
     }
 }

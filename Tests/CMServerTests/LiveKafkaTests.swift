@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Kafka
 import Logging
+import ShopTestSupport
 import Testing
 
 @testable import CMServer
@@ -62,19 +63,9 @@ import Testing
             return answers.map { answer in answer.mapValues { "\($0)" } }
         }
 
-        var consumerConfiguration = KafkaConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]),
-            groupID: "check-\(UUID().uuidString.prefix(8))"
+        let messages = try await readTopic(
+            topic, bootstrapServers: cluster.bootstrapServers, expecting: 60, timeout: .seconds(30), settle: .seconds(2)
         )
-        consumerConfiguration.sessionTimeout = .seconds(6)
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration, topics: [topic], logger: logger)
-        var messages: [KafkaConsumerMessage] = []
-        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while messages.count < 60, ContinuousClock.now < deadline {
-            messages += try await consumer.poll(maxMessages: 100, maxWait: .milliseconds(200))
-        }
-        messages += try await consumer.poll(maxMessages: 100, maxWait: .seconds(2))
-        await consumer.close()
 
         #expect(messages.count == 60, "exactly the acknowledged purchases, nothing from the refused one")
         let events = try messages.map { try PurchaseEvent(kafkaValue: $0.value) }
@@ -146,18 +137,7 @@ import Testing
         #expect(Set(sent.map(\.purchaseId)).count == 1000, "a distinct purchaseId per purchase")
         #expect(retried[0] != nil && retried[0] == retried[1])
 
-        var consumerConfiguration = KafkaConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]),
-            groupID: "check-\(UUID().uuidString.prefix(8))")
-        consumerConfiguration.sessionTimeout = .seconds(6)
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration, topics: [topic], logger: logger)
-        var messages: [KafkaConsumerMessage] = []
-        let deadline = ContinuousClock.now.advanced(by: .seconds(40))
-        while messages.count < 1002, ContinuousClock.now < deadline {
-            messages += try await consumer.poll(maxMessages: 500, maxWait: .milliseconds(200))
-        }
-        messages += try await consumer.poll(maxMessages: 100, maxWait: .seconds(1))
-        await consumer.close()
+        let messages = try await readTopic(topic, bootstrapServers: cluster.bootstrapServers, expecting: 1002)
 
         #expect(messages.count == 1002, "1,000 purchases and the retried one twice (cm-api stores it once)")
         let events = try messages.map { try PurchaseEvent(kafkaValue: $0.value) }

@@ -79,19 +79,8 @@ import Testing
         #expect(answers.count == 20 && answers.allSatisfy { $0 != nil }, "every request in flight got its 200")
 
         try cluster.setRoundTripTime(of: 1, to: .zero)
-        var configuration = KafkaConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]),
-            groupID: "check-\(UUID().uuidString.prefix(8))")
-        configuration.sessionTimeout = .seconds(6)
-        var logger = Logger(label: "process-tests")
-        logger.logLevel = .error
-        let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
-        var messages: [KafkaConsumerMessage] = []
-        let readDeadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while messages.count < 20, ContinuousClock.now < readDeadline {
-            messages += try await consumer.poll(maxMessages: 100, maxWait: .milliseconds(200))
-        }
-        await consumer.close()
+        let messages = try await readTopic(
+            topic, bootstrapServers: cluster.bootstrapServers, expecting: 20, timeout: .seconds(30), settle: .zero)
         let stored = Set(
             try messages.map { try PurchaseEvent(kafkaValue: $0.value).purchaseId.uuidString.lowercased() })
         #expect(stored == Set(answers.compactMap { $0 }))
