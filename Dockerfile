@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# Images for both services, from one build stage:
+#   docker build --target cm-server -t ghcr.io/scalable-shop/cm-server:0.1.0 .
+#   docker build --target cm-api    -t ghcr.io/scalable-shop/cm-api:0.1.0 .
+# The Swift runtime is linked statically, so the runtime image is Debian slim plus the C libraries
+# the binaries load (librdkafka, libmongoc/libbson, libstdc++) and CA certificates for TLS to
+# Kafka/MongoDB. Checked with ldd on binaries built the same way (--static-swift-stdlib, Debian 12):
+# everything else they load comes with those packages' dependencies. Stripped, cm-api is 74 MB
+# (Foundation's ICU data is most of it).
+
+ARG SWIFT_IMAGE=swift:6.3.1-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${SWIFT_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends librdkafka-dev libmongoc-dev libbson-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, so a source change does not fetch them again.
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources ./Sources
+COPY Tests ./Tests
+RUN swift build -c release --static-swift-stdlib --product cm-server \
+ && swift build -c release --static-swift-stdlib --product cm-api \
+ && mkdir -p /out \
+ && cp "$(swift build -c release --static-swift-stdlib --show-bin-path)/cm-server" \
+       "$(swift build -c release --static-swift-stdlib --show-bin-path)/cm-api" /out/ \
+ && strip /out/cm-server /out/cm-api
+
+FROM ${RUNTIME_IMAGE} AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends librdkafka1 libmongoc-1.0-0 libbson-1.0-0 libstdc++6 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 shop \
+ && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin shop
+USER 10001:10001
+
+FROM runtime AS cm-server
+COPY --from=build /out/cm-server /usr/local/bin/cm-server
+EXPOSE 3001
+ENTRYPOINT ["/usr/local/bin/cm-server"]
+
+FROM runtime AS cm-api
+COPY --from=build /out/cm-api /usr/local/bin/cm-api
+EXPOSE 3000
+ENTRYPOINT ["/usr/local/bin/cm-api"]
