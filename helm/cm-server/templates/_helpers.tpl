@@ -1,0 +1,88 @@
+{{/* Names and labels, in the shape `helm create` uses so tooling recognises them. */}}
+{{- define "cm-server.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "cm-server.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cm-server.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cm-server.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "cm-server.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "cm-server.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: scalable-shop
+{{- end }}
+
+{{/*
+Labels of helm test pods: deliberately not the selector labels, or the Deployment's ReplicaSet
+would adopt the test pod and the Service would send it traffic.
+*/}}
+{{- define "cm-server.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "cm-server.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: helm-test
+{{- end }}
+
+{{- define "cm-server.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cm-server.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "cm-server.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the Kafka credentials: the operator's own, or the one this chart makes. */}}
+{{- define "cm-server.secretName" -}}
+{{- default (include "cm-server.fullname" .) .Values.credentials.existingSecret }}
+{{- end }}
+
+{{/*
+Refuse values that would deploy something broken, at render time, with the reason.
+*/}}
+{{- define "cm-server.validate" -}}
+{{- if not .Values.kafka.brokers }}
+{{- fail "kafka.brokers is required: the Kafka bootstrap servers, host:port[,host:port...]" }}
+{{- end }}
+{{- if not .Values.cmApi.host }}
+{{- fail "cmApi.host is required: cm-api's host:port, e.g. cm-api:3000" }}
+{{- end }}
+{{- if le (int .Values.shutdownTimeoutSeconds) (add (div (int .Values.kafka.deliveryTimeoutMs) 1000) 5 | int) }}
+{{- fail (printf "shutdownTimeoutSeconds (%d) must exceed kafka.deliveryTimeoutMs (%d ms) by more than 5 s, or purchases in flight at shutdown are cut off" (int .Values.shutdownTimeoutSeconds) (int .Values.kafka.deliveryTimeoutMs)) }}
+{{- end }}
+{{- if and .Values.kafka.sasl.enabled (not .Values.credentials.existingSecret) (or (not .Values.credentials.kafkaUsername) (not .Values.credentials.kafkaPassword)) }}
+{{- fail "kafka.sasl.enabled needs credentials.existingSecret, or credentials.kafkaUsername and credentials.kafkaPassword for the chart to put in a Secret" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.host) }}
+{{- fail "ingress.tls.enabled needs ingress.host: a certificate is for a host name" }}
+{{- end }}
+{{- end }}
