@@ -1,0 +1,93 @@
+{{/* Names and labels, in the shape `helm create` uses so tooling recognises them. */}}
+{{- define "cm-api.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "cm-api.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cm-api.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cm-api.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "cm-api.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "cm-api.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: scalable-shop
+{{- end }}
+
+{{/*
+Labels of helm test pods: deliberately not the selector labels, or the Deployment's ReplicaSet
+would adopt the test pod and the Service would send it traffic.
+*/}}
+{{- define "cm-api.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "cm-api.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: helm-test
+{{- end }}
+
+{{- define "cm-api.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cm-api.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "cm-api.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the Kafka credentials: the operator's own, or the one this chart makes. */}}
+{{- define "cm-api.secretName" -}}
+{{- default (include "cm-api.fullname" .) .Values.credentials.existingSecret }}
+{{- end }}
+
+{{/*
+Refuse values that would deploy something broken, at render time, with the reason.
+*/}}
+{{- define "cm-api.validate" -}}
+{{- if not .Values.kafka.brokers }}
+{{- fail "kafka.brokers is required: the Kafka bootstrap servers, host:port[,host:port...]" }}
+{{- end }}
+{{- if and (not .Values.credentials.existingSecret) (not .Values.credentials.mongodbUri) }}
+{{- fail "MongoDB credentials: set credentials.existingSecret (a Secret with the connection string), or credentials.mongodbUri for the chart to put in a Secret" }}
+{{- end }}
+{{- if and (not .Values.credentials.existingSecret) .Values.credentials.mongodbUri (not (regexMatch "^mongodb(\\+srv)?://" .Values.credentials.mongodbUri)) }}
+{{- fail "credentials.mongodbUri must start with mongodb:// or mongodb+srv://" }}
+{{- end }}
+{{- if and .Values.kafka.sasl.enabled (not .Values.credentials.existingSecret) (or (not .Values.credentials.kafkaUsername) (not .Values.credentials.kafkaPassword)) }}
+{{- fail "kafka.sasl.enabled needs credentials.existingSecret, or credentials.kafkaUsername and credentials.kafkaPassword for the chart to put in a Secret" }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if gt (int .Values.autoscaling.maxReplicas) (int .Values.kafka.topicPartitions) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) exceeds kafka.topicPartitions (%d): each partition is read by one member of the group at a time, so replicas past the partition count would sit idle" (int .Values.autoscaling.maxReplicas) (int .Values.kafka.topicPartitions)) }}
+{{- end }}
+{{- if gt (int .Values.autoscaling.fallbackReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- fail "autoscaling.fallbackReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- end }}
+{{- end }}
