@@ -1,17 +1,25 @@
 # Scalable Shop: the two commands the README promises, and their parts.
-#   make test   lint, build (warnings are errors), start the test servers, swift test, stop them.
+#   make test   lint, check the Helm charts and k8s/, build (warnings are errors), start the test
+#               servers, swift test, stop them, then the browser test of the shop page.
 #   make run    install what is missing, build in release mode, run the whole shop on localhost.
 
 SWIFT        ?= swift
 VENV         ?= .venv
 SECANTUS_PIN := SecantusDB==0.7.0b3
 SELENIUM_PIN := selenium==4.51.0
+# Helm v4's Go SDK (no helm binary needed), Kubernetes' and KEDA's schemas for the chart tests.
+K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3
 
-.PHONY: test run deps release lint build venv clean bench bench-mongo
+.PHONY: test test-k8s run deps release lint build venv clean bench bench-mongo
 
-test: lint build venv
+test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
 	$(VENV)/bin/python tests/browser/test_shop_page.py
+
+# The charts in helm/ and the cluster pieces in k8s/, without a cluster: helm lint --strict, renders
+# validated against the Kubernetes and KEDA schemas, and what the charts promise (a few seconds).
+test-k8s: venv
+	$(VENV)/bin/python -m unittest discover --start-directory tests/k8s --pattern 'test_*.py'
 
 run: deps venv release
 	scripts/run-local.sh
@@ -31,12 +39,13 @@ build:
 	$(SWIFT) build --build-tests
 
 # SecantusDB, the MongoDB wire-protocol server the tests use (no MongoDB server is packaged here),
-# and Selenium for the browser test of the shop page (Chromium itself comes from Debian).
-venv: $(VENV)/.installed-2
+# Selenium for the browser test of the shop page (Chromium itself comes from Debian), and the
+# chart tests' Helm SDK and schema validators.
+venv: $(VENV)/.installed-3
 
-$(VENV)/.installed-2:
+$(VENV)/.installed-3:
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)' '$(SELENIUM_PIN)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)' '$(SELENIUM_PIN)' $(K8S_PINS)
 	touch $@
 
 # The shop under load with wrk: POST /buy vs dry run vs /healthz, the list proxy vs cm-api, memory.
