@@ -36,6 +36,7 @@ struct CMAPI {
         var consumerConfiguration = KafkaConsumerConfiguration(
             kafka: configuration.kafka, groupID: configuration.groupID)
         consumerConfiguration.autoOffsetReset = .earliest
+        consumerConfiguration.fetchMaximumWait = configuration.fetchWait
         let consumer = try KafkaConsumer(
             configuration: consumerConfiguration, topics: [configuration.topic], logger: logger)
         let deadLetters = try KafkaProducer(

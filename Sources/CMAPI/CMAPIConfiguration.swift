@@ -24,6 +24,10 @@ struct CMAPIConfiguration: Sendable {
     var batchSize: Int
     /// `INGEST_BATCH_WAIT_MS` (default 50): how long a batch waits to fill up.
     var batchWait: Duration
+    /// `KAFKA_FETCH_WAIT_MAX_MS` (default 500): how long the broker may hold a fetch that finds no
+    /// new events (librdkafka's `fetch.wait.max.ms`). Real brokers answer as soon as events
+    /// arrive; the mock cluster always waits it out, so the benchmark lowers it.
+    var fetchWait: Duration
     /// `SHUTDOWN_TIMEOUT_MS` (default 25000): how long a SIGTERM may take to finish the batch in
     /// hand, commit and leave the group.
     var shutdownTimeout: Duration
@@ -43,6 +47,7 @@ struct CMAPIConfiguration: Sendable {
         logLevel = Logger.Level(rawValue: try environment.choice("LOG_LEVEL", of: names, default: "info"))!
         batchSize = try environment.integer("INGEST_BATCH_SIZE", default: 500, range: 1...10_000)
         batchWait = try environment.milliseconds("INGEST_BATCH_WAIT_MS", default: 50, range: 1...10_000)
+        fetchWait = try environment.milliseconds("KAFKA_FETCH_WAIT_MAX_MS", default: 500, range: 1...10_000)
         shutdownTimeout = try environment.milliseconds("SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
     }
 }

@@ -16,6 +16,7 @@ import Testing
         #expect(configuration.collection == "purchases")
         #expect(configuration.batchSize == 500)
         #expect(configuration.batchWait == .milliseconds(50))
+        #expect(configuration.fetchWait == .milliseconds(500))
         #expect(configuration.shutdownTimeout == .seconds(25))
     }
 
@@ -26,7 +27,7 @@ import Testing
                 "MONGODB_URI": "mongodb+srv://cluster.example/?w=majority", "MONGODB_DB": "d",
                 "MONGODB_COLLECTION": "c",
                 "LOG_LEVEL": "warning", "INGEST_BATCH_SIZE": "200", "INGEST_BATCH_WAIT_MS": "20",
-                "SHUTDOWN_TIMEOUT_MS": "5000",
+                "SHUTDOWN_TIMEOUT_MS": "5000", "KAFKA_FETCH_WAIT_MAX_MS": "10",
             ])
         )
         #expect(configuration.port == 9000)
@@ -36,6 +37,7 @@ import Testing
         #expect(configuration.logLevel == .warning)
         #expect(configuration.batchSize == 200)
         #expect(configuration.batchWait == .milliseconds(20))
+        #expect(configuration.fetchWait == .milliseconds(10))
         #expect(configuration.shutdownTimeout == .seconds(5))
     }
 
@@ -51,6 +53,10 @@ import Testing
                 "MONGODB_URI must start with mongodb:// or mongodb+srv://"
             ),
             (["MONGODB_URI": "mongodb://m"], "KAFKA_BROKERS is required: comma-separated host:port list"),
+            (
+                ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_FETCH_WAIT_MAX_MS": "0"],
+                "KAFKA_FETCH_WAIT_MAX_MS must be a number of milliseconds from 1 to 10000, got \"0\""
+            ),
         ] as [([String: String], String)])
     func aMissingOrMalformedValueIsOneLineNamingTheVariable(_ values: [String: String], message: String) {
         let error = #expect(throws: EnvironmentError.self) { try CMAPIConfiguration(environment: Environment(values)) }
