@@ -30,7 +30,8 @@ struct PurchaseListController {
         let username = query.username
         do {
             let page = try await client.page(username: username, limit: query.limit, cursor: query.cursor)
-            return .json(.ok, UserPurchases(username: username, purchases: page.purchases, nextCursor: page.nextCursor))
+            let answer = UserPurchases(username: username, purchases: page.purchases, nextCursor: page.nextCursor)
+            return .json(.ok, bytes: answer.json)
         } catch {
             switch error {
             case .rejected(let status, let message):
@@ -46,10 +47,30 @@ struct PurchaseListController {
     }
 }
 
-/// `{"username":"joe","purchases":[…],"nextCursor":"…"}`, the original server's shape plus the
-/// cursor of the next page when there is one.
-struct UserPurchases: Encodable {
+/// The answer to `GET /getAllUserBuys/{username}`: `{"username","purchases":[…],"nextCursor"}`,
+/// the original server's shape plus the next page's cursor, absent on the last page. Written by hand rather than with `JSONEncoder`: this is
+/// the one body cm-server re-encodes on every list request (see `PurchaseListItem.appendJSON`).
+struct UserPurchases {
     var username: String
     var purchases: [PurchaseListItem]
     var nextCursor: String?
+
+    var json: [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(64 + purchases.count * 200)
+        JSONText.append(#"{"username":"#, to: &output)
+        JSONText.appendString(username, to: &output)
+        JSONText.append(#","purchases":["#, to: &output)
+        for (index, item) in purchases.enumerated() {
+            if index > 0 { output.append(UInt8(ascii: ",")) }
+            item.appendJSON(to: &output)
+        }
+        output.append(UInt8(ascii: "]"))
+        if let nextCursor {
+            JSONText.append(#","nextCursor":"#, to: &output)
+            JSONText.appendString(nextCursor, to: &output)
+        }
+        output.append(UInt8(ascii: "}"))
+        return output
+    }
 }

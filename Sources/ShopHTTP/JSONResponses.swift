@@ -26,11 +26,15 @@ extension Response {
     /// A JSON response. The values answered are plain structs of strings, numbers and arrays,
     /// whose encoding cannot fail.
     public static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
-        let data = try! encoder.encode(value)
-        return Response(
+        .json(status, bytes: try! encoder.encode(value))
+    }
+
+    /// A JSON response from JSON text already written (by a hand-written writer).
+    public static func json(_ status: HTTPResponse.Status, bytes: some Sequence<UInt8>) -> Response {
+        Response(
             status: status,
             headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data))
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes))
         )
     }
 

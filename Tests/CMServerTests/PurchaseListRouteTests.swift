@@ -133,6 +133,24 @@ final class FakeCMAPI: Sendable {
         #expect(fake.asked.withLock { $0 } == [FakeCMAPI.Asked(path: "/buyList/joe", username: "joe", limit: "100")])
     }
 
+    /// cm-server writes this answer by hand (UserPurchases.json), not with JSONEncoder.
+    @Test func itemsWithCharactersJSONMustEscapeComeThroughIntact() async throws {
+        let awkward = ["quote \" and back\\slash", "line\nfeed\u{1}", "Zoë 🛒 </script>"].map {
+            PurchaseListItem(
+                id: "id-\($0)", purchaseId: "id-\($0)", username: $0, userid: $0, price: "1.00",
+                timestamp: "2024-05-31T15:54:32.204Z")
+        }
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: awkward, nextCursor: "c\"ursor")))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "application/json; charset=utf-8")
+                let answer = try JSONDecoder().decode(ListAnswer.self, from: Data(buffer: response.body))
+                #expect(answer == ListAnswer(username: "joe", purchases: awkward, nextCursor: "c\"ursor"))
+            }
+        }
+    }
+
     @Test func anUnknownUserGetsAnEmptyList() async throws {
         let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))
         try await withRouter(fake) { client in
@@ -257,4 +275,10 @@ final class FakeCMAPI: Sendable {
             #expect(ContinuousClock.now - start < .seconds(10), "answered at the timeout, not when cm-api did")
         }
     }
+}
+
+private struct ListAnswer: Decodable, Equatable {
+    var username: String
+    var purchases: [PurchaseListItem]
+    var nextCursor: String?
 }
