@@ -13,7 +13,9 @@
 # BENCH_SMOKE=1 is the smoke run `make test` does on debug builds (a few seconds per part, small
 # counts, figures not compared with targets): it fails if any part cannot be measured.
 # BIN_DIR picks the binaries (default .build/release); BENCH_SECONDS, BENCH_CONNECTIONS,
-# BENCH_INGEST_EVENTS, BENCH_MEMORY_PURCHASES, BENCH_FRESHNESS_RATE override the sizes.
+# BENCH_THREADS, BENCH_LIST_CONNECTIONS, BENCH_INGEST_EVENTS, BENCH_INGEST_EVENTS_BATCH1,
+# BENCH_MEMORY_PURCHASES, BENCH_FRESHNESS_RATE, BENCH_FRESHNESS_SECONDS and BENCH_FETCH_WAIT_MS
+# override the sizes; BENCH_OUTPUT the file written.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -33,12 +33,8 @@ struct CMAPI {
         let collection = mongo.collection(configuration.collection, database: configuration.database)
         try await createIndexes(collection, logger: logger)
 
-        var consumerConfiguration = KafkaConsumerConfiguration(
-            kafka: configuration.kafka, groupID: configuration.groupID)
-        consumerConfiguration.autoOffsetReset = .earliest
-        consumerConfiguration.fetchMaximumWait = configuration.fetchWait
         let consumer = try KafkaConsumer(
-            configuration: consumerConfiguration, topics: [configuration.topic], logger: logger)
+            configuration: configuration.consumer, topics: [configuration.topic], logger: logger)
         let deadLetters = try KafkaProducer(
             configuration: KafkaProducerConfiguration(kafka: configuration.kafka), logger: logger)
         let status = IngestStatus()

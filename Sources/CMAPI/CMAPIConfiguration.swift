@@ -51,3 +51,14 @@ struct CMAPIConfiguration: Sendable {
         shutdownTimeout = try environment.milliseconds("SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
     }
 }
+
+extension CMAPIConfiguration {
+    /// The ingest's consumer: the contract's group, from the earliest offset for a new group, and
+    /// the fetch wait from `KAFKA_FETCH_WAIT_MAX_MS`.
+    var consumer: KafkaConsumerConfiguration {
+        var consumer = KafkaConsumerConfiguration(kafka: kafka, groupID: groupID)
+        consumer.autoOffsetReset = .earliest
+        consumer.fetchMaximumWait = fetchWait
+        return consumer
+    }
+}

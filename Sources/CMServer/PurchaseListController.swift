@@ -48,8 +48,9 @@ struct PurchaseListController {
 }
 
 /// The answer to `GET /getAllUserBuys/{username}`: `{"username","purchases":[…],"nextCursor"}`,
-/// the original server's shape plus the next page's cursor, absent on the last page. Written by hand rather than with `JSONEncoder`: this is
-/// the one body cm-server re-encodes on every list request (see `PurchaseListItem.appendJSON`).
+/// the original server's shape plus the next page's cursor, absent on the last page. Written by
+/// hand rather than with `JSONEncoder`: this is the one body cm-server re-encodes on every list
+/// request (see `PurchaseListItem.appendJSON`).
 struct UserPurchases {
     var username: String
     var purchases: [PurchaseListItem]

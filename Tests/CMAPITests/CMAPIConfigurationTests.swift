@@ -2,6 +2,7 @@ import Events
 import Testing
 
 @testable import CMAPI
+@testable import Kafka
 
 @Suite struct CMAPIConfigurationTests {
     @Test func contractDefaults() throws {
@@ -39,6 +40,22 @@ import Testing
         #expect(configuration.batchWait == .milliseconds(20))
         #expect(configuration.fetchWait == .milliseconds(10))
         #expect(configuration.shutdownTimeout == .seconds(5))
+    }
+
+    /// What the ingest's consumer is given, down to librdkafka's property names.
+    @Test func theConsumerStartsNewGroupsAtTheEarliestOffsetWithTheConfiguredFetchWait() throws {
+        let defaults = try CMAPIConfiguration(
+            environment: Environment(["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_GROUPID": "g"])
+        ).consumer
+        #expect(defaults.properties["group.id"] == "g")
+        #expect(defaults.properties["auto.offset.reset"] == "earliest")
+        #expect(defaults.properties["fetch.wait.max.ms"] == "500")
+        let lowered = try CMAPIConfiguration(
+            environment: Environment([
+                "KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_FETCH_WAIT_MAX_MS": "10",
+            ])
+        ).consumer
+        #expect(lowered.properties["fetch.wait.max.ms"] == "10")
     }
 
     @Test(
