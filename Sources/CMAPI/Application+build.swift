@@ -13,14 +13,17 @@ import ShopHTTP
 /// must not pile up pings (each holds a pool thread until the server selection timeout).
 actor MongoPing {
     let client: MongoClient
+    /// How long readiness waits for the answer: under the probe's timeout (3 s in the chart).
+    let wait: Duration
     private var inFlight: Task<String?, Never>?
 
-    init(client: MongoClient) {
+    init(client: MongoClient, wait: Duration = .seconds(2)) {
         self.client = client
+        self.wait = wait
     }
 
     /// `nil` when MongoDB answered a ping within `wait`, else why not.
-    func failure(wait: Duration = .seconds(2)) async -> String? {
+    func failure() async -> String? {
         let task: Task<String?, Never>
         if let inFlight {
             task = inFlight
@@ -39,6 +42,7 @@ actor MongoPing {
                 self.finished(task)
             }
         }
+        let wait = self.wait
         return await withTaskGroup(of: String?.self) { group in
             group.addTask { await task.value }
             group.addTask {
