@@ -9,9 +9,10 @@
  *   ingest-baseline consume BROKERS TOPIC GROUP MONGODB_URI DATABASE COLLECTION BATCH COUNT
  *       Creates cm-api's two indexes, then consumes in batches of BATCH: each event's JSON parsed
  *       by libbson, the same document cm-api stores built (_id = purchaseId, Decimal128 price, BSON
- *       dates, partition, offset), one unordered bulk insert per batch (a duplicate key is not an
- *       error), then a synchronous offset commit. Stops after COUNT events stored and prints
- *       "stored N in S s: R events/s", timed from the program's start like cm-api's.
+ *       dates, partition, offset), one unordered bulk insert per batch with cm-api's write concern
+ *       (majority, journaled; a duplicate key is not an error), then a synchronous offset commit.
+ *       Stops after COUNT events stored and prints "stored N in S s: R events/s", timed from the
+ *       program's start like cm-api's.
  *
  * What it leaves out, and cm-api does not: validating each event against the contract, the
  * dead-letter topic, metrics, MongoDB outage handling, pausing, graceful shutdown.
@@ -213,7 +214,9 @@ static int consume(char **argv) {
         }
         if (filled == 0) continue;
 
-        bson_t *bulk_opts = BCON_NEW("ordered", BCON_BOOL(false));
+        /* The write concern cm-api asks for: durable before the offsets are committed. */
+        bson_t *bulk_opts = BCON_NEW("ordered", BCON_BOOL(false), "writeConcern", "{", "w", BCON_UTF8("majority"),
+                                     "j", BCON_BOOL(true), "wtimeout", BCON_INT64(10000), "}");
         mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts);
         bson_destroy(bulk_opts);
         long documents = 0;

@@ -177,7 +177,9 @@ struct PurchaseIngest: Service {
     private func insert(_ purchases: [StoredPurchase]) async throws(MongoError) {
         guard !purchases.isEmpty else { return }
         let start = DispatchTime.now()
-        let result = try await collection.insert(purchases)
+        // Durable before the offsets move: a write only in memory (w:1 without the journal)
+        // would be lost with the server's process after Kafka was told it was stored.
+        let result = try await collection.insert(purchases, writeConcern: .majorityJournaled())
         writeLatency.recordInterval(since: start)
         inserted.increment(by: result.inserted)
         duplicates.increment(by: result.alreadyStored)

@@ -31,6 +31,26 @@ public struct MongoCollection: Sendable {
         }
     }
 
+    /// How durable a write must be before the server acknowledges it.
+    public struct WriteConcern: Hashable, Sendable {
+        let document: BSONDocument?
+
+        /// What the connection string or the deployment sets (MongoDB's own default: `w:1`
+        /// before 5.0, `w:"majority"` on replica sets since).
+        public static let deploymentDefault = WriteConcern(document: nil)
+
+        /// Acknowledged once a majority of the replica set's members have the write in their
+        /// journals, so no failover or crash can take it back; a write concern error after
+        /// `timeout`. On a single server: once it is in that server's journal.
+        public static func majorityJournaled(timeout: Duration = .seconds(10)) -> WriteConcern {
+            WriteConcern(document: [
+                "w": .string("majority"), "j": .bool(true),
+                "wtimeout": .int64(
+                    timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000),
+            ])
+        }
+    }
+
     /// Creates the indexes; creating an existing identical index is a no-op, so this is safe
     /// at every start-up.
     public func createIndexes(_ indexes: [Index]) async throws(MongoError) {
@@ -70,14 +90,20 @@ public struct MongoCollection: Sendable {
     /// - Throws: ``MongoError/Kind/writeFailed`` with the refused documents for any other
     ///   write error (the rest were written); a transient error when the write as a whole
     ///   failed, in which case retrying all the documents is safe.
-    public func insert(_ documents: [BSONDocument]) async throws(MongoError) -> InsertResult {
+    public func insert(_ documents: [BSONDocument], writeConcern: WriteConcern = .deploymentDefault)
+        async throws(MongoError) -> InsertResult
+    {
         guard !documents.isEmpty else { return InsertResult(inserted: 0, alreadyStored: 0) }
         let (database, name) = (self.database, self.name)
         return try await client.withClient { client throws(MongoError) in
             let encoded = try documents.map { document throws(MongoError) in try OwnedBSON(document) }
             let collection = mongoc_client_get_collection(client, database, name)
             defer { mongoc_collection_destroy(collection) }
-            let options = try OwnedBSON(["ordered": .bool(false)])
+            var optionDocument: BSONDocument = ["ordered": .bool(false)]
+            if let concern = writeConcern.document {
+                optionDocument.elements.append(("writeConcern", .document(concern)))
+            }
+            let options = try OwnedBSON(optionDocument)
             guard let bulk = mongoc_collection_create_bulk_operation_with_opts(collection, options.pointer) else {
                 throw MongoError(kind: .invalidArgument, message: "cannot create a bulk write")
             }

@@ -104,8 +104,10 @@ extension MongoCollection {
     ]
 
     /// Stores purchases; those already stored (same purchaseId) are counted, not written twice.
-    public func insert(_ purchases: [StoredPurchase]) async throws(MongoError) -> InsertResult {
-        try await insert(purchases.map(\.document))
+    public func insert(_ purchases: [StoredPurchase], writeConcern: WriteConcern = .deploymentDefault)
+        async throws(MongoError) -> InsertResult
+    {
+        try await insert(purchases.map(\.document), writeConcern: writeConcern)
     }
 
     /// One page of a user's purchases, newest first (timestamp, then purchaseId, descending),

@@ -1,8 +1,9 @@
 import Events
 import Foundation
-import Mongo
 import ShopTestSupport
 import Testing
+
+@testable import Mongo
 
 @Suite(.serialized, .timeLimit(.minutes(3))) struct MongoCollectionTests {
     @Test func pingAnswers() async throws {
@@ -30,6 +31,19 @@ import Testing
         #expect(keys["username_timestamp_id"]?.elements.map(\.key) == ["username", "timestamp", "_id"])
         #expect(keys["userid_timestamp"]?.elements.map(\.key) == ["userid", "timestamp"])
         #expect(keys["_id_"] != nil)
+    }
+
+    /// cm-api's ingest asks for majority + journal before it commits offsets. The server sees the
+    /// write concern: one it cannot meet (more members than it has) fails the insert.
+    @Test func theWriteConcernReachesTheServer() async throws {
+        let collection = try makeCollection()
+        defer { Task { try? await collection.dropDatabase() } }
+        let durable = try await collection.insert([storedPurchase(1)], writeConcern: .majorityJournaled())
+        #expect(durable.inserted == 1)
+        let unmeetable = MongoCollection.WriteConcern(document: ["w": .int32(5), "wtimeout": .int64(500)])
+        await #expect(throws: MongoError.self) {
+            try await collection.insert([storedPurchase(2)], writeConcern: unmeetable)
+        }
     }
 
     @Test func tenThousandInsertsWithTenPercentDuplicatesStoreEachPurchaseOnce() async throws {
