@@ -71,9 +71,12 @@ struct BuyController<Publisher: PurchasePublisher> {
         } catch {
             produceFailed.recordInterval(since: start)
             Counter(label: "kafka_delivery_failures_total", dimensions: [("error", error.code.description)]).increment()
-            context.logger.warning(
+            // Refusals while every broker is down come at request rate; the producer has already
+            // logged the outage itself.
+            context.logger.log(
+                level: error.code == .brokersUnavailable ? .debug : .warning,
                 "purchase not acknowledged by Kafka",
-                metadata: ["purchaseId": "\(purchaseId)", "error": "\(error.message)"]
+                metadata: ["purchaseId": "\(purchaseId.uuidString.lowercased())", "error": "\(error.message)"]
             )
             var response = Response.json(
                 .serviceUnavailable,

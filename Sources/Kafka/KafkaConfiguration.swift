@@ -97,6 +97,14 @@ public struct KafkaProducerConfiguration: Sendable, Hashable {
     public var queueMaximumMessages: Int = 100_000
     /// How long a graceful shutdown waits for queued messages to be delivered.
     public var shutdownFlushTimeout: Duration = .seconds(10)
+    /// Once librdkafka reports every broker down, how long a `send` waits for a metadata request
+    /// to show one is back before failing at once with ``KafkaError/Code/brokersUnavailable``
+    /// (instead of queueing the message for the whole `deliveryTimeout`).
+    public var reachabilityProbeTimeout: Duration = .milliseconds(500)
+    /// `reconnect.backoff.max.ms`: the longest librdkafka waits between attempts to reconnect to
+    /// a broker (its default is 10 s, which would keep a producer failing that long after a
+    /// broker is back).
+    public var reconnectBackoffMaximum: Duration = .seconds(1)
 
     public init(kafka: KafkaConfiguration) {
         self.kafka = kafka
@@ -117,6 +125,7 @@ public struct KafkaProducerConfiguration: Sendable, Hashable {
                 "batch.num.messages": String(batchMaximumMessages),
                 "compression.type": compression.rawValue,
                 "queue.buffering.max.messages": String(queueMaximumMessages),
+                "reconnect.backoff.max.ms": String(reconnectBackoffMaximum.milliseconds),
             ]
         ) { _, typed in typed }
         return properties.merging(kafka.additionalProperties) { _, additional in additional }

@@ -11,9 +11,14 @@ internal import Synchronization
 /// or throws a ``KafkaError`` within the configured delivery timeout. A dedicated thread serves
 /// librdkafka's delivery reports; nothing blocks the caller's thread. As a ServiceLifecycle
 /// `Service` it flushes what is queued on graceful shutdown, within a bound.
+///
+/// While librdkafka reports every broker down, a `send` does not queue its message for the
+/// whole delivery timeout: it waits at most `reachabilityProbeTimeout` for a metadata request
+/// to show a broker is back, and otherwise fails at once, with nothing sent.
 public final class KafkaProducer: Service, Sendable {
     private let client: RDKafkaClient
     private let state: ProducerState
+    private let availability: BrokerAvailability
     private let configuration: KafkaProducerConfiguration
 
     /// Creates the producer and starts its delivery-report thread.
@@ -30,9 +35,11 @@ public final class KafkaProducer: Service, Sendable {
         )
         self.configuration = configuration
         self.state = ProducerState()
+        self.availability = BrokerAvailability()
         let client = self.client
         let state = self.state
-        let thread = Thread { Self.serveEvents(client: client, state: state) }
+        let availability = self.availability
+        let thread = Thread { Self.serveEvents(client: client, state: state, availability: availability) }
         thread.name = "kafka-producer-events"
         thread.start()
     }
@@ -51,13 +58,17 @@ public final class KafkaProducer: Service, Sendable {
     /// - Returns: the partition and offset the broker stored the message at.
     /// - Throws: ``KafkaError``: ``KafkaError/Code/timedOut`` when not acknowledged within
     ///   `deliveryTimeout`, ``KafkaError/Code/queueFull`` at once when the local queue is full,
-    ///   ``KafkaError/Code/shutdown`` once the producer is shutting down.
+    ///   ``KafkaError/Code/brokersUnavailable`` within `reachabilityProbeTimeout` while every broker
+    ///   is down (nothing was sent), ``KafkaError/Code/shutdown`` once the producer is shutting down.
     public func send(
         topic: String,
         key: [UInt8]?,
         value: [UInt8],
         headers: [KafkaHeader] = []
     ) async throws(KafkaError) -> KafkaDeliveryReport {
+        if availability.allBrokersDown {
+            try await confirmReachable()
+        }
         let result = await withCheckedContinuation { (continuation: DeliveryContinuation) in
             guard let id = state.register(continuation) else {
                 continuation.resume(returning: .failure(.shutdown))
@@ -103,6 +114,23 @@ public final class KafkaProducer: Service, Sendable {
         return err
     }
 
+    /// Whether librdkafka last reported every broker down and no request has reached one since.
+    public var allBrokersDown: Bool { availability.allBrokersDown }
+
+    /// Refuses the send while every broker is down (see ``BrokerAvailability``).
+    private func confirmReachable() async throws(KafkaError) {
+        let client = self.client
+        let timeout = configuration.reachabilityProbeTimeout
+        let reachable = await availability.probe {
+            (try? await runBlocking { () throws(KafkaError) in try client.brokerCount(timeout: timeout) }) != nil
+        }
+        guard reachable else {
+            throw KafkaError(
+                code: .brokersUnavailable, message: "every Kafka broker is down; the message was not sent",
+                isRetriable: true)
+        }
+    }
+
     /// Asks the cluster for a topic's partitions: the readiness check of a producing service.
     /// - Throws: ``KafkaError`` when no broker answers within `timeout` or the topic is unknown.
     public func topicMetadata(_ topic: String, timeout: Duration = .seconds(5)) async throws(KafkaError)
@@ -134,13 +162,13 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// The body of the event thread: serves delivery reports and errors until shutdown.
-    private static func serveEvents(client: RDKafkaClient, state: ProducerState) {
+    private static func serveEvents(client: RDKafkaClient, state: ProducerState, availability: BrokerAvailability) {
         let queue = rd_kafka_queue_get_main(client.handle)
         defer { rd_kafka_queue_destroy(queue) }
         func serve(timeout: Duration) {
             guard let event = rd_kafka_queue_poll(queue, timeout.timeoutMilliseconds) else { return }
             defer { rd_kafka_event_destroy(event) }
-            handle(event, client: client, state: state)
+            handle(event, client: client, state: state, availability: availability)
         }
         while true {
             if let deadline = state.drainingDeadline,
@@ -165,13 +193,16 @@ public final class KafkaProducer: Service, Sendable {
         state.close()
     }
 
-    private static func handle(_ event: OpaquePointer, client: RDKafkaClient, state: ProducerState) {
+    private static func handle(
+        _ event: OpaquePointer, client: RDKafkaClient, state: ProducerState, availability: BrokerAvailability
+    ) {
         switch Int32(rd_kafka_event_type(event)) {
         case RD_KAFKA_EVENT_DR:
             while let message = rd_kafka_event_message_next(event) {
                 let id = UInt(bitPattern: message.pointee._private)
                 let result: Result<KafkaDeliveryReport, KafkaError>
                 if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    availability.reached()
                     result = .success(
                         KafkaDeliveryReport(
                             topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)),
@@ -189,6 +220,7 @@ public final class KafkaProducer: Service, Sendable {
         case RD_KAFKA_EVENT_ERROR:
             let err = rd_kafka_event_error(event)
             let text = String(cString: rd_kafka_event_error_string(event))
+            if err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN { availability.allDown() }
             if rd_kafka_event_error_is_fatal(event) != 0 {
                 client.logger.critical("Kafka producer fatal error: \(client.fatalError()?.message ?? text)")
             } else {
@@ -196,6 +228,74 @@ public final class KafkaProducer: Service, Sendable {
             }
         default:
             break
+        }
+    }
+}
+
+/// Whether every broker is down, as librdkafka last said, and the probes that check it again.
+///
+/// The first send after librdkafka's `ALL_BROKERS_DOWN` waits for a probe (idle connections
+/// that a broker closed also raise it, and then the probe simply reconnects). Once a probe has
+/// failed, sends are refused at once while the next probe runs in the background, at most one
+/// every `failureMemory`.
+final class BrokerAvailability: Sendable {
+    private struct State {
+        var allBrokersDown = false
+        var probe: Task<Bool, Never>?
+        var failedAt: ContinuousClock.Instant?
+    }
+    private let state = Mutex(State())
+    /// The least time between two probes that fail.
+    static let failureMemory: Duration = .milliseconds(250)
+
+    var allBrokersDown: Bool { state.withLock { $0.allBrokersDown } }
+
+    /// librdkafka's `ALL_BROKERS_DOWN`.
+    func allDown() { state.withLock { $0.allBrokersDown = true } }
+
+    /// A broker answered (a delivery report or a probe).
+    func reached() {
+        state.withLock { state in
+            state.allBrokersDown = false
+            state.failedAt = nil
+        }
+    }
+
+    /// Whether a broker can be reached: `true` at once unless every broker was reported down;
+    /// then the answer of the running or a new probe (`check`), or `false` at once once one
+    /// has failed.
+    func probe(_ check: @escaping @Sendable () async -> Bool) async -> Bool {
+        enum Next {
+            case answer(Bool)
+            case wait(Task<Bool, Never>)
+        }
+        let next: Next = state.withLock { state in
+            guard state.allBrokersDown else { return .answer(true) }
+            if state.probe == nil, state.failedAt.map({ ContinuousClock.now - $0 >= Self.failureMemory }) ?? true {
+                state.probe = Task {
+                    let reachable = await check()
+                    self.finish(reachable: reachable)
+                    return reachable
+                }
+            }
+            if state.failedAt != nil { return .answer(false) }
+            return .wait(state.probe!)
+        }
+        switch next {
+        case .answer(let reachable): return reachable
+        case .wait(let probe): return await probe.value
+        }
+    }
+
+    private func finish(reachable: Bool) {
+        state.withLock { state in
+            state.probe = nil
+            if reachable {
+                state.allBrokersDown = false
+                state.failedAt = nil
+            } else {
+                state.failedAt = .now
+            }
         }
     }
 }

@@ -63,6 +63,18 @@ final class RDKafkaClient: @unchecked Sendable {
             isRetriable: false)
     }
 
+    /// Blocking: asks any broker for the cluster's brokers; succeeds only if one answers within
+    /// `timeout`. Call off the cooperative pool.
+    func brokerCount(timeout: Duration) throws(KafkaError) -> Int {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, nil, &metadata, Int32(timeout.timeoutMilliseconds))
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            throw KafkaError(err, context: "cluster metadata")
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        return Int(metadata.pointee.broker_cnt)
+    }
+
     /// Blocking: asks the cluster about one topic. Call off the cooperative pool.
     func topicMetadata(_ topic: String, timeout: Duration) throws(KafkaError) -> KafkaTopicMetadata {
         guard let rkt = rd_kafka_topic_new(handle, topic, nil) else {

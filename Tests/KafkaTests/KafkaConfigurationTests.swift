@@ -27,3 +27,22 @@ import Testing
             KafkaConsumerConfiguration(kafka: kafka, groupID: "g").properties["queued.max.messages.kbytes"] == "1024")
     }
 }
+
+/// The librdkafka properties the producer's settings become.
+@Suite struct KafkaProducerConfigurationTests {
+    let kafka = KafkaConfiguration(bootstrapServers: ["k:1"])
+
+    @Test func safetyAndReconnectSettingsReachLibrdkafka() {
+        let defaults = KafkaProducerConfiguration(kafka: kafka)
+        #expect(defaults.properties["enable.idempotence"] == "true")
+        #expect(defaults.properties["acks"] == "all")
+        // librdkafka's default is 10 s: a producer would keep failing that long after a broker is back.
+        #expect(defaults.properties["reconnect.backoff.max.ms"] == "1000")
+
+        var tuned = defaults
+        tuned.reconnectBackoffMaximum = .milliseconds(250)
+        tuned.deliveryTimeout = .seconds(3)
+        #expect(tuned.properties["reconnect.backoff.max.ms"] == "250")
+        #expect(tuned.properties["message.timeout.ms"] == "3000")
+    }
+}

@@ -50,7 +50,9 @@ import Testing
         }
         let elapsed = ContinuousClock.now - start
         #expect(error?.isRetriable == true)
-        #expect(error?.code == .timedOut)
+        // Queued before librdkafka noticed the broker was gone: timed out. Sent after it reported
+        // every broker down: refused at once (the next test).
+        #expect(error?.code == .timedOut || error?.code == .brokersUnavailable)
         #expect(error?.possiblyPersisted == false, "never sent, so certainly not stored")
         // librdkafka times messages out in a scan that runs once a second, after in-flight
         // requests to the lost broker have failed; measured 2.0-5.7 s on an idle machine and
@@ -66,6 +68,59 @@ import Testing
             recovered = (try? await producer.send(topic: topic, key: nil, value: Array("after".utf8))) != nil
         }
         #expect(recovered, "sends succeed again once the broker is back")
+        await producer.shutdown()
+    }
+
+    /// Once librdkafka has reported every broker down, a send fails within the probe's bound
+    /// instead of queueing for the whole delivery timeout (cm-server's fast 503), nothing of it
+    /// reaches the topic, and sends succeed again soon after the broker is back.
+    @Test func whileEveryBrokerIsDownASendFailsFastAndSendsNothing() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("fast")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer(deliveryTimeout: .seconds(30))
+        _ = try await producer.send(topic: topic, key: nil, value: Array("before".utf8))
+        #expect(!producer.allBrokersDown)
+
+        try cluster.takeBrokerDown(1)
+        let noticeDeadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while !producer.allBrokersDown, ContinuousClock.now < noticeDeadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(producer.allBrokersDown, "librdkafka reports ALL_BROKERS_DOWN")
+        for attempt in 0..<5 {
+            let start = ContinuousClock.now
+            let error = await #expect(throws: KafkaError.self) {
+                try await producer.send(topic: topic, key: nil, value: Array("down \(attempt)".utf8))
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(error?.code == .brokersUnavailable)
+            #expect(error?.isRetriable == true)
+            #expect(error?.possiblyPersisted == false)
+            // The probe's bound is 0.5 s; the delivery timeout (30 s) is what it replaces.
+            #expect(elapsed < .seconds(5), "attempt \(attempt) failed after \(elapsed)")
+        }
+        #expect(producer.outstandingMessages == 0, "nothing was queued")
+
+        try cluster.bringBrokerUp(1)
+        let recoveryStart = ContinuousClock.now
+        var after: KafkaDeliveryReport?
+        var attempt = 0
+        while after == nil, ContinuousClock.now - recoveryStart < .seconds(20) {
+            after = try? await producer.send(topic: topic, key: nil, value: Array("after \(attempt)".utf8))
+            attempt += 1
+            if after == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let recovered = try #require(after, "sends succeed again once the broker is back")
+        #expect(!producer.allBrokersDown)
+
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        let received = try await consume(consumer, count: Int(recovered.offset) + 1)
+        let texts = received.map(\.text)
+        #expect(texts.first == "before")
+        #expect(texts.last == "after \(attempt - 1)")
+        #expect(!texts.contains { $0.hasPrefix("down") }, "a refused send reached the topic: \(texts)")
+        await consumer.close()
         await producer.shutdown()
     }
 
@@ -153,7 +208,9 @@ import Testing
         configuration.shutdownFlushTimeout = .seconds(1)
         let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
         _ = try await producer.send(topic: topic, key: nil, value: Array("ok".utf8))
-        try cluster.takeBrokerDown(1)
+        // A broker that takes a minute to answer: the message is in flight and stays unacknowledged.
+        // (A broker that is down would have the send refused before anything is queued.)
+        try cluster.setRoundTripTime(of: 1, to: .seconds(60))
 
         let pending = Task { try await producer.send(topic: topic, key: nil, value: Array("stuck".utf8)) }
         while producer.outstandingMessages == 0 { try await Task.sleep(for: .milliseconds(5)) }
