@@ -5,6 +5,7 @@ import Kafka
 import Logging
 import Mongo
 import ServiceLifecycle
+import ShopHTTP
 
 /// cm-api: consumes purchase events from Kafka into MongoDB and serves the purchase lists.
 @main
@@ -48,6 +49,7 @@ struct CMAPI {
             router: buildRouter(
                 collection: collection, status: status, ping: MongoPing(client: mongo),
                 lag: { (try? await consumer.lag()) ?? [:] }),
+            server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
             configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
             logger: logger
         )

@@ -1,6 +1,7 @@
 import Events
 import Kafka
 import Logging
+import ShopHTTP
 
 /// cm-api's settings, read once from the environment at start (`CONTRACT.md`).
 struct CMAPIConfiguration: Sendable {
@@ -31,6 +32,8 @@ struct CMAPIConfiguration: Sendable {
     /// `SHUTDOWN_TIMEOUT_MS` (default 25000): how long a SIGTERM may take to finish the batch in
     /// hand, commit and leave the group.
     var shutdownTimeout: Duration
+    /// `HTTP_IDLE_TIMEOUT_MS` (default 75000); see `ShopHTTPServer.idleTimeout`.
+    var idleTimeout: Duration
 
     init(environment: Environment) throws(EnvironmentError) {
         port = try environment.port("PORT", default: 3000)
@@ -49,6 +52,7 @@ struct CMAPIConfiguration: Sendable {
         batchWait = try environment.milliseconds("INGEST_BATCH_WAIT_MS", default: 50, range: 1...10_000)
         fetchWait = try environment.milliseconds("KAFKA_FETCH_WAIT_MAX_MS", default: 500, range: 1...10_000)
         shutdownTimeout = try environment.milliseconds("SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
+        idleTimeout = try ShopHTTPServer.idleTimeout(environment)
     }
 }
 

@@ -44,6 +44,7 @@ func buildApplication(
             purchaseLists: PurchaseListClient(
                 http: http, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout)
         ),
+        server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),
         services: [producer],
         logger: logger

@@ -1,6 +1,7 @@
 import Events
 import Kafka
 import Logging
+import ShopHTTP
 
 /// cm-server's settings, read once from the environment at start (`CONTRACT.md`).
 struct CMServerConfiguration: Sendable {
@@ -29,6 +30,8 @@ struct CMServerConfiguration: Sendable {
     /// `SHUTDOWN_TIMEOUT_MS` (default 25000, under Kubernetes' 30 s grace period): how long a
     /// SIGTERM may take to finish the requests in flight and flush the producer.
     var shutdownTimeout: Duration
+    /// `HTTP_IDLE_TIMEOUT_MS` (default 75000); see `ShopHTTPServer.idleTimeout`.
+    var idleTimeout: Duration
 
     init(environment: Events.Environment) throws(EnvironmentError) {
         port = try environment.port("PORT", default: 3001)
@@ -42,6 +45,7 @@ struct CMServerConfiguration: Sendable {
         linger = try environment.milliseconds("KAFKA_LINGER_MS", default: 1, range: 0...1000)
         shutdownTimeout = try environment.milliseconds(
             "SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
+        idleTimeout = try ShopHTTPServer.idleTimeout(environment)
         // A purchase in flight at SIGTERM waits for its delivery; the shutdown must outlast it.
         guard shutdownTimeout > deliveryTimeout + .seconds(5) else {
             throw EnvironmentError(

@@ -19,6 +19,7 @@ import Testing
         #expect(configuration.batchWait == .milliseconds(50))
         #expect(configuration.fetchWait == .milliseconds(500))
         #expect(configuration.shutdownTimeout == .seconds(25))
+        #expect(configuration.idleTimeout == .seconds(75))
     }
 
     @Test func everyVariableIsRead() throws {
@@ -28,7 +29,7 @@ import Testing
                 "MONGODB_URI": "mongodb+srv://cluster.example/?w=majority", "MONGODB_DB": "d",
                 "MONGODB_COLLECTION": "c",
                 "LOG_LEVEL": "warning", "INGEST_BATCH_SIZE": "200", "INGEST_BATCH_WAIT_MS": "20",
-                "SHUTDOWN_TIMEOUT_MS": "5000", "KAFKA_FETCH_WAIT_MAX_MS": "10",
+                "SHUTDOWN_TIMEOUT_MS": "5000", "KAFKA_FETCH_WAIT_MAX_MS": "10", "HTTP_IDLE_TIMEOUT_MS": "2000",
             ])
         )
         #expect(configuration.port == 9000)
@@ -40,6 +41,7 @@ import Testing
         #expect(configuration.batchWait == .milliseconds(20))
         #expect(configuration.fetchWait == .milliseconds(10))
         #expect(configuration.shutdownTimeout == .seconds(5))
+        #expect(configuration.idleTimeout == .seconds(2))
     }
 
     /// What the ingest's consumer is given, down to librdkafka's property names.

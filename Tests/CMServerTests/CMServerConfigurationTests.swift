@@ -18,6 +18,7 @@ import Testing
         #expect(configuration.cmAPITimeout == .seconds(5))
         #expect(configuration.shutdownTimeout == .seconds(25))
         #expect(configuration.linger == .milliseconds(1))
+        #expect(configuration.idleTimeout == .seconds(75))
     }
 
     @Test func everyVariableIsRead() throws {
@@ -26,7 +27,7 @@ import Testing
                 "PORT": "8080", "KAFKA_BROKERS": "k1:9092, k2:9093", "KAFKA_TOPIC": "t", "CM_API_HOST": "cm-api:3000",
                 "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
                 "KAFKA_DELIVERY_TIMEOUT_MS": "2500", "CM_API_TIMEOUT_MS": "750", "SHUTDOWN_TIMEOUT_MS": "9000",
-                "KAFKA_LINGER_MS": "0",
+                "KAFKA_LINGER_MS": "0", "HTTP_IDLE_TIMEOUT_MS": "3000",
             ])
         )
         #expect(configuration.port == 8080)
@@ -38,6 +39,7 @@ import Testing
         #expect(configuration.cmAPITimeout == .milliseconds(750))
         #expect(configuration.shutdownTimeout == .seconds(9))
         #expect(configuration.linger == .zero)
+        #expect(configuration.idleTimeout == .seconds(3))
         #expect(configuration.kafka.security == .sasl(.init(username: "shop", password: "secret"), tls: true))
     }
 
@@ -61,6 +63,10 @@ import Testing
             (
                 ["KAFKA_BROKERS": "k:9092", "SHUTDOWN_TIMEOUT_MS": "12000"],
                 "SHUTDOWN_TIMEOUT_MS must exceed KAFKA_DELIVERY_TIMEOUT_MS by more than 5000, so requests in flight are answered"
+            ),
+            (
+                ["KAFKA_BROKERS": "k:9092", "HTTP_IDLE_TIMEOUT_MS": "0"],
+                "HTTP_IDLE_TIMEOUT_MS must be a number of milliseconds from 1000 to 3600000, got \"0\""
             ),
             (
                 ["KAFKA_BROKERS": "k:9092", "LOG_LEVEL": "loud"],

@@ -1,0 +1,20 @@
+public import Events
+public import HummingbirdCore
+import NIOCore
+
+/// The HTTP/1.1 server both services run.
+public enum ShopHTTPServer {
+    /// `HTTP_IDLE_TIMEOUT_MS` (default 75000): a connection that sends nothing for this long is
+    /// closed, whether it is idle between requests or stalled in the middle of one (a body
+    /// shorter than its Content-Length would otherwise hold the connection forever). Longer
+    /// than ingress-nginx's upstream keep-alive (60 s), so the proxy, not the service, closes
+    /// idle pooled connections and never reuses one the service is closing.
+    public static func idleTimeout(_ environment: Events.Environment) throws(EnvironmentError) -> Duration {
+        try environment.milliseconds("HTTP_IDLE_TIMEOUT_MS", default: 75_000, range: 1000...3_600_000)
+    }
+
+    /// HTTP/1.1 with the idle timeout.
+    public static func http1(idleTimeout: Duration) -> HTTPServerBuilder {
+        .http1(configuration: .init(idleTimeout: TimeAmount(idleTimeout)))
+    }
+}
