@@ -23,8 +23,9 @@ struct PurchaseListClient: Sendable {
 
     /// Why a page could not be had from cm-api.
     enum Failure: Error, Equatable {
-        /// cm-api refused the request itself (a 400): its status and message are the client's.
-        case rejected(status: Int, message: String)
+        /// cm-api refused the request itself (a 400): its status, message and per-field reasons
+        /// are the client's.
+        case rejected(status: Int, message: String, errors: [FieldError])
         /// cm-api failed, answered something that is not a page, or could not be reached: what
         /// the client is told, and the details for the log.
         case upstream(String, detail: String = "")
@@ -61,8 +62,10 @@ struct PurchaseListClient: Sendable {
             // Only a bad request is the client's doing (a forged cursor, say); any other status,
             // a 404 included (an unknown user is an empty list, so a 404 means a wrong
             // CM_API_HOST), is cm-api failing.
-            let message = (try? JSONDecoder().decode(UpstreamError.self, from: body))?.message
-            throw .rejected(status: Int(status), message: message ?? "cm-api refused the request (\(status))")
+            let refusal = try? JSONDecoder().decode(UpstreamError.self, from: body)
+            throw .rejected(
+                status: Int(status), message: refusal?.message ?? "cm-api refused the request (\(status))",
+                errors: refusal?.errors ?? [])
         default:
             throw .upstream("cm-api answered \(status)")
         }
@@ -79,5 +82,6 @@ struct PurchaseListClient: Sendable {
 
     private struct UpstreamError: Decodable {
         var message: String
+        var errors: [FieldError]?
     }
 }

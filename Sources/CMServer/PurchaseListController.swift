@@ -34,8 +34,8 @@ struct PurchaseListController {
             return .json(.ok, bytes: answer.json)
         } catch {
             switch error {
-            case .rejected(let status, let message):
-                return .error(.init(code: status), message)
+            case .rejected(let status, let message, let errors):
+                return .error(.init(code: status), message, errors: errors)
             case .upstream(let reason, let detail):
                 context.logger.warning("cm-api failed", metadata: ["reason": "\(reason)", "detail": "\(detail)"])
                 return .error(.badGateway, "The purchase list is unavailable: \(reason)")

@@ -222,11 +222,19 @@ final class FakeCMAPI: Sendable {
     }
 
     @Test func cmAPIRefusingTheCursorIsTheClientsError() async throws {
-        let fake = FakeCMAPI(.status(.badRequest, #"{"status":"Error","message":"Invalid cursor","errors":[]}"#))
+        let fake = FakeCMAPI(
+            .status(
+                .badRequest,
+                #"{"status":"Error","message":"Invalid query","errors":[{"field":"cursor","reason":"must be a nextCursor"}]}"#
+            ))
         try await withRouter(fake) { client in
             try await client.execute(uri: "/getAllUserBuys/joe?cursor=forged", method: .get) { response in
                 #expect(response.status == .badRequest)
-                #expect(String(buffer: response.body).contains("Invalid cursor"))
+                let answer = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                #expect(answer?["message"] as? String == "Invalid query")
+                // The reason is passed on: "Invalid query" alone would not tell the client what to fix.
+                let errors = answer?["errors"] as? [[String: String]]
+                #expect(errors == [["field": "cursor", "reason": "must be a nextCursor"]])
             }
         }
     }
