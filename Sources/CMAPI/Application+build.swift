@@ -89,5 +89,6 @@ func buildRouter(
             newestAge.record(Double(now - newest.millisecondsSinceEpoch) / 1000)
         }
     }
+    router.add(middleware: UnroutedRequestMiddleware(routes: router.routes))
     return router
 }

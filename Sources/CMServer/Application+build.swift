@@ -22,6 +22,7 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
     ShopMetrics.addRoute(to: router, registry: registry) {
         queueDepth.record(publisher.queuedMessages)
     }
+    router.add(middleware: UnroutedRequestMiddleware(routes: router.routes))
     return router
 }
 
