@@ -42,18 +42,24 @@ struct BuyController<Publisher: PurchasePublisher> {
         let receivedAt = Timestamp(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))
         let purchase: Purchase
         let idempotencyKey: IdempotencyKey?
+        // Anything but true or false is refused: `?dryRun=yes` must not quietly buy for real.
+        let dryRun = request.uri.queryParameters["dryRun"].map { $0 == "true" ? true : $0 == "false" ? false : nil }
+        let dryRunError = dryRun == .some(nil) ? [FieldError(field: "dryRun", reason: "must be true or false")] : []
         do throws(PurchaseDecodingError) {
             purchase = try Purchase(json: Array(buffer: body), receivedAt: receivedAt)
             idempotencyKey = try request.headers[.idempotencyKey].map { key throws(PurchaseDecodingError) in
                 try IdempotencyKey(key)
             }
+            if !dryRunError.isEmpty { throw .invalid(dryRunError) }
         } catch {
             switch error {
             case .malformedJSON(let reason): return .error(.badRequest, "Malformed JSON: \(reason)")
-            case .invalid(let errors): return .error(.unprocessableContent, "Invalid purchase", errors: errors)
+            case .invalid(let errors):
+                let all = errors.contains(dryRunError) ? errors : errors + dryRunError
+                return .error(.unprocessableContent, "Invalid purchase", errors: all)
             }
         }
-        if request.uri.queryParameters["dryRun"] == "true" {
+        if dryRun == true {
             return .json(.ok, DryRunAnswer())
         }
         let purchaseId =

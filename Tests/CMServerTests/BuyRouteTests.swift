@@ -106,6 +106,36 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
         #expect(publisher.events.isEmpty)
     }
 
+    /// A dry run asked for with a value the server does not understand is refused, never taken
+    /// as a real purchase; the reason comes with the body's own.
+    @Test(arguments: ["yes", "1", "TRUE", ""])
+    func aDryRunValueOtherThanTrueOrFalseIsRefused(value: String) async throws {
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy?dryRun=\(value)", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
+            ) { response in
+                #expect(response.status == .unprocessableContent)
+                let errors = try json(response.body)["errors"] as? [[String: String]]
+                #expect(errors == [["field": "dryRun", "reason": "must be true or false"]])
+            }
+            try await client.execute(
+                uri: "/buy?dryRun=\(value)", method: .post, headers: jsonHeaders, body: ByteBuffer(string: "{}")
+            ) { response in
+                let fields = (try json(response.body)["errors"] as? [[String: String]])?.compactMap { $0["field"] }
+                #expect(fields == ["username", "userid", "price", "dryRun"])
+            }
+        }
+        #expect(publisher.events.isEmpty)
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy?dryRun=false", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
+            ) { response in
+                #expect(response.status == .ok)
+            }
+        }
+        #expect(publisher.events.count == 1, "dryRun=false is a real purchase")
+    }
+
     @Test func theSameIdempotencyKeyFromTheSameUserGivesTheSamePurchaseId() async throws {
         let ids = try await app.test(.router) { client in
             var ids: [String] = []
