@@ -1,7 +1,9 @@
 # Scalable Shop: the two commands the README promises, and their parts.
 #   make test   lint, check the Helm charts and k8s/, build (warnings are errors), start the test
-#               servers, swift test, stop them, then the browser test of the shop page.
+#               servers, swift test, stop them, then the browser test of the shop page, the
+#               reliability suite (bad input, fuzzing, faults under load) and the benchmark's smoke run.
 #   make run    install what is missing, build in release mode, run the whole shop on localhost.
+#   make soak   (not part of make test) ten minutes of load with a random fault every 30 s.
 
 SWIFT        ?= swift
 VENV         ?= .venv
@@ -9,13 +11,28 @@ SECANTUS_PIN := SecantusDB==0.7.0b3
 SELENIUM_PIN := selenium==4.51.0
 # Helm v4's Go SDK (no helm binary needed), Kubernetes' and KEDA's schemas for the chart tests.
 K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3
+# The reliability suite: OpenAPI fuzzing, and a Kafka client (its wheel carries librdkafka) to
+# write poison messages and read the dead-letter topic.
+RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1
 
-.PHONY: test test-k8s run deps release lint build venv clean bench bench-mongo
+.PHONY: test test-k8s test-reliability run deps release lint build venv clean bench bench-mongo soak
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
 	$(VENV)/bin/python tests/browser/test_shop_page.py
+	$(MAKE) --no-print-directory test-reliability
 	BENCH_SMOKE=1 BIN_DIR=.build/debug scripts/bench.sh
+
+# Against the whole shop (debug builds): 110+ bad requests, schemathesis on both OpenAPI
+# documents, and six faults under load with an exact accounting (about 3 minutes).
+test-reliability: venv
+	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory tests/reliability \
+		--pattern 'test_*.py' --verbose
+
+# Ten minutes of mixed load on the release builds with a random fault every 30 s, then the
+# accounting line and each service's memory and file descriptors at the start and the end.
+soak: deps venv release
+	$(VENV)/bin/python tests/reliability/soak.py $(SOAK_ARGS)
 
 # The charts in helm/ and the cluster pieces in k8s/, without a cluster: helm lint --strict, renders
 # validated against the Kubernetes and KEDA schemas, and what the charts promise (a few seconds).
@@ -40,13 +57,14 @@ build:
 	$(SWIFT) build --build-tests
 
 # SecantusDB, the MongoDB wire-protocol server the tests use (no MongoDB server is packaged here),
-# Selenium for the browser test of the shop page (Chromium itself comes from Debian), and the
-# chart tests' Helm SDK and schema validators.
-venv: $(VENV)/.installed-3
+# Selenium for the browser test of the shop page (Chromium itself comes from Debian), the
+# chart tests' Helm SDK and schema validators, and the reliability suite's tools.
+venv: $(VENV)/.installed-4
 
-$(VENV)/.installed-3:
+$(VENV)/.installed-4:
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)' '$(SELENIUM_PIN)' $(K8S_PINS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)' '$(SELENIUM_PIN)' $(K8S_PINS) \
+		$(RELIABILITY_PINS)
 	touch $@
 
 # The shop under load (scripts/bench.sh): POST /buy vs dry run vs /healthz, ingest vs a

@@ -1,0 +1,331 @@
+"""The faults a production cluster sees, each applied to the running shop under continuous load.
+
+Each scenario starts a `Load` of its own users, lets it run, applies its fault, puts things right,
+lets the load run on, stops it, waits for cm-api to catch up and does the exact accounting. It
+returns a `Report`: the accounting, what it measured (facts) and what broke a promise
+(problems, empty when all is well). make test runs each once with short pauses; make soak
+picks them at random for ten minutes.
+"""
+
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+import uuid
+
+from accounting import CONNECTIONS, Load, account, percentile
+from shop import TOPIC, http_get
+
+
+class Report:
+    def __init__(self, name, accounting, facts, problems):
+        self.name, self.accounting, self.facts = name, accounting, facts
+        self.problems = accounting.problems + problems
+
+    @property
+    def line(self):
+        facts = " ".join(f"{key}={value}" for key, value in self.facts.items())
+        return f"{self.name}: {self.accounting.line} {facts}".rstrip()
+
+
+def _ms(seconds):
+    return round(seconds * 1000)
+
+
+def _wait_for(check, timeout, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+class Pace:
+    """How long the load runs before and after the fault (make test: short), and how long the
+    accounting may wait for cm-api to catch up."""
+
+    def __init__(self, before=4, after=6, settle=120, rate=100):
+        self.before, self.after, self.settle, self.rate = before, after, settle, rate
+
+
+def run(name, shop, pace):
+    """One scenario under its own load: load, fault, load, then the exact accounting."""
+    load = Load(shop.server_url, run_id(name), pace.rate).start()
+    time.sleep(pace.before)
+    facts, problems = FAULTS[name](shop, load)
+    time.sleep(pace.after)
+    load.stop()
+    problems += recovered(shop)
+    if load.other:
+        problems.append(f"unexpected answers to POST /buy: {load.other[:3]}")
+    report = Report(name, account(load, shop.api_url, settle=pace.settle), facts, problems)
+    if name == "cm-api-sigkill":
+        # Counted by the new process: events it found already stored, i.e. read again.
+        report.facts["redelivered_already_stored"] = int(shop.metric("cm-api", "cmapi_purchases_duplicate_total"))
+    if name in ("poison-burst", "cm-api-stalled") and report.accounting.stored_never_acknowledged:
+        # No fault touched the purchases themselves: every stored one was acknowledged.
+        report.problems.append(f"{report.accounting.stored_never_acknowledged} purchases stored that nobody sent")
+    return report
+
+
+def recovered(shop):
+    """Problems if a service is not ready again within a minute of a fault's end."""
+    return [f"{service} not ready again within 60 s of the fault's end"
+            for service in ("cm-server", "cm-api") if not _wait_for(lambda: shop.ready(service), 60, 0.5)]
+
+
+def kafka_broker_outage(shop, load, down_seconds=10):
+    """Every Kafka broker down for `down_seconds`, then back: POST /buy answers 503 fast (no
+    request waits out the delivery timeout), nothing acknowledged is lost, and purchases are
+    acknowledged again soon after the brokers return."""
+    shop.kafka_down()
+    down_at = time.monotonic()
+    time.sleep(down_seconds)
+    shop.kafka_up()
+    up_at = time.monotonic()
+    accepting = _wait_for(lambda: any(s == 200 and sent >= up_at for sent, _, s in list(load.answers)), 30)
+    # Requests sent once librdkafka had noticed (the first second excepted: those were queued
+    # before it knew, and wait for the delivery timeout or the brokers' return).
+    refused = load.latencies(503, down_at + 1, up_at)
+    first_ok_after = min((sent + seconds for sent, seconds, status in list(load.answers)
+                          if status == 200 and sent >= up_at), default=None)
+    facts = {
+        "down_s": down_seconds, "refused_503": len(refused),
+        "503_p50_ms": _ms(percentile(refused, 0.5)), "503_p99_ms": _ms(percentile(refused, 0.99)),
+        "503_max_ms": _ms(max(refused, default=0)),
+        "accepting_again_after_ms": _ms(first_ok_after - up_at) if first_ok_after else None,
+    }
+    problems = []
+    if not refused:
+        problems.append("no 503 while every broker was down")
+    elif percentile(refused, 0.99) > 2.0:
+        problems.append(f"503s were slow while Kafka was down: p99 {facts['503_p99_ms']} ms")
+    if not accepting:
+        problems.append("no purchase acknowledged within 30 s of the brokers' return")
+    return facts, problems
+
+
+def mongodb_killed_and_restarted(shop, load, down_seconds=5):
+    """SecantusDB killed (SIGKILL) mid-ingest and started again on the same data: cm-api holds
+    the batch, reports not-ready, retries, and stores everything once MongoDB is back."""
+    failures_before = shop.metric("cm-api", "cmapi_mongo_write_failures_total")
+    shop.kill("secantusdb")
+    not_ready = _wait_for(lambda: not shop.ready("cm-api"), down_seconds + 5, 0.2)
+    time.sleep(down_seconds)
+    shop.start_service("secantusdb")
+    restarted = time.monotonic()
+    ready_again = _wait_for(lambda: shop.ready("cm-api"), 60, 0.2)
+    facts = {"down_s": down_seconds, "cm_api_ready_again_after_ms": _ms(time.monotonic() - restarted),
+             "write_failures_retried": int(shop.metric("cm-api", "cmapi_mongo_write_failures_total")
+                                           - failures_before)}
+    problems = []
+    if not not_ready:
+        problems.append("cm-api stayed ready while MongoDB was down")
+    if not ready_again:
+        problems.append("cm-api not ready within 60 s of MongoDB's return")
+    return facts, problems
+
+
+def cm_api_sigkill(shop, load, down_seconds=2):
+    """cm-api killed with SIGKILL mid-batch (no shutdown, no commit) and started again: the
+    uncommitted events are read again and stored once (duplicate-key no-ops).
+
+    To be sure the kill lands mid-batch, MongoDB is frozen (SIGSTOP) first, so the batch in hand
+    is consumed and its write sent but not acknowledged; it is thawed once cm-api is dead."""
+    shop.pause("secantusdb")
+    consumed = lambda: shop.metric("cm-api", "cmapi_events_consumed_total")
+    before = consumed()
+    held = _wait_for(lambda: consumed() > before, 10, 0.1)
+    time.sleep(0.5)
+    in_hand = int(consumed() - before)
+    shop.kill("cm-api")
+    shop.resume("secantusdb")
+    time.sleep(down_seconds)
+    started = time.monotonic()
+    shop.start_service("cm-api")
+    facts = {"events_in_hand_at_kill": in_hand, "restart_to_ready_ms": _ms(time.monotonic() - started)}
+    return facts, [] if held else ["cm-api consumed nothing while MongoDB was frozen: the kill was not mid-batch"]
+
+
+def cm_server_sigterm(shop, load, down_seconds=1):
+    """cm-server stopped with SIGTERM under load, as Kubernetes does: requests in flight are
+    answered, it exits 0 within its shutdown bound, and after a restart purchases flow again."""
+    term_at = time.monotonic()
+    status = shop.kill("cm-server", number=15, timeout=40)
+    exited = time.monotonic()
+    time.sleep(down_seconds)
+    shop.start_service("cm-server")
+    answered = sum(1 for sent, seconds, s in list(load.answers) if sent < term_at < sent + seconds and s == 200)
+    facts = {"exit_status": status, "shutdown_ms": _ms(exited - term_at), "in_flight_answered_200": answered}
+    return facts, [] if status == 0 else [f"cm-server exited with {status} on SIGTERM"]
+
+
+def poison_burst(shop, load, copies=10):
+    """A burst of messages on the purchases topic that are not valid purchase events (written
+    straight to Kafka, as a buggy or hostile producer would): each goes to the dead-letter
+    topic with its reason, none is stored, and ingest goes on."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    burst = uuid.uuid4().hex[:8]
+    dead_before = shop.metric("cm-api", "cmapi_events_dead_lettered_total")
+    producer = Producer({"bootstrap.servers": shop.bootstrap, "enable.idempotence": True,
+                         "message.max.bytes": 2_000_000})
+    keys = []
+    for copy in range(copies):
+        for kind, value in poison_messages(load.run, load.usernames[0]):
+            keys.append(f"poison-{burst}-{kind}-{copy}")
+            producer.produce(TOPIC, key=keys[-1].encode(), value=value)
+        producer.poll(0)
+    if producer.flush(30) != 0:
+        raise RuntimeError("the poison burst was not acknowledged by kafka-mock")
+    dead = lambda: int(shop.metric("cm-api", "cmapi_events_dead_lettered_total") - dead_before)
+    settled = _wait_for(lambda: dead() >= len(keys), 60, 0.5)
+    problems = []
+
+    # Read the whole dead-letter topic and find each poison message by its key.
+    consumer = Consumer({"bootstrap.servers": shop.bootstrap, "group.id": f"dlq-check-{burst}",
+                         "enable.auto.commit": False})
+    topic = f"{TOPIC}.dlq"
+    partitions = [TopicPartition(topic, p, 0) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+    consumer.assign(partitions)
+    found, reasons = {}, set()
+    remaining = {p for p, end in ends.items() if end > 0}
+    deadline = time.monotonic() + 30
+    while remaining and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None or message.error():
+            continue
+        if message.offset() >= ends[message.partition()] - 1:
+            remaining.discard(message.partition())
+        key = (message.key() or b"").decode(errors="replace")
+        if key.startswith(f"poison-{burst}-"):
+            found[key] = found.get(key, 0) + 1
+            headers = dict(message.headers() or [])
+            if not headers.get("dlq-reason") or not headers.get("dlq-source"):
+                problems.append(f"{key} dead-lettered without its dlq-reason and dlq-source headers")
+            reasons.add(headers.get("dlq-reason", b"").decode(errors="replace")[:60])
+    consumer.close()
+
+    facts = {"poison_sent": len(keys), "dead_lettered": dead(), "in_dlq_topic": len(found),
+             "distinct_reasons": len(reasons)}
+    if not settled or dead() < len(keys):
+        problems.append(f"{len(keys)} poison messages sent, cm-api dead-lettered {dead()}")
+    missing = [key for key in keys if key not in found]
+    if missing:
+        problems.append(f"{len(missing)} poison messages not in {topic}, e.g. {missing[:3]}")
+    for purchase_id in POISON_IDS:
+        if http_get(shop.api_url, f"/purchases/{purchase_id}")[0] != 404:
+            problems.append(f"poison purchase {purchase_id} was stored")
+    return facts, problems
+
+
+# purchaseIds the poison events carry where the event is otherwise well-formed: must stay 404.
+POISON_IDS = ["00000000-0000-4000-8000-00000000dead", "00000000-0000-4000-8000-00000000beef"]
+
+
+def poison_messages(run, username):
+    """(kind, value bytes) of events cm-api must refuse, each broken in one way."""
+    def event(**changes):
+        document = {"schemaVersion": 1, "purchaseId": POISON_IDS[0], "username": username, "userid": f"{run}-id0",
+                    "price": "1.00", "timestamp": "2024-05-31T15:54:32.204Z", "receivedAt": "2024-05-31T15:54:32.204Z"}
+        for key, value in changes.items():
+            if value is None:
+                document.pop(key, None)
+            else:
+                document[key] = value
+        return json.dumps(document).encode()
+
+    valid = event()
+    return [
+        ("not-json", b"this is not json"),
+        ("empty", b""),
+        ("array", b"[1,2,3]"),
+        ("truncated", valid[: len(valid) // 2]),
+        ("invalid-utf8", valid.replace(username.encode(), b"\xff\xfe\xfd")),
+        ("nul-in-username", event(username=username + "\u0000x")),
+        ("schema-version-2", event(schemaVersion=2)),
+        ("no-purchase-id", event(purchaseId=None)),
+        ("bad-purchase-id", event(purchaseId="not-a-uuid")),
+        ("negative-price", event(price="-1.00", purchaseId=POISON_IDS[1])),
+        ("three-decimals", event(price="1.001")),
+        ("float-exponent", event(price="1e400")),
+        ("operator-username", event(username={"$gt": ""})),
+        ("long-username", event(username="x" * 200)),
+        ("no-zone-timestamp", event(timestamp="2024-05-31T15:54:32")),
+        ("deeply-nested", b'{"schemaVersion":1,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        ("huge", event(username="y" * 900_000)),
+    ]
+
+
+def cm_api_stalled(shop, load, stall_seconds=5):
+    """cm-api stops answering (SIGSTOP: connections are accepted, nothing is answered): cm-server's
+    GET /getAllUserBuys answers 504 within CM_API_TIMEOUT_MS, never hangs, while POST /buy goes
+    on being acknowledged; after SIGCONT the list answers 200 again."""
+    timeout = int(shop.extra_env.get("CM_API_TIMEOUT_MS", 5000)) / 1000
+    server = urllib.parse.urlsplit(shop.server_url)
+    results = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                status, _, _ = CONNECTIONS.request(server, "GET", f"/getAllUserBuys/{load.usernames[0]}?limit=5",
+                                                   timeout=30)
+            except (OSError, http.client.HTTPException):
+                status = 0
+            results.append((sent, time.monotonic() - sent, status))
+            stop.wait(0.2)
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    time.sleep(1)
+    shop.pause("cm-api")
+    paused_at = time.monotonic()
+    time.sleep(stall_seconds)
+    shop.resume("cm-api")
+    resumed_at = time.monotonic()
+    time.sleep(timeout + 3)
+    stop.set()
+    for thread in readers:
+        thread.join()
+
+    during = [(seconds, status) for sent, seconds, status in results if paused_at <= sent and sent + seconds <= resumed_at]
+    timeouts = [seconds for seconds, status in during if status == 504]
+    after = [status for sent, _, status in results if sent >= resumed_at + timeout]
+    longest = max((seconds for _, seconds, _ in results), default=0)
+    facts = {
+        "stall_s": stall_seconds, "lists_during": len(during), "answered_504": len(timeouts),
+        "504_max_ms": _ms(max(timeouts, default=0)), "longest_list_ms": _ms(longest),
+        "buys_acknowledged_during": len(load.latencies(200, paused_at, resumed_at)),
+    }
+    problems = []
+    if not timeouts or len(timeouts) != len(during):
+        problems.append(f"lists while cm-api was stalled: {sorted(set(s for _, s in during))}, expected only 504")
+    if longest > timeout + 2:
+        problems.append(f"a list request took {facts['longest_list_ms']} ms; CM_API_TIMEOUT_MS is {timeout * 1000:.0f}")
+    if not after or any(status != 200 for status in after):
+        problems.append(f"lists after cm-api resumed: {sorted(set(after))}, expected 200")
+    if facts["buys_acknowledged_during"] == 0:
+        problems.append("no purchase acknowledged while cm-api was stalled")
+    return facts, problems
+
+
+FAULTS = {
+    "kafka-broker-outage": kafka_broker_outage,
+    "mongodb-killed-and-restarted": mongodb_killed_and_restarted,
+    "cm-api-sigkill": cm_api_sigkill,
+    "cm-server-sigterm": cm_server_sigterm,
+    "poison-burst": poison_burst,
+    "cm-api-stalled": cm_api_stalled,
+}
+
+
+def run_id(name):
+    return f"{name[:12]}-{uuid.uuid4().hex[:6]}"
+
+

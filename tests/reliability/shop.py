@@ -1,0 +1,270 @@
+"""The whole shop under the reliability suite's control, one process at a time.
+
+scripts/run-local.sh stops everything when one process dies, which is right for `make run` and
+wrong here: a fault scenario kills SecantusDB, cm-api or cm-server on purpose and starts it
+again. So this starts the same four processes itself (same binaries, same variables), each in a
+session of its own on free loopback ports, and gives the scenarios their levers:
+
+    kafka_down / kafka_up      every broker of kafka-mock down / up (SIGUSR1 / SIGUSR2)
+    kill / start               SIGKILL (or any signal) to one service, then the same command again
+    pause / resume             SIGSTOP / SIGCONT: a service that accepts connections and answers none
+    usage                      RSS and open file descriptors of each service, from /proc
+    metrics                    a service's /metrics, parsed
+"""
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOPIC = "scalable-shop-purchases"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, path, timeout=10.0):
+    """(status, body bytes) of one GET on a new connection; (0, b"") when nothing answers."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException):
+        return 0, b""
+    finally:
+        connection.close()
+
+
+class Process:
+    """One service: its command, environment and log; started and signalled by the shop."""
+
+    def __init__(self, name, argv, env, log_dir):
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = os.path.join(log_dir, name + ".log")
+        self.popen = None
+        self.starts = 0
+
+    def start(self):
+        assert not self.alive, f"{self.name} is already running"
+        log = open(self.log_path, "ab")
+        log.write(f"\n==== start {self.starts + 1} at {time.strftime('%H:%M:%S')}\n".encode())
+        log.flush()
+        self.popen = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.starts += 1
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    @property
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def send(self, number):
+        self.popen.send_signal(number)
+
+    def wait(self, timeout):
+        """The exit status, or None if still running after `timeout` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, number=signal.SIGTERM, timeout=30):
+        if not self.alive:
+            return self.popen.returncode if self.popen else None
+        os.kill(self.pid, signal.SIGCONT)
+        self.send(number)
+        status = self.wait(timeout)
+        if status is None:
+            self.send(signal.SIGKILL)
+            status = self.wait(10)
+        return status
+
+    def usage(self):
+        """(RSS in MiB, open file descriptors) from /proc."""
+        with open(f"/proc/{self.pid}/status") as status:
+            rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return rss / 1024, len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def tail(self, lines=30):
+        with open(self.log_path, "rb") as log:
+            return b"\n".join(log.read().splitlines()[-lines:]).decode(errors="replace")
+
+
+class Shop:
+    """kafka-mock, SecantusDB, cm-api and cm-server on free ports with a throwaway data folder.
+
+    `bin_dir` holds the Swift binaries (.build/debug for make test, .build/release for make soak).
+    Overrides in `env` reach cm-api and cm-server (for example CM_API_TIMEOUT_MS).
+    """
+
+    def __init__(self, bin_dir=None, partitions=6, env=None):
+        self.bin_dir = bin_dir or os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug")
+        self.data = tempfile.mkdtemp(prefix="shop-reliability.")
+        self.partitions = partitions
+        self.ports = {name: free_port() for name in ("server", "api", "mongo")}
+        self.server_url = "http://127.0.0.1:%d" % self.ports["server"]
+        self.api_url = "http://127.0.0.1:%d" % self.ports["api"]
+        self.bootstrap = None
+        self.extra_env = env or {}
+        self.processes = {}
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def _environment(self, **values):
+        env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BROKERS", "MONGODB_URI", "PORT")}
+        env.update({k: str(v) for k, v in values.items()})
+        return env
+
+    def start(self):
+        bootstrap_file = os.path.join(self.data, "kafka-bootstrap")
+        venv = os.environ.get("VENV", os.path.join(ROOT, ".venv"))
+        self.processes["kafka-mock"] = Process(
+            "kafka-mock", [os.path.join(self.bin_dir, "kafka-mock")],
+            self._environment(KAFKA_TOPIC=TOPIC, KAFKA_MOCK_PARTITIONS=self.partitions,
+                              KAFKA_MOCK_BOOTSTRAP_FILE=bootstrap_file), self.data)
+        self.processes["secantusdb"] = Process(
+            "secantusdb",
+            [os.path.join(venv, "bin", "secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
+             "--storage-path", os.path.join(self.data, "mongo"), "--log-level", "WARNING"],
+            self._environment(), self.data)
+        self.processes["kafka-mock"].start()
+        self._wait("kafka-mock", lambda: os.path.exists(bootstrap_file) and os.path.getsize(bootstrap_file) > 0, 30)
+        with open(bootstrap_file) as f:
+            self.bootstrap = f.read().strip()
+        common = dict(KAFKA_BROKERS=self.bootstrap, KAFKA_TOPIC=TOPIC, LOG_LEVEL="notice")
+        # librdkafka's mock broker holds a fetch that finds nothing for the whole
+        # fetch.wait.max.ms (a real broker answers when data arrives): 10 ms keeps settling quick.
+        api_env = dict(common, PORT=self.ports["api"], KAFKA_FETCH_WAIT_MAX_MS=10,
+                       MONGODB_URI="mongodb://127.0.0.1:%d/?serverSelectionTimeoutMS=2000" % self.ports["mongo"])
+        server_env = dict(common, PORT=self.ports["server"], CM_API_HOST="127.0.0.1:%d" % self.ports["api"])
+        api_env.update(self.extra_env)
+        server_env.update(self.extra_env)
+        self.processes["cm-api"] = Process(
+            "cm-api", [os.path.join(self.bin_dir, "cm-api")], self._environment(**api_env), self.data)
+        self.processes["cm-server"] = Process(
+            "cm-server", [os.path.join(self.bin_dir, "cm-server")], self._environment(**server_env), self.data)
+        for name in ("secantusdb", "cm-api", "cm-server"):
+            self.start_service(name)
+        return self
+
+    def start_service(self, name, timeout=120):
+        """Starts one service (again) and waits until it is ready."""
+        self.processes[name].start()
+        if name == "secantusdb":
+            self._wait(name, lambda: self._listening(self.ports["mongo"]), timeout)
+        elif name in ("cm-api", "cm-server"):
+            self._wait(name, lambda: self.ready(name), timeout)
+
+    def stop(self):
+        for name in ("cm-server", "cm-api", "secantusdb", "kafka-mock"):
+            if name in self.processes:
+                self.processes[name].stop()
+
+    def _wait(self, name, check, timeout):
+        deadline = time.monotonic() + timeout
+        process = self.processes[name]
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if not process.alive:
+                raise RuntimeError(f"{name} exited while starting:\n{process.tail()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} was not ready within {timeout} s:\n{process.tail()}")
+
+    @staticmethod
+    def _listening(port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    # -- levers --------------------------------------------------------------------------------
+
+    def kafka_down(self):
+        self.processes["kafka-mock"].send(signal.SIGUSR1)
+
+    def kafka_up(self):
+        self.processes["kafka-mock"].send(signal.SIGUSR2)
+
+    def kill(self, name, number=signal.SIGKILL, timeout=30):
+        """Signals one service and waits for it to exit; returns its exit status."""
+        return self.processes[name].stop(number, timeout)
+
+    def pause(self, name):
+        self.processes[name].send(signal.SIGSTOP)
+
+    def resume(self, name):
+        self.processes[name].send(signal.SIGCONT)
+
+    # -- observations --------------------------------------------------------------------------
+
+    def url(self, name):
+        return self.server_url if name == "cm-server" else self.api_url
+
+    def ready(self, name):
+        return http_get(self.url(name), "/readyz", timeout=5)[0] == 200
+
+    def healthy(self, name):
+        return self.processes[name].alive and http_get(self.url(name), "/healthz", timeout=5)[0] == 200
+
+    def metrics(self, name):
+        """{"name{labels}": value} from the service's /metrics."""
+        status, body = http_get(self.url(name), "/metrics")
+        if status != 200:
+            raise RuntimeError(f"{name} /metrics answered {status}")
+        values = {}
+        for line in body.decode().splitlines():
+            match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$", line)
+            if match:
+                values[match.group(1)] = float(match.group(2))
+        return values
+
+    def metric(self, name, key):
+        return self.metrics(name).get(key, 0.0)
+
+    def topic_end_offsets(self, topic=TOPIC):
+        """{partition: end offset} of a topic, asked of kafka-mock with confluent-kafka."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "offsets-probe"})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        finally:
+            consumer.close()
+
+    def usage(self):
+        """{service: (RSS MiB, fds)} of every running service."""
+        return {name: p.usage() for name, p in self.processes.items() if p.alive}
+
+    def connections(self, name):
+        """Established TCP connections to a service's HTTP port (clients' keep-alive connections:
+        they are open file descriptors too, and come and go with the load, not with a leak)."""
+        port = self.ports["server" if name == "cm-server" else "api" if name == "cm-api" else "mongo"]
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        count += 1
+        return count
+
+    def logs(self, lines=30):
+        return "\n".join(f"--- {name}\n{p.tail(lines)}" for name, p in self.processes.items())
