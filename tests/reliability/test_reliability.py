@@ -88,7 +88,8 @@ class Test2Fuzz(ShopTestCase):
             "--max-examples", str(self.EXAMPLES), "--seed", seed, "--request-timeout", "20",
             "--max-response-time", "10", "--generation-database", "none", "--workers", "2", "--no-color",
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        # In the shop's throwaway folder: schemathesis keeps state in its working directory.
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=SHOP.data)
         summary = [line for line in result.stdout.splitlines() if "generated" in line]
         print(f"\n  schemathesis {service} (seed {seed}): {summary[-1].strip() if summary else '?'}")
         self.assertEqual(result.returncode, 0, result.stdout[-8000:] + result.stderr[-2000:])
