@@ -23,8 +23,8 @@ test: lint test-k8s build venv
 	$(MAKE) --no-print-directory test-reliability
 	BENCH_SMOKE=1 BIN_DIR=.build/debug scripts/bench.sh
 
-# Against the whole shop (debug builds): 110+ bad requests, schemathesis on both OpenAPI
-# documents, and six faults under load with an exact accounting (about 3 minutes).
+# Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
+# documents, and seven faults under load with an exact accounting (about 3 minutes).
 test-reliability: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory tests/reliability \
 		--pattern 'test_*.py' --verbose

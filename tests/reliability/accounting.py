@@ -2,8 +2,8 @@
 
 `Load` sends purchases to cm-server's POST /buy at a steady rate from a pool of threads (each
 request on its own schedule, so a slow answer does not lower the load). Every request carries an
-Idempotency-Key; a 503 or a failed connection is retried with the same key after Retry-After,
-as the contract tells clients to. It records every answer: the purchaseId of every 200, and for
+Idempotency-Key; a 503 or a failed connection is retried with the same key after Retry-After
+(1 s, up to 3 times), as the contract tells clients to. It records every answer: the purchaseId of every 200, and for
 every 503 the purchaseId and whether cm-server said it was possibly persisted.
 
 `account` then reads every purchase of the load's users back from cm-api (GET /buyList, all
@@ -19,6 +19,7 @@ pages) and compares:
                    the number of requests whose connection failed mid-request)
 """
 
+import heapq
 import http.client
 import json
 import random
@@ -84,6 +85,7 @@ class Load:
         self.connection_failures = 0      # attempts that got no answer at all
         self.given_up = 0                 # purchases still unacknowledged after every retry
         self.other = []                   # (status, body) of any other answer
+        self._retries = []                # heap of (due, username, body, headers, attempt)
         self._stop = threading.Event()
         self._thread = None
 
@@ -97,50 +99,64 @@ class Load:
         self._thread.join()
 
     def _dispatch(self):
+        """Submits new purchases on schedule and retries when they are due: a retry waits in
+        a queue, not in a sender thread, so an outage does not lower the offered load."""
         pool = ThreadPoolExecutor(max_workers=self.senders)
         start = time.monotonic()
         index = 0
         while not self._stop.is_set():
-            delay = start + index / self.rate - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
+            now = time.monotonic()
+            with self.lock:
+                due = []
+                while self._retries and self._retries[0][0] <= now:
+                    due.append(heapq.heappop(self._retries)[1:])
+            for purchase in due:
+                pool.submit(self._attempt, *purchase)
+            if start + index / self.rate <= now:
+                pool.submit(self._attempt, *self._new_purchase(index), 0)
+                index += 1
                 continue
-            pool.submit(self._purchase, index)
-            index += 1
+            with self.lock:
+                next_retry = self._retries[0][0] if self._retries else float("inf")
+            self._stop.wait(max(0, min(start + index / self.rate, next_retry) - time.monotonic()))
         pool.shutdown(wait=True)
+        with self.lock:
+            self.given_up += len(self._retries)  # due after the load stopped: never retried
 
-    def _purchase(self, index):
+    def _new_purchase(self, index):
         user = index % len(self.usernames)
         body = json.dumps({
             "username": self.usernames[user], "userid": f"{self.run}-id{user}",
             "price": "%d.%02d" % (random.randrange(1, 2000), random.randrange(100)),
         })
         headers = {"Content-Type": "application/json", "Idempotency-Key": f"{self.run}-{index}-{uuid.uuid4().hex[:8]}"}
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(1)
-            sent = time.monotonic()
-            try:
-                status, _, answer = CONNECTIONS.request(self.server, "POST", "/buy", body, headers, self.timeout)
-            except (OSError, http.client.HTTPException):
-                with self.lock:
-                    self.connection_failures += 1
-                    self.answers.append((sent, time.monotonic() - sent, 0))
-                continue
-            with self.lock:
-                self.answers.append((sent, time.monotonic() - sent, status))
-                if status == 200:
-                    self.acknowledged[json.loads(answer)["purchaseId"]] = self.usernames[user]
-                    return
-                if status == 503:
-                    document = json.loads(answer)
-                    target = self.possibly_persisted if document["possiblyPersisted"] else self.not_persisted
-                    target.add(document["purchaseId"])
-                    continue
+        return self.usernames[user], body, headers
+
+    def _attempt(self, username, body, headers, attempt):
+        """One try; a 503 or a failed connection is queued again after 1 s (Retry-After)."""
+        sent = time.monotonic()
+        try:
+            status, _, answer = CONNECTIONS.request(self.server, "POST", "/buy", body, headers, self.timeout)
+        except (OSError, http.client.HTTPException):
+            status, answer = 0, b""
+        with self.lock:
+            self.answers.append((sent, time.monotonic() - sent, status))
+            if status == 200:
+                self.acknowledged[json.loads(answer)["purchaseId"]] = username
+                return
+            if status == 0:
+                self.connection_failures += 1
+            elif status == 503:
+                document = json.loads(answer)
+                target = self.possibly_persisted if document["possiblyPersisted"] else self.not_persisted
+                target.add(document["purchaseId"])
+            else:
                 self.other.append((status, answer[:200]))
                 return
-        with self.lock:
-            self.given_up += 1
+            if attempt < self.retries:
+                heapq.heappush(self._retries, (time.monotonic() + 1, username, body, headers, attempt + 1))
+            else:
+                self.given_up += 1
 
     # -- summaries -----------------------------------------------------------------------------
 
@@ -220,11 +236,17 @@ class Accounting:
         return found
 
 
-def account(load, api_url, settle=120):
-    """Waits until cm-api has caught up (every acknowledged purchase listed and the count steady
-    for two reads), then returns the Accounting. Gives up after `settle` seconds and returns
-    what it has, which then shows what is missing."""
+def account(load, api_url, settle=120, caught_up=None):
+    """Waits until cm-api has caught up, then returns the Accounting; gives up after `settle`
+    seconds and returns what it has, which then shows what is missing.
+
+    `caught_up` (a callable) says when the consumer has nothing left to read; one listing then
+    suffices. Without it, the listing is repeated until every acknowledged purchase is there and
+    the count held still between two reads."""
     deadline = time.monotonic() + settle
+    if caught_up is not None:
+        while not caught_up() and time.monotonic() < deadline:
+            time.sleep(1)
     previous = None
     while True:
         try:
@@ -235,8 +257,9 @@ def account(load, api_url, settle=120):
             print(f"  accounting: cm-api not answering yet ({error}); retrying")
             time.sleep(2)
             continue
-        if (not accounting.missing and previous is not None and previous.stored == accounting.stored) \
-                or time.monotonic() > deadline:
+        if not accounting.missing and (caught_up is not None or (previous and previous.stored == accounting.stored)):
+            return accounting
+        if time.monotonic() > deadline:
             return accounting
         previous = accounting
         time.sleep(2)

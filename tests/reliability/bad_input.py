@@ -46,14 +46,19 @@ def buy(body, **options):
     return request("POST", "/buy", body=body, **options)
 
 
-def purchase(**changes):
-    document = dict(OK_PURCHASE)
+def changed(document, **changes):
+    """The JSON bytes of `document` with fields replaced, added, or (given None) removed."""
+    document = dict(document)
     for key, value in changes.items():
         if value is None:
             document.pop(key, None)
         else:
             document[key] = value
     return json.dumps(document).encode()
+
+
+def purchase(**changes):
+    return changed(OK_PURCHASE, **changes)
 
 
 def get(target, headers=()):

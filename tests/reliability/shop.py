@@ -249,6 +249,19 @@ class Shop:
         finally:
             consumer.close()
 
+    def caught_up(self):
+        """Whether cm-api's consumer has read and committed everything on the purchases topic:
+        every partition's lag 0 and nothing consumed for a second."""
+        try:
+            before = self.metrics("cm-api")
+            time.sleep(1)
+            after = self.metrics("cm-api")
+        except RuntimeError:
+            return False
+        lags = [value for key, value in after.items() if key.startswith("cmapi_consumer_lag_messages{")]
+        consumed = "cmapi_events_consumed_total"
+        return bool(lags) and sum(lags) == 0 and before.get(consumed) == after.get(consumed)
+
     def usage(self):
         """{service: (RSS MiB, fds)} of every running service."""
         return {name: p.usage() for name, p in self.processes.items() if p.alive}

@@ -124,6 +124,9 @@ class Test3Faults(ShopTestCase):
     def test_cm_server_sigterm(self):
         self.scenario("cm-server-sigterm")
 
+    def test_cm_server_sigkill(self):
+        self.scenario("cm-server-sigkill")
+
     def test_poison_burst(self):
         self.scenario("poison-burst")
 
