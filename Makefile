@@ -30,7 +30,9 @@ test-reliability: venv
 		--pattern 'test_*.py' --verbose
 
 # Ten minutes of mixed load on the release builds with a random fault every 30 s, then the
-# accounting line and each service's memory and file descriptors at the start and the end.
+# accounting line and each service's memory and file descriptors at the start and the end (a
+# growth in cm-server's or cm-api's fails it). SOAK_ARGS passes options: --minutes, --rate, --seed,
+# --faults (a subset, e.g. without the restarts, to compare one process over the whole soak).
 soak: deps venv release
 	$(VENV)/bin/python tests/reliability/soak.py $(SOAK_ARGS)
 

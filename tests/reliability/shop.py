@@ -100,6 +100,26 @@ class Process:
             rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
         return rss / 1024, len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def tcp_connections(self):
+        """(local port, remote port) of each established TCP connection this process holds, from
+        /proc: its socket descriptors matched by inode against the kernel's connection table."""
+        inodes = set()
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+        found = []
+        for table in ("tcp", "tcp6"):
+            with open(f"/proc/{self.pid}/net/{table}") as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    if fields[3] == "01" and fields[9] in inodes:
+                        found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)))
+        return found
+
     def tail(self, lines=30):
         with open(self.log_path, "rb") as log:
             return b"\n".join(log.read().splitlines()[-lines:]).decode(errors="replace")
@@ -267,17 +287,16 @@ class Shop:
         return {name: p.usage() for name, p in self.processes.items() if p.alive}
 
     def connections(self, name):
-        """Established TCP connections to a service's HTTP port (clients' keep-alive connections:
-        they are open file descriptors too, and come and go with the load, not with a leak)."""
-        port = self.ports["server" if name == "cm-server" else "api" if name == "cm-api" else "mongo"]
-        count = 0
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            with open(table) as lines:
-                for line in list(lines)[1:]:
-                    fields = line.split()
-                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                        count += 1
-        return count
+        """{peer: count} of a service's established TCP connections: "clients" are connections to
+        its own port (the load's keep-alive connections), the others are named by the port they
+        reach ("mongodb", "cm-api", and "kafka" for anything else, kafka-mock's brokers)."""
+        own = {"cm-server": self.ports["server"], "cm-api": self.ports["api"], "secantusdb": self.ports["mongo"]}
+        peers = {self.ports["mongo"]: "mongodb", self.ports["api"]: "cm-api"}
+        counts = {}
+        for local, remote in self.processes[name].tcp_connections():
+            peer = "clients" if local == own.get(name) else peers.get(remote, "kafka")
+            counts[peer] = counts.get(peer, 0) + 1
+        return counts
 
     def logs(self, lines=30):
         return "\n".join(f"--- {name}\n{p.tail(lines)}" for name, p in self.processes.items())
