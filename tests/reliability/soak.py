@@ -88,10 +88,11 @@ def usage_line(figures):
 
 
 # A leak in cm-server or cm-api shows as descriptors of their own or memory that grew from the
-# start to the end under the same load. "Their own" are all open descriptors but established TCP
-# connections: those come and go with the load (the clients' keep-alive connections) and with
-# the pools (libmongoc opens up to maxPoolSize, 16, when reads pile up, as after cm-api stalled,
-# and keeps them), while a leaked socket whose peer has gone is in CLOSE_WAIT and so counted.
+# start to the end under the same load. "Their own" are all open descriptors but TCP connections
+# (Shop.connections): those come and go with the load (the clients' keep-alive connections) and
+# with the pools (libmongoc opens up to maxPoolSize, 16, when reads pile up, as after cm-api
+# stalled, and keeps them, closed by a SecantusDB that died or not), while any other leaked
+# socket whose peer has gone is in CLOSE_WAIT and so counted as its own.
 # kafka-mock and SecantusDB hold the data and grow with it: not checked.
 OWN_FDS_SLACK = 5
 RSS_GROWTH_MIB = 32
