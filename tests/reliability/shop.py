@@ -46,6 +46,28 @@ def http_get(url, path, timeout=10.0):
         connection.close()
 
 
+def tcp_connections(pid):
+    """(local port, remote port, state) of each TCP connection process `pid` holds but its
+    listening sockets, from /proc: its socket descriptors matched by inode against the kernel's
+    connection table (state "01" established, "08" CLOSE_WAIT: the peer closed)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] != "0A" and fields[9] in inodes:
+                    found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16), fields[3]))
+    return found
+
+
 class Process:
     """One service: its command, environment and log; started and signalled by the shop."""
 
@@ -101,26 +123,7 @@ class Process:
         return rss / 1024, len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def tcp_connections(self):
-        """(local port, remote port, state) of each TCP connection this process holds but its
-        listening sockets, from /proc: its socket descriptors matched by inode against the
-        kernel's connection table (state "01" established, "08" CLOSE_WAIT: the peer closed)."""
-        inodes = set()
-        for fd in os.listdir(f"/proc/{self.pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{self.pid}/fd/{fd}")
-            except OSError:
-                continue  # closed meanwhile
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:["):-1])
-        found = []
-        for table in ("tcp", "tcp6"):
-            with open(f"/proc/{self.pid}/net/{table}") as lines:
-                for line in list(lines)[1:]:
-                    fields = line.split()
-                    if fields[3] != "0A" and fields[9] in inodes:
-                        found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
-                                      fields[3]))
-        return found
+        return tcp_connections(self.pid)
 
     def tail(self, lines=30):
         with open(self.log_path, "rb") as log:
@@ -289,7 +292,7 @@ class Shop:
         return {name: p.usage() for name, p in self.processes.items() if p.alive}
 
     def connections(self, name):
-        """{peer: count} of a service's established TCP connections: "clients" are connections to
+        """{peer: count} of a service's TCP connections, established: "clients" are connections to
         its own port (the load's keep-alive connections), the others are named by the port they
         reach ("mongodb", "cm-api", and "kafka" for anything else, kafka-mock's brokers).
 
