@@ -19,7 +19,7 @@ RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
-	$(VENV)/bin/python tests/browser/test_shop_page.py
+	$(VENV)/bin/python system-tests/browser/test_shop_page.py
 	$(MAKE) --no-print-directory test-reliability
 	BENCH_SMOKE=1 BIN_DIR=.build/debug scripts/bench.sh
 
@@ -27,7 +27,7 @@ test: lint test-k8s build venv
 # documents, and seven faults under load with an exact accounting (about 3 minutes); and, without
 # a shop, what make soak's leak check counts and calls a leak.
 test-reliability: venv
-	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory tests/reliability \
+	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/reliability \
 		--pattern 'test_*.py' --verbose
 
 # Ten minutes of mixed load on the release builds with a random fault every 30 s, then the
@@ -35,12 +35,12 @@ test-reliability: venv
 # growth in cm-server's or cm-api's fails it). SOAK_ARGS passes options: --minutes, --rate, --seed,
 # --faults (a subset, e.g. without the restarts, to compare one process over the whole soak).
 soak: deps venv release
-	$(VENV)/bin/python tests/reliability/soak.py $(SOAK_ARGS)
+	$(VENV)/bin/python system-tests/reliability/soak.py $(SOAK_ARGS)
 
 # The charts in helm/ and the cluster pieces in k8s/, without a cluster: helm lint --strict, renders
 # validated against the Kubernetes and KEDA schemas, and what the charts promise (a few seconds).
 test-k8s: venv
-	$(VENV)/bin/python -m unittest discover --start-directory tests/k8s --pattern 'test_*.py'
+	$(VENV)/bin/python -m unittest discover --start-directory system-tests/k8s --pattern 'test_*.py'
 
 run: deps venv release
 	scripts/run-local.sh

@@ -3,7 +3,7 @@ import Kafka
 import Logging
 import ShopHTTP
 
-/// cm-api's settings, read once from the environment at start (`CONTRACT.md`).
+/// cm-api's settings, read once from the environment at start (`docs/CONTRACT.md`).
 struct CMAPIConfiguration: Sendable {
     /// `PORT`, default 3000.
     var port: Int

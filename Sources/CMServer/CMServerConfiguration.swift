@@ -3,7 +3,7 @@ import Kafka
 import Logging
 import ShopHTTP
 
-/// cm-server's settings, read once from the environment at start (`CONTRACT.md`).
+/// cm-server's settings, read once from the environment at start (`docs/CONTRACT.md`).
 struct CMServerConfiguration: Sendable {
     /// `PORT`, default 3001.
     var port: Int

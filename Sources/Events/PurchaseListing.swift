@@ -1,5 +1,5 @@
 /// One purchase in a user's list, as `GET /buyList/{username}` (cm-api) and
-/// `GET /getAllUserBuys/{username}` (cm-server) answer it (`CONTRACT.md`). Prices and timestamps
+/// `GET /getAllUserBuys/{username}` (cm-server) answer it (`docs/CONTRACT.md`). Prices and timestamps
 /// stay text, so no binary float ever touches them on the way through.
 public struct PurchaseListItem: Codable, Hashable, Sendable {
     /// The stored document's `_id`, equal to `purchaseId`.

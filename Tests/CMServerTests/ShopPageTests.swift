@@ -6,7 +6,7 @@ import Testing
 
 @testable import CMServer
 
-/// `GET /` and its assets, as served; the browser test (tests/browser) drives the page itself.
+/// `GET /` and its assets, as served; the browser test (system-tests/browser) drives the page itself.
 @Suite struct ShopPageTests {
     var app: some ApplicationProtocol {
         Application(router: buildRouter(publisher: InMemoryPublisher(), purchaseLists: .unreachable))

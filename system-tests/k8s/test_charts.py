@@ -3,7 +3,7 @@
 Real Helm (helm-python-sdk embeds Helm v4's Go SDK) lints and renders both charts with their
 defaults and with every optional feature on; every rendered object is validated against the
 Kubernetes schemas of the oldest supported (1.30) and the newest known version, KEDA objects
-against KEDA's CRD schemas in ../shared/schemas/keda/. Then the promises the charts make are
+against KEDA's CRD schemas in schemas/keda/ beside this file. Then the promises the charts make are
 checked on what they render: hardening, probes, resources, shutdown bounds, credentials only from
 Secrets, autoscaling within the topic's partitions, and agreement with the services' own
 configuration, the Dockerfile and the cluster pieces in k8s/.
@@ -20,7 +20,8 @@ import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+# KEDA's CRDs (see schemas/keda/README.md for where they come from).
+KEDA_CRDS = Path(__file__).resolve().parent / "schemas" / "keda"
 CHARTS = {"cm-server": ROOT / "helm" / "cm-server", "cm-api": ROOT / "helm" / "cm-api"}
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 NAMESPACE = "scalable-shop"
@@ -107,7 +108,7 @@ def env_of(container):
 def keda_schema(kind):
     file = {"ScaledObject": "keda.sh_scaledobjects.yaml",
             "TriggerAuthentication": "keda.sh_triggerauthentications.yaml"}[kind]
-    crd = yaml.safe_load((SHARED / "schemas" / "keda" / file).read_text())
+    crd = yaml.safe_load((KEDA_CRDS / file).read_text())
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
     return version["schema"]["openAPIV3Schema"]
 

@@ -1,6 +1,6 @@
 """make soak: the shop under mixed load for ten minutes with a random fault every 30 s.
 
-    python tests/reliability/soak.py [--minutes 10] [--interval 30] [--rate 200] [--seed N]
+    python system-tests/reliability/soak.py [--minutes 10] [--interval 30] [--rate 200] [--seed N]
 
 Runs the release binaries (BIN_DIR to change) on free ports. One load of purchases runs from
 start to end (POST /buy at --rate per second, retrying 503s and failed connections with the same
