@@ -21,7 +21,7 @@ test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
 	$(VENV)/bin/python system-tests/browser/test_shop_page.py
 	$(MAKE) --no-print-directory test-reliability
-	BENCH_SMOKE=1 BIN_DIR=.build/debug scripts/bench.sh
+	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
 # Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
 # documents, and seven faults under load with an exact accounting (about 3 minutes); and, without
@@ -53,7 +53,7 @@ release:
 	$(SWIFT) build -c release
 
 lint:
-	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
+	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench/MongoBench
 
 # Warnings fail the build: every target sets treatAllWarnings(as: .error) in Package.swift.
 build:
@@ -70,11 +70,11 @@ $(VENV)/.installed-4:
 		$(RELIABILITY_PINS)
 	touch $@
 
-# The shop under load (scripts/bench.sh): POST /buy vs dry run vs /healthz, ingest vs a
+# The shop under load (bench/bench.sh): POST /buy vs dry run vs /healthz, ingest vs a
 # librdkafka+libmongoc baseline, the list proxy's own cost, memory, freshness at 1,000/s.
 # make test runs it as a smoke run (BENCH_SMOKE=1, debug builds, small sizes) so it cannot rot.
 bench: deps venv release
-	scripts/bench.sh
+	bench/bench.sh
 
 # Bulk-insert documents/s through the Mongo binding, batched vs one at a time, on SecantusDB.
 bench-mongo: venv

@@ -20,17 +20,20 @@ let package = Package(
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Mongo", targets: ["Mongo"]),
     ],
+    // Exact versions: builds are reproducible without a committed Package.resolved (README,
+    // "Moving a dependency"). Packages these depend on resolve to the one copy each machine has.
     dependencies: [
-        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
-        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
-        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-configuration.git", exact: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -52,7 +55,6 @@ let package = Package(
             name: "Kafka",
             dependencies: [
                 "CRdKafka",
-                "Events",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -63,8 +65,19 @@ let package = Package(
             name: "Mongo",
             dependencies: [
                 "CMongoC",
-                "Events",
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: settings
+        ),
+        // What both executables share outside HTTP: configuration through swift-configuration,
+        // the Kafka connection settings, LOG_LEVEL, start-up and exit codes, the service group.
+        .target(
+            name: "ShopService",
+            dependencies: [
+                "Kafka",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: settings
         ),
@@ -72,6 +85,8 @@ let package = Package(
             name: "ShopHTTP",
             dependencies: [
                 "Events",
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -83,6 +98,8 @@ let package = Package(
         .executableTarget(
             name: "CMServer",
             dependencies: [
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "Events",
                 "Kafka",
@@ -103,6 +120,8 @@ let package = Package(
         .executableTarget(
             name: "CMAPI",
             dependencies: [
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
                 "Events",
                 "Kafka",
                 "Mongo",
@@ -119,13 +138,16 @@ let package = Package(
         .executableTarget(
             name: "KafkaMockServer",
             dependencies: [
-                "Events",
                 "Kafka",
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: settings
         ),
-        .executableTarget(name: "MongoBench", dependencies: ["Events", "Mongo"], swiftSettings: settings),
+        // Benchmarks live in bench/ with make bench's script and helpers.
+        .executableTarget(
+            name: "MongoBench", dependencies: ["Mongo"], path: "bench/MongoBench", swiftSettings: settings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: settings),
         .testTarget(
             name: "KafkaTests",
@@ -137,24 +159,30 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        // What several test targets need: a SecantusDB server to start, stop and restart.
+        // What several test targets share: a SecantusDB server to start, stop and restart, child
+        // processes, OpenAPI checks, a stand-in cm-api, list paging, waiting for a condition.
         .target(
             name: "ShopTestSupport",
             dependencies: [
+                "Events",
                 "Kafka",
                 "Mongo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],
             path: "Tests/ShopTestSupport",
             swiftSettings: settings
         ),
-        .testTarget(name: "MongoTests", dependencies: ["Mongo", "Events", "ShopTestSupport"], swiftSettings: settings),
+        .testTarget(name: "MongoTests", dependencies: ["Mongo", "ShopTestSupport"], swiftSettings: settings),
         .testTarget(
             name: "CMServerTests",
             dependencies: [
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "CMServer",
                 "Events",
@@ -177,6 +205,8 @@ let package = Package(
         .testTarget(
             name: "CMAPITests",
             dependencies: [
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "CMAPI",
                 "Events",

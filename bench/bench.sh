@@ -303,7 +303,7 @@ notes=""
 {
     echo "# Benchmarks"
     echo
-    echo "Measured by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$([ "$smoke" = 1 ] && echo ", smoke run (BENCH_SMOKE=1, $bin)")."
+    echo "Measured by \`make bench\` (bench/bench.sh) on $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$([ "$smoke" = 1 ] && echo ", smoke run (BENCH_SMOKE=1, $bin)")."
     echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo),"
     echo "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) memory; wrk, the services, kafka-mock and SecantusDB share it,"
     echo "so the ratios (measured in the same run) matter more than the absolute figures."

@@ -2,7 +2,7 @@
 
 cm-server's list proxy is measured against it twice, straight and through cm-server, so the
 difference is cm-server's own cost (parse, re-encode, one pooled HTTP/1.1 hop), not MongoDB's.
-The body is a real cm-api answer saved by scripts/bench.sh.
+The body is a real cm-api answer saved by bench/bench.sh.
 
     python3 bench/fake_cm_api.py PORT BODY_FILE
 """

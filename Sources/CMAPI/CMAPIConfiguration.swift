@@ -1,9 +1,11 @@
-import Events
+import Configuration
 import Kafka
 import Logging
 import ShopHTTP
+import ShopService
 
-/// cm-api's settings, read once from the environment at start (`docs/CONTRACT.md`).
+/// cm-api's settings, read once at start (`docs/CONTRACT.md`); each default is documented where
+/// its setting is declared.
 struct CMAPIConfiguration: Sendable {
     /// `PORT`, default 3000.
     var port: Int
@@ -35,24 +37,25 @@ struct CMAPIConfiguration: Sendable {
     /// `HTTP_IDLE_TIMEOUT_MS` (default 75000); see `ShopHTTPServer.idleTimeout`.
     var idleTimeout: Duration
 
-    init(environment: Environment) throws(EnvironmentError) {
-        port = try environment.port("PORT", default: 3000)
-        kafka = try KafkaConfiguration(environment: environment)
-        topic = environment.string("KAFKA_TOPIC", default: "scalable-shop-purchases")
-        groupID = environment.string("KAFKA_GROUPID", default: "scalable-shop")
-        mongoURI = try environment.required("MONGODB_URI", "a mongodb:// or mongodb+srv:// connection string")
+    init(config: ConfigReader) throws(ConfigurationError) {
+        port = try config.port("port", default: 3000)
+        kafka = try KafkaConfiguration(config: config)
+        topic = config.text("kafka.topic", default: "scalable-shop-purchases")
+        groupID = config.text("kafka.groupid", default: "scalable-shop")
+        // It may carry the password: a secret in swift-configuration's logs.
+        mongoURI = try config.required(
+            "mongodb.uri", "a mongodb:// or mongodb+srv:// connection string", isSecret: true)
         guard mongoURI.hasPrefix("mongodb://") || mongoURI.hasPrefix("mongodb+srv://") else {
-            throw EnvironmentError(variable: "MONGODB_URI", reason: "must start with mongodb:// or mongodb+srv://")
+            throw config.invalid("mongodb.uri", "must start with mongodb:// or mongodb+srv://")
         }
-        database = environment.string("MONGODB_DB", default: "scalable-shop")
-        collection = environment.string("MONGODB_COLLECTION", default: "purchases")
-        let names = Logger.Level.allCases.map(\.rawValue)
-        logLevel = Logger.Level(rawValue: try environment.choice("LOG_LEVEL", of: names, default: "info"))!
-        batchSize = try environment.integer("INGEST_BATCH_SIZE", default: 500, range: 1...10_000)
-        batchWait = try environment.milliseconds("INGEST_BATCH_WAIT_MS", default: 50, range: 1...10_000)
-        fetchWait = try environment.milliseconds("KAFKA_FETCH_WAIT_MAX_MS", default: 500, range: 1...10_000)
-        shutdownTimeout = try environment.milliseconds("SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
-        idleTimeout = try ShopHTTPServer.idleTimeout(environment)
+        database = config.text("mongodb.db", default: "scalable-shop")
+        collection = config.text("mongodb.collection", default: "purchases")
+        logLevel = try Logger.Level(config: config)
+        batchSize = try config.integer("ingest.batch.size", default: 500, range: 1...10_000)
+        batchWait = try config.milliseconds("ingest.batch.wait.ms", default: 50, range: 1...10_000)
+        fetchWait = try config.milliseconds("kafka.fetch.wait.max.ms", default: 500, range: 1...10_000)
+        shutdownTimeout = try config.milliseconds("shutdown.timeout.ms", default: 25_000, range: 1000...600_000)
+        idleTimeout = try ShopHTTPServer.idleTimeout(config)
     }
 }
 

@@ -58,7 +58,7 @@ struct PurchaseIngest: Service {
     let consumer: KafkaConsumer
     let deadLetters: KafkaProducer
     let deadLetterTopic: String
-    let collection: MongoCollection
+    let store: any PurchaseStore
     let settings: Settings
     let status: IngestStatus
     let logger: Logger
@@ -72,7 +72,7 @@ struct PurchaseIngest: Service {
     private let writeFailures: Counter
 
     init(
-        consumer: KafkaConsumer, deadLetters: KafkaProducer, topic: String, collection: MongoCollection,
+        consumer: KafkaConsumer, deadLetters: KafkaProducer, topic: String, store: any PurchaseStore,
         settings: Settings = Settings(), status: IngestStatus, logger: Logger
     ) {
         // A metric made before the bootstrap would stay a no-op for good.
@@ -87,7 +87,7 @@ struct PurchaseIngest: Service {
         self.consumer = consumer
         self.deadLetters = deadLetters
         self.deadLetterTopic = "\(topic).dlq"
-        self.collection = collection
+        self.store = store
         self.settings = settings
         self.status = status
         self.logger = logger
@@ -126,7 +126,7 @@ struct PurchaseIngest: Service {
                 break
             } catch {
                 writeFailures.increment()
-                status.setMongoFailure(error.message)
+                status.setMongoFailure((error as? MongoError)?.message ?? "\(error)")
                 logger.warning(
                     "MongoDB write failed; holding the batch and retrying",
                     metadata: ["error": "\(error)", "retryIn": "\(delay)", "batch": "\(batch.count)"])
@@ -174,12 +174,10 @@ struct PurchaseIngest: Service {
     }
 
     /// One unordered bulk insert; purchases already stored are counted, not written again.
-    private func insert(_ purchases: [StoredPurchase]) async throws(MongoError) {
+    private func insert(_ purchases: [StoredPurchase]) async throws {
         guard !purchases.isEmpty else { return }
         let start = DispatchTime.now()
-        // Durable before the offsets move: a write only in memory (w:1 without the journal)
-        // would be lost with the server's process after Kafka was told it was stored.
-        let result = try await collection.insert(purchases, writeConcern: .majorityJournaled())
+        let result = try await store.insert(purchases)
         writeLatency.recordInterval(since: start)
         inserted.increment(by: result.inserted)
         duplicates.increment(by: result.alreadyStored)

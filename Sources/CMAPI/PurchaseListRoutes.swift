@@ -2,7 +2,6 @@ import Events
 import Foundation
 import Hummingbird
 import Logging
-import Mongo
 import ShopHTTP
 
 /// The opaque `cursor` of the purchase lists: where the next page starts, as base64url of
@@ -19,7 +18,7 @@ enum PurchaseCursor {
         let invalid = FieldError.invalidCursor
         var base64 = cursor.replacing("-", with: "+").replacing("_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard cursor.utf8.count <= 256, let data = Data(base64Encoded: base64),
+        guard let data = Data(base64Encoded: base64),
             let text = String(data: data, encoding: .utf8)
         else { throw invalid }
         let parts = text.split(separator: ".", maxSplits: 1)
@@ -40,9 +39,9 @@ extension PurchaseListItem {
     }
 }
 
-/// `GET /buyList/{username}` and `GET /purchases/{purchaseId}`, read from MongoDB.
+/// `GET /buyList/{username}` and `GET /purchases/{purchaseId}`, read from the store.
 struct PurchaseListRoutes {
-    let collection: MongoCollection
+    let store: any PurchaseStore
 
     func addRoutes(to router: Router<some RequestContext>) {
         router.get("buyList/:username") { request, context in
@@ -63,14 +62,11 @@ struct PurchaseListRoutes {
         let limit = query.limit
         do {
             // One more than asked tells whether there is a next page.
-            let found = try await collection.purchases(username: query.username, limit: limit + 1, after: query.cursor)
+            let found = try await store.purchases(username: query.username, limit: limit + 1, after: query.cursor)
             let page = found.prefix(limit)
             let next =
                 found.count > limit
-                ? page.last.map {
-                    PurchaseCursor.encode(
-                        PurchasePageResumePoint(timestamp: $0.event.purchase.timestamp, purchaseId: $0.id))
-                } : nil
+                ? page.last.map { PurchaseCursor.encode($0.resumePoint) } : nil
             return .json(.ok, PurchaseListPage(purchases: page.map(PurchaseListItem.init), nextCursor: next))
         } catch {
             context.logger.error("MongoDB read failed", metadata: ["error": "\(error)"])
@@ -85,7 +81,7 @@ struct PurchaseListRoutes {
                 errors: [FieldError(field: "purchaseId", reason: "must be a UUID")])
         }
         do {
-            guard let stored = try await collection.purchase(id: id) else {
+            guard let stored = try await store.purchase(id: id) else {
                 return .error(.notFound, "No purchase \(id.uuidString.lowercased()) is stored (yet)")
             }
             return .json(.ok, StoredPurchaseAnswer(stored))

@@ -39,12 +39,17 @@ struct BuyController<Publisher: PurchasePublisher> {
         } catch is NIOTooManyBytesError {
             return .error(.contentTooLarge, "Request body is larger than \(Self.maximumBodyBytes) bytes")
         }
-        let receivedAt = Timestamp(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))
+        let receivedAt = Timestamp.now
         let purchase: Purchase
         let idempotencyKey: IdempotencyKey?
         // Anything but true or false is refused: `?dryRun=yes` must not quietly buy for real.
-        let dryRun = request.uri.queryParameters["dryRun"].map { $0 == "true" ? true : $0 == "false" ? false : nil }
-        let dryRunError = dryRun == .some(nil) ? [FieldError(field: "dryRun", reason: "must be true or false")] : []
+        var dryRun = false
+        var dryRunError: [FieldError] = []
+        switch request.uri.queryParameters["dryRun"] {
+        case nil, "false": dryRun = false
+        case "true": dryRun = true
+        default: dryRunError = [FieldError(field: "dryRun", reason: "must be true or false")]
+        }
         do throws(PurchaseDecodingError) {
             purchase = try Purchase(json: Array(buffer: body), receivedAt: receivedAt)
             idempotencyKey = try request.headers[.idempotencyKey].map { key throws(PurchaseDecodingError) in
@@ -59,7 +64,7 @@ struct BuyController<Publisher: PurchasePublisher> {
                 return .error(.unprocessableContent, "Invalid purchase", errors: all)
             }
         }
-        if dryRun == true {
+        if dryRun {
             return .json(.ok, DryRunAnswer())
         }
         let purchaseId =

@@ -1,9 +1,11 @@
-import Events
+import Configuration
 import Kafka
 import Logging
 import ShopHTTP
+import ShopService
 
-/// cm-server's settings, read once from the environment at start (`docs/CONTRACT.md`).
+/// cm-server's settings, read once at start (`docs/CONTRACT.md`); each default is documented
+/// where its setting is declared.
 struct CMServerConfiguration: Sendable {
     /// `PORT`, default 3001.
     var port: Int
@@ -33,32 +35,24 @@ struct CMServerConfiguration: Sendable {
     /// `HTTP_IDLE_TIMEOUT_MS` (default 75000); see `ShopHTTPServer.idleTimeout`.
     var idleTimeout: Duration
 
-    init(environment: Events.Environment) throws(EnvironmentError) {
-        port = try environment.port("PORT", default: 3001)
-        kafka = try KafkaConfiguration(environment: environment)
-        topic = environment.string("KAFKA_TOPIC", default: "scalable-shop-purchases")
-        cmAPIHost = try environment.hostPort("CM_API_HOST", default: "localhost:3000")
-        cmAPITimeout = try environment.milliseconds("CM_API_TIMEOUT_MS", default: 5000, range: 100...60_000)
-        logLevel = try Logger.Level(environment: environment)
-        deliveryTimeout = try environment.milliseconds(
-            "KAFKA_DELIVERY_TIMEOUT_MS", default: 10_000, range: 100...300_000)
-        linger = try environment.milliseconds("KAFKA_LINGER_MS", default: 1, range: 0...1000)
-        shutdownTimeout = try environment.milliseconds(
-            "SHUTDOWN_TIMEOUT_MS", default: 25_000, range: 1000...600_000)
-        idleTimeout = try ShopHTTPServer.idleTimeout(environment)
+    init(config: ConfigReader) throws(ConfigurationError) {
+        port = try config.port("port", default: 3001)
+        kafka = try KafkaConfiguration(config: config)
+        topic = config.text("kafka.topic", default: "scalable-shop-purchases")
+        cmAPIHost = try config.hostPort("cm.api.host", default: "localhost:3000")
+        cmAPITimeout = try config.milliseconds("cm.api.timeout.ms", default: 5000, range: 100...60_000)
+        logLevel = try Logger.Level(config: config)
+        deliveryTimeout = try config.milliseconds(
+            "kafka.delivery.timeout.ms", default: 10_000, range: 100...300_000)
+        linger = try config.milliseconds("kafka.linger.ms", default: 1, range: 0...1000)
+        shutdownTimeout = try config.milliseconds(
+            "shutdown.timeout.ms", default: 25_000, range: 1000...600_000)
+        idleTimeout = try ShopHTTPServer.idleTimeout(config)
         // A purchase in flight at SIGTERM waits for its delivery; the shutdown must outlast it.
         guard shutdownTimeout > deliveryTimeout + .seconds(5) else {
-            throw EnvironmentError(
-                variable: "SHUTDOWN_TIMEOUT_MS",
-                reason: "must exceed KAFKA_DELIVERY_TIMEOUT_MS by more than 5000, so requests in flight are answered")
+            throw config.invalid(
+                "shutdown.timeout.ms",
+                "must exceed KAFKA_DELIVERY_TIMEOUT_MS by more than 5000, so requests in flight are answered")
         }
-    }
-}
-
-extension Logger.Level {
-    /// Reads `LOG_LEVEL`, default `info`.
-    init(environment: Events.Environment) throws(EnvironmentError) {
-        let names = Logger.Level.allCases.map(\.rawValue)
-        self = Logger.Level(rawValue: try environment.choice("LOG_LEVEL", of: names, default: "info"))!
     }
 }

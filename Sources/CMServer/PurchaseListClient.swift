@@ -15,6 +15,18 @@ struct PurchaseListClient: Sendable {
     /// The largest answer accepted: 1,000 purchases of the largest fields fit well inside it.
     static let maximumResponseBytes = 4 * 1024 * 1024
 
+    /// The process's HTTP client towards cm-api. A connection that cannot be made in 2 s fails
+    /// (cm-api is in the same cluster); `CM_API_TIMEOUT_MS` bounds each exchange, so the read
+    /// timeout is only a backstop above its 60 s maximum. Up to 64 pooled connections, the
+    /// request concurrency `make bench` drives, kept 60 s idle (under cm-api's 75 s idle timeout,
+    /// so the client, not cm-api, closes them).
+    static var httpConfiguration: HTTPClient.Configuration {
+        var http = HTTPClient.Configuration()
+        http.timeout = .init(connect: .seconds(2), read: .seconds(61))
+        http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        return http
+    }
+
     init(http: HTTPClient, host: String, timeout: Duration) {
         self.http = http
         self.baseURL = "http://\(host)"

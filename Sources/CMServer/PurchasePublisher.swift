@@ -1,5 +1,6 @@
 import Events
 import Kafka
+import Synchronization
 
 /// Where accepted purchases go. Production publishes to Kafka; tests use an in-memory one.
 protocol PurchasePublisher: Sendable {
@@ -33,4 +34,35 @@ struct KafkaPurchasePublisher: PurchasePublisher {
             return "Kafka unreachable: \(error.message)"
         }
     }
+}
+
+/// Keeps what would have gone to Kafka in memory (the route tests' publisher); can be told to
+/// fail as a broker that did not acknowledge would, and to report a queue depth.
+final class InMemoryPublisher: PurchasePublisher {
+    private let state = Mutex<(events: [PurchaseEvent], failure: KafkaError?)>(([], nil))
+
+    /// What a test says the producer's queue holds.
+    let queued = Atomic<Int>(0)
+
+    var events: [PurchaseEvent] { state.withLock { $0.events } }
+
+    /// Every publish fails with `error` until it is set back to `nil`.
+    func failNext(with error: KafkaError?) {
+        state.withLock { $0.failure = error }
+    }
+
+    func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
+        let result: Result<KafkaDeliveryReport, KafkaError> = state.withLock { state in
+            if let failure = state.failure { return .failure(failure) }
+            state.events.append(event)
+            return .success(KafkaDeliveryReport(topic: "t", partition: 2, offset: Int64(state.events.count - 1)))
+        }
+        return try result.get()
+    }
+
+    func unavailableReason() async -> String? {
+        state.withLock { $0.failure.map { "Kafka unreachable: \($0.message)" } }
+    }
+
+    var queuedMessages: Int { queued.load(ordering: .relaxed) }
 }

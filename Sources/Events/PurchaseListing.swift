@@ -60,3 +60,22 @@ public enum PurchaseListLimit {
 }
 
 extension FieldError: Error {}
+
+/// The `cursor` of both purchase lists: opaque to clients, at most ``maximumBytes``. cm-server
+/// passes it on unread; cm-api made it and decodes it. A longer or empty one is a 400 on both.
+public enum PurchaseListCursor {
+    /// cm-api's cursors (base64url of a timestamp and a purchaseId) are about 70 bytes.
+    public static let maximumBytes = 256
+
+    /// The cursor `text`, if it is within the rule every service applies before its own.
+    /// - Throws: a ``FieldError`` for `cursor`.
+    public static func check(_ text: String) throws(FieldError) -> String {
+        guard !text.isEmpty, text.utf8.count <= maximumBytes else { throw .invalidCursor }
+        return text
+    }
+}
+
+extension FieldError {
+    /// What a `cursor` that no page handed out gets.
+    public static let invalidCursor = FieldError(field: "cursor", reason: "must be a nextCursor from a previous page")
+}

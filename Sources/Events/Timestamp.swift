@@ -1,3 +1,5 @@
+import Foundation
+
 /// An instant with millisecond precision, as MongoDB stores dates: milliseconds since
 /// 1970-01-01T00:00:00Z. Kept as an integer so parsing and formatting are exact.
 public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -8,6 +10,16 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     public init(millisecondsSinceEpoch: Int64) {
         self.millisecondsSinceEpoch = millisecondsSinceEpoch
+    }
+
+    /// The current instant of the system clock, rounded down to the millisecond.
+    public static var now: Timestamp {
+        Timestamp(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))
+    }
+
+    /// Seconds from `earlier` to this instant (negative when `earlier` is later).
+    public func seconds(since earlier: Timestamp) -> Double {
+        Double(millisecondsSinceEpoch - earlier.millisecondsSinceEpoch) / 1000
     }
 
     /// Why a text is not an RFC 3339 timestamp; the text is the `reason` users see.

@@ -55,9 +55,8 @@ public final class KafkaMockCluster: Sendable {
     /// Delays every answer of a broker by `delay` (its round-trip time); `.zero` restores it.
     /// Requests are still handled at once, so a produce can be stored while its answer waits.
     public func setRoundTripTime(of id: Int32, to delay: Duration) throws(KafkaError) {
-        let milliseconds = Int32(
-            clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
-        try check(rd_kafka_mock_broker_set_rtt(cluster, id, milliseconds), "set broker \(id) round-trip time")
+        try check(
+            rd_kafka_mock_broker_set_rtt(cluster, id, delay.timeoutMilliseconds), "set broker \(id) round-trip time")
     }
 
     /// Brings a broker taken down back up.

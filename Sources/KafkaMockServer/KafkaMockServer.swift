@@ -1,6 +1,7 @@
-import Events
+import Configuration
 import Foundation
 import Kafka
+import ShopService
 import UnixSignals
 
 /// kafka-mock: librdkafka's mock cluster as a local Kafka for `make run` and the end-to-end
@@ -14,23 +15,20 @@ import UnixSignals
 @main
 struct KafkaMockServer {
     static func main() async throws {
-        let environment = Events.Environment(ProcessInfo.processInfo.environment)
-        let brokers: Int
-        let partitions: Int
-        let topic: String
-        do {
-            brokers = try environment.integer("KAFKA_MOCK_BROKERS", default: 1, range: 1...9)
-            partitions = try environment.integer("KAFKA_MOCK_PARTITIONS", default: 6, range: 1...128)
-            topic = environment.string("KAFKA_TOPIC", default: "scalable-shop-purchases")
-        } catch {
-            FileHandle.standardError.write(Data("kafka-mock: \(error)\n".utf8))
-            exit(78)
+        let config = ConfigReader.shop()
+        let (brokers, partitions, topic) = ServiceMain.configuration(of: "kafka-mock", config: config) {
+            config throws(ConfigurationError) in
+            (
+                try config.integer("kafka.mock.brokers", default: 1, range: 1...9),
+                try config.integer("kafka.mock.partitions", default: 6, range: 1...128),
+                config.text("kafka.topic", default: "scalable-shop-purchases")
+            )
         }
         let cluster = try KafkaMockCluster(brokers: brokers)
         for name in [topic, "\(topic).dlq"] {
             try cluster.createTopic(name, partitions: partitions, replicationFactor: min(brokers, 3))
         }
-        if let file = environment.string("KAFKA_MOCK_BOOTSTRAP_FILE") {
+        if let file = config.text("kafka.mock.bootstrap.file") {
             try Data(cluster.bootstrapServers.utf8).write(to: URL(fileURLWithPath: file))
         }
         say("bootstrap \(cluster.bootstrapServers)")

@@ -205,7 +205,7 @@ public struct MongoCollection: Sendable {
 
 extension BSONValue {
     /// The value as an `Int` when it is an integer (servers answer counts as int32 or int64).
-    var integer: Int? {
+    public var integer: Int? {
         switch self {
         case .int32(let value): Int(value)
         case .int64(let value): Int(value)

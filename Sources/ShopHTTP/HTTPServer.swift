@@ -1,6 +1,7 @@
-public import Events
+public import Configuration
 public import HummingbirdCore
 import NIOCore
+public import ShopService
 
 /// The HTTP/1.1 server both services run.
 public enum ShopHTTPServer {
@@ -9,8 +10,8 @@ public enum ShopHTTPServer {
     /// shorter than its Content-Length would otherwise hold the connection forever). Longer
     /// than ingress-nginx's upstream keep-alive (60 s), so the proxy, not the service, closes
     /// idle pooled connections and never reuses one the service is closing.
-    public static func idleTimeout(_ environment: Events.Environment) throws(EnvironmentError) -> Duration {
-        try environment.milliseconds("HTTP_IDLE_TIMEOUT_MS", default: 75_000, range: 1000...3_600_000)
+    public static func idleTimeout(_ config: ConfigReader) throws(ConfigurationError) -> Duration {
+        try config.milliseconds("http.idle.timeout.ms", default: 75_000, range: 1000...3_600_000)
     }
 
     /// HTTP/1.1 with the idle timeout.

@@ -17,7 +17,8 @@ public struct PurchaseListQuery<Cursor: Sendable>: Sendable {
     }
 
     /// Reads the `username` path parameter and the query; `cursor` turns the `cursor` text
-    /// into what the service pages with, or says why it cannot.
+    /// (already within ``PurchaseListCursor``'s rule) into what the service pages with, or says
+    /// why it cannot.
     public init(
         _ request: Request,
         context: some RequestContext,
@@ -40,7 +41,7 @@ public struct PurchaseListQuery<Cursor: Sendable>: Sendable {
         var cursor: Cursor?
         if let text = request.uri.queryParameters["cursor"] {
             do throws(FieldError) {
-                cursor = try decodeCursor(String(text))
+                cursor = try decodeCursor(try PurchaseListCursor.check(String(text)))
             } catch {
                 errors.append(error)
             }
@@ -50,9 +51,4 @@ public struct PurchaseListQuery<Cursor: Sendable>: Sendable {
         self.limit = limit
         self.cursor = cursor
     }
-}
-
-extension FieldError {
-    /// What a `cursor` that no page handed out gets.
-    public static let invalidCursor = FieldError(field: "cursor", reason: "must be a nextCursor from a previous page")
 }

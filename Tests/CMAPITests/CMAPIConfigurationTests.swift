@@ -1,4 +1,6 @@
+import Configuration
 import Events
+import ShopService
 import Testing
 
 @testable import CMAPI
@@ -7,7 +9,7 @@ import Testing
 @Suite struct CMAPIConfigurationTests {
     @Test func contractDefaults() throws {
         let configuration = try CMAPIConfiguration(
-            environment: Environment(["KAFKA_BROKERS": "kafka:9092", "MONGODB_URI": "mongodb://mongo:27017"])
+            config: .shop(environment: ["KAFKA_BROKERS": "kafka:9092", "MONGODB_URI": "mongodb://mongo:27017"])
         )
         #expect(configuration.port == 3000)
         #expect(configuration.topic == "scalable-shop-purchases")
@@ -24,7 +26,7 @@ import Testing
 
     @Test func everyVariableIsRead() throws {
         let configuration = try CMAPIConfiguration(
-            environment: Environment([
+            config: .shop(environment: [
                 "PORT": "9000", "KAFKA_BROKERS": "k:1", "KAFKA_TOPIC": "t", "KAFKA_GROUPID": "g",
                 "MONGODB_URI": "mongodb+srv://cluster.example/?w=majority", "MONGODB_DB": "d",
                 "MONGODB_COLLECTION": "c",
@@ -47,13 +49,13 @@ import Testing
     /// What the ingest's consumer is given, down to librdkafka's property names.
     @Test func theConsumerStartsNewGroupsAtTheEarliestOffsetWithTheConfiguredFetchWait() throws {
         let defaults = try CMAPIConfiguration(
-            environment: Environment(["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_GROUPID": "g"])
+            config: .shop(environment: ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_GROUPID": "g"])
         ).consumer
         #expect(defaults.properties["group.id"] == "g")
         #expect(defaults.properties["auto.offset.reset"] == "earliest")
         #expect(defaults.properties["fetch.wait.max.ms"] == "500")
         let lowered = try CMAPIConfiguration(
-            environment: Environment([
+            config: .shop(environment: [
                 "KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_FETCH_WAIT_MAX_MS": "10",
             ])
         ).consumer
@@ -78,7 +80,9 @@ import Testing
             ),
         ] as [([String: String], String)])
     func aMissingOrMalformedValueIsOneLineNamingTheVariable(_ values: [String: String], message: String) {
-        let error = #expect(throws: EnvironmentError.self) { try CMAPIConfiguration(environment: Environment(values)) }
+        let error = #expect(throws: ConfigurationError.self) {
+            try CMAPIConfiguration(config: .shop(environment: values))
+        }
         #expect(error?.description == message)
     }
 }

@@ -21,6 +21,8 @@ final class IngestHarness: Sendable {
     let cluster: KafkaMockCluster
     let topic: String
     let collection: MongoCollection
+    /// The ingest's store over `collection`.
+    let store: MongoPurchaseStore
     let group: String
     let producer: KafkaProducer
 
@@ -30,6 +32,7 @@ final class IngestHarness: Sendable {
         try cluster.createTopic(topic, partitions: partitions)
         try cluster.createTopic("\(topic).dlq", partitions: 1)
         self.collection = try collection ?? makeCollection()
+        store = MongoPurchaseStore(collection: self.collection, logger: quietLogger)
         group = "cm-api-\(UUID().uuidString.prefix(8))"
         producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
@@ -50,7 +53,7 @@ final class IngestHarness: Sendable {
         }
     }
 
-    func startIngest(batchSize: Int = 500, collection: MongoCollection? = nil) throws -> Running {
+    func startIngest(batchSize: Int = 500) throws -> Running {
         var configuration = KafkaConsumerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]), groupID: group)
         configuration.sessionTimeout = .seconds(6)
@@ -60,7 +63,7 @@ final class IngestHarness: Sendable {
         settings.batchSize = batchSize
         settings.retryMaximum = .seconds(1)
         let ingest = PurchaseIngest(
-            consumer: consumer, deadLetters: producer, topic: topic, collection: collection ?? self.collection,
+            consumer: consumer, deadLetters: producer, topic: topic, store: store,
             settings: settings, status: status, logger: quietLogger)
         let serviceGroup = ServiceGroup(services: [ingest], logger: quietLogger)
         let task = Task { try await serviceGroup.run() }
@@ -98,11 +101,10 @@ final class IngestHarness: Sendable {
 
     /// Waits until the collection holds `count` documents, or `timeout`.
     func waitForCount(_ count: Int, timeout: Duration = .seconds(60)) async throws -> Int {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        var now = try await collection.count()
-        while now < count, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(250))
+        var now = 0
+        _ = try await waitUntil(timeout: timeout, interval: .milliseconds(250)) {
             now = try await collection.count()
+            return now >= count
         }
         return now
     }

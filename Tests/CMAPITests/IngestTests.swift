@@ -11,28 +11,6 @@ import Testing
 
 /// cm-api's promise against the mock cluster and SecantusDB: every event stored exactly once.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct IngestTests {
-    /// Reads every page of a user's list through the router.
-    static func allPages(
-        _ client: some TestClientProtocol, username: String, limit: Int
-    ) async throws -> [PurchaseListItem] {
-        var items: [PurchaseListItem] = []
-        var cursor: String?
-        let path = username.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
-        repeat {
-            var uri = "/buyList/\(path)?limit=\(limit)"
-            if let cursor { uri += "&cursor=\(cursor)" }
-            let page = try await client.execute(uri: uri, method: .get) { response in
-                #expect(response.status == .ok)
-                return try JSONDecoder().decode(PurchaseListPage.self, from: response.body)
-            }
-            #expect(page.status == "Ok!")
-            #expect(page.purchases.count <= limit)
-            items += page.purchases
-            cursor = page.nextCursor
-        } while cursor != nil
-        return items
-    }
-
     @Test func fiveThousandEventsOfFiftyUsersAreStoredOnceAndListedInOrderEvenWhenProducedTwice() async throws {
         let harness = try IngestHarness()
         let events = try (0..<50).flatMap { user in
@@ -51,13 +29,10 @@ import Testing
         #expect(try await harness.collection.count() == 5000, "the second copy of each event stored nothing")
         try await ingest.stop()
 
-        let app = Application(
-            router: buildRouter(
-                collection: harness.collection, status: ingest.status,
-                ping: MongoPing(client: harness.collection.client)))
+        let app = Application(router: buildRouter(store: harness.store, status: ingest.status))
         try await app.test(.router) { client in
             for user in [0, 17, 49] {
-                let items = try await Self.allPages(client, username: "user \(user)", limit: 30)
+                let items = try await allPages(client, path: "/buyList/user%20\(user)", limit: 30)
                 let expected = events.filter { $0.purchase.userid == "id-\(user)" }
                     .sorted { $0.purchase.timestamp > $1.purchase.timestamp }
                 #expect(items.map(\.purchaseId) == expected.map { $0.purchaseId.uuidString.lowercased() })
@@ -93,7 +68,7 @@ import Testing
         try await ingest.stop()
 
         for event in valid[2...5] {
-            #expect(try await harness.collection.purchase(id: event.purchaseId) != nil)
+            #expect(try await harness.store.purchase(id: event.purchaseId) != nil)
         }
         #expect(deadLetters.count == 3)
         #expect(
@@ -127,11 +102,17 @@ import Testing
 
         let second = try harness.startIngest(batchSize: 100)
         #expect(try await harness.waitForCount(3000, timeout: .seconds(90)) == 3000)
-        try await Task.sleep(for: .seconds(1))
+        // Everything settled once the group's committed offsets reach the end of every partition.
+        let partitions = (0..<4).map { KafkaTopicPartition(topic: harness.topic, partition: Int32($0)) }
+        let committedAll = try await waitUntil(timeout: .seconds(30)) {
+            let committed = try await second.consumer.committedOffsets(partitions)
+            return committed.values.reduce(0) { $0 + ($1 ?? 0) } == 3000
+        }
+        #expect(committedAll, "the second run committed every offset")
+        try await second.stop()
         #expect(try await harness.collection.count() == 3000)
         // What the first run committed is not read again (beyond the batch in hand at stop).
         #expect(second.status.processed <= 3000 - storedAtStop + 4 * 100)
-        try await second.stop()
     }
 
     @Test func mongoDBStoppedAndRestartedTurnsReadinessAndLosesNothing() async throws {
@@ -140,8 +121,7 @@ import Testing
         let collection = client.collection("purchases", database: "outage")
         let harness = try IngestHarness(partitions: 2, collection: collection)
         let ingest = try harness.startIngest(batchSize: 100)
-        let app = Application(
-            router: buildRouter(collection: collection, status: ingest.status, ping: MongoPing(client: client)))
+        let app = Application(router: buildRouter(store: harness.store, status: ingest.status))
         let before = try (0..<500).map { try IngestHarness.event(user: $0 % 7, number: $0) }
         let during = try (500..<1000).map { try IngestHarness.event(user: $0 % 7, number: $0) }
 
@@ -177,9 +157,7 @@ import Testing
         let ingest = try harness.startIngest()
         let app = Application(
             router: buildRouter(
-                collection: harness.collection, status: ingest.status,
-                ping: MongoPing(client: harness.collection.client),
-                lag: { (try? await ingest.consumer.lag()) ?? [:] }))
+                store: harness.store, status: ingest.status, lag: { (try? await ingest.consumer.lag()) ?? [:] }))
         try await app.test(.router) { client in
             func scrape() async throws -> String {
                 try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
@@ -191,17 +169,18 @@ import Testing
             let before = value(try await scrape(), "cmapi_purchases_inserted_total ") ?? 0
             try await harness.produce(try (0..<20).map { try IngestHarness.event(user: $0 % 3, number: $0) })
             #expect(try await harness.waitForCount(20) == 20)
-            try await Task.sleep(for: .milliseconds(300))
-            let text = try await scrape()
+            let lagLines = (0..<2).map { #"cmapi_consumer_lag_messages{topic="\#(harness.topic)",partition="\#($0)"}"# }
+            var text = ""
+            let caughtUp = try await waitUntil(timeout: .seconds(20)) {
+                text = try await scrape()
+                return lagLines.allSatisfy { value(text, $0) == 0 }
+            }
+            #expect(caughtUp, "the lag of both partitions reads 0 once everything is consumed")
             // Other suites in this process ingest too; counters only grow.
             #expect((value(text, "cmapi_purchases_inserted_total ") ?? 0) >= before + 20)
             #expect(text.contains("# TYPE cmapi_mongo_write_duration_seconds histogram"))
             #expect(text.contains("# TYPE cmapi_batch_size histogram"))
             #expect(value(text, "cmapi_newest_stored_event_age_seconds ") != nil)
-            for partition in 0..<2 {
-                let line = #"cmapi_consumer_lag_messages{topic="\#(harness.topic)",partition="\#(partition)"}"#
-                #expect(value(text, line) == 0, "caught up on partition \(partition)")
-            }
         }
         try await ingest.stop()
     }

@@ -3,7 +3,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Mongo
 import ShopTestSupport
 import Testing
 
@@ -14,8 +13,8 @@ import Testing
 @Suite struct OpenAPIAgreementTests {
     static let document = OpenAPIDocument(yaml: PackageResources.openapi_yaml)
 
-    /// A request, the operation it exercises and the status it gets; `mongoDown` points the
-    /// router at a server that is not there, `consumerRunning` sets the ingest's state.
+    /// A request, the operation it exercises and the status it gets; `mongoDown` makes the
+    /// store fail as MongoDB down would, `consumerRunning` sets the ingest's state.
     struct Case: Sendable, CustomStringConvertible {
         var operation: String
         var uri: String
@@ -43,9 +42,7 @@ import Testing
     ]
 
     @Test func theRouterHasExactlyTheDocumentedOperations() throws {
-        let collection = try makeCollection()
-        let router = buildRouter(
-            collection: collection, status: IngestStatus(), ping: MongoPing(client: collection.client))
+        let router = buildRouter(store: InMemoryPurchaseStore(), status: IngestStatus())
         let routed = Set(
             router.routes.map { "\($0.method) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)" })
         #expect(Self.document.version?.hasPrefix("3.") == true)
@@ -58,30 +55,18 @@ import Testing
 
     @Test(arguments: cases)
     func theAnswerIsDocumented(_ testCase: Case) async throws {
-        let collection: MongoCollection
-        if testCase.mongoDown {
-            let port = try freeLoopbackPort()
-            collection = try MongoClient(uri: "mongodb://127.0.0.1:\(port)/?serverSelectionTimeoutMS=300")
-                .collection("purchases", database: "nowhere")
-        } else {
-            collection = try makeCollection()
-            let purchase = try Purchase(
-                username: "joe", userid: "1", price: Price(hundredths: 100),
-                timestamp: Timestamp(millisecondsSinceEpoch: 1_700_000_000_000))
-            _ = try await collection.insert([
-                StoredPurchase(
-                    event: PurchaseEvent(purchaseId: Self.storedID, purchase: purchase, receivedAt: purchase.timestamp),
-                    partition: 0, offset: 0)
-            ])
-        }
+        let purchase = try Purchase(
+            username: "joe", userid: "1", price: Price(hundredths: 100),
+            timestamp: Timestamp(millisecondsSinceEpoch: 1_700_000_000_000))
+        let store = InMemoryPurchaseStore([
+            StoredPurchase(
+                event: PurchaseEvent(purchaseId: Self.storedID, purchase: purchase, receivedAt: purchase.timestamp),
+                partition: 0, offset: 0)
+        ])
+        if testCase.mongoDown { store.setUnavailable("MongoDB unreachable: no server") }
         let status = IngestStatus()
         status.setRunning(testCase.consumerRunning)
-        let app = Application(
-            router: buildRouter(
-                collection: collection, status: status,
-                // SecantusDB serves every test at once in `make test`: its answer to a fresh
-                // client's ping has taken over the 2 s production waits, turning 200 into 503.
-                ping: MongoPing(client: collection.client, wait: .seconds(15))))
+        let app = Application(router: buildRouter(store: store, status: status))
         try await app.test(.router) { client in
             try await client.execute(uri: testCase.uri, method: .get) { response in
                 #expect(Int(response.status.code) == testCase.status)

@@ -3,13 +3,12 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Mongo
 import ShopTestSupport
 import Testing
 
 @testable import CMAPI
 
-/// cm-api's read side against SecantusDB, documents written straight to the collection.
+/// cm-api's read side over the in-memory store (the MongoDB store has its own live tests).
 @Suite struct PurchaseListRouteTests {
     static func stored(user: String, count: Int, sameTimestampEvery: Int = 1) throws -> [StoredPurchase] {
         try (0..<count).map { n in
@@ -24,28 +23,24 @@ import Testing
         }
     }
 
-    func withRouter(_ body: @escaping @Sendable (MongoCollection, any TestClientProtocol) async throws -> Void)
+    func withRouter(_ body: @escaping @Sendable (InMemoryPurchaseStore, any TestClientProtocol) async throws -> Void)
         async throws
     {
-        let collection = try makeCollection()
-        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        let store = InMemoryPurchaseStore()
         let status = IngestStatus()
         status.setRunning(true)
-        let app = Application(
-            router: buildRouter(collection: collection, status: status, ping: MongoPing(client: collection.client)))
-        try await app.test(.router) { client in try await body(collection, client) }
+        let app = Application(router: buildRouter(store: store, status: status))
+        try await app.test(.router) { client in try await body(store, client) }
     }
 
     @Test func paginationOver2500PurchasesOfOneUserGivesEachExactlyOnceNewestFirst() async throws {
-        try await withRouter { collection, client in
+        try await withRouter { store, client in
             let purchases = try Self.stored(user: "big spender", count: 2500, sameTimestampEvery: 3)
-            _ = try await collection.insert(purchases)
-            _ = try await collection.insert(try Self.stored(user: "someone else", count: 50))
-            let expected = purchases.sorted {
-                ($0.event.purchase.timestamp, $0.id) > ($1.event.purchase.timestamp, $1.id)
-            }.map(\.id)
+            _ = try await store.insert(purchases)
+            _ = try await store.insert(try Self.stored(user: "someone else", count: 50))
+            let expected = purchases.sorted { $0.resumePoint > $1.resumePoint }.map(\.id)
             for limit in [1000, 97] {
-                let items = try await IngestTests.allPages(client, username: "big spender", limit: limit)
+                let items = try await allPages(client, path: "/buyList/big%20spender", limit: limit)
                 #expect(items.count == 2500)
                 #expect(Set(items.map(\.purchaseId)).count == 2500)
                 #expect(items.map(\.purchaseId) == expected, "newest first, purchaseId breaking ties")
@@ -54,8 +49,8 @@ import Testing
     }
 
     @Test func theListKeepsTheOriginalShapeAndDefaultsTo100() async throws {
-        try await withRouter { collection, client in
-            _ = try await collection.insert(try Self.stored(user: "joe", count: 120))
+        try await withRouter { store, client in
+            _ = try await store.insert(try Self.stored(user: "joe", count: 120))
             try await client.execute(uri: "/buyList/joe", method: .get) { response in
                 #expect(response.status == .ok)
                 let object = try #require(
@@ -78,6 +73,7 @@ import Testing
     @Test(arguments: [
         "/buyList/joe?limit=0", "/buyList/joe?limit=1001", "/buyList/joe?limit=x", "/buyList/joe?cursor=forged",
         "/buyList/joe?cursor=MTIzLm5vdC1hLXV1aWQ", "/buyList/%ZZ", "/purchases/not-a-uuid",
+        "/buyList/joe?cursor=" + String(repeating: "A", count: 257), "/buyList/joe?cursor=",
     ])
     func badInputIs400(uri: String) async throws {
         try await withRouter { _, client in
@@ -89,12 +85,12 @@ import Testing
     }
 
     @Test func aPurchaseIsItsOwnReceiptOnceStored() async throws {
-        try await withRouter { collection, client in
+        try await withRouter { store, client in
             let purchase = try Self.stored(user: "receipt", count: 1)[0]
             try await client.execute(uri: "/purchases/\(purchase.id)", method: .get) { response in
                 #expect(response.status == .notFound)
             }
-            _ = try await collection.insert([purchase])
+            _ = try await store.insert([purchase])
             try await client.execute(uri: "/purchases/\(purchase.id.uppercased())", method: .get) { response in
                 #expect(response.status == .ok)
                 let object = try #require(
@@ -107,16 +103,43 @@ import Testing
         }
     }
 
-    @Test func readinessNeedsARunningConsumer() async throws {
-        let collection = try makeCollection()
+    @Test func readinessNeedsARunningConsumerAndAnAnsweringStore() async throws {
+        let store = InMemoryPurchaseStore()
         let status = IngestStatus()
-        let app = Application(
-            router: buildRouter(collection: collection, status: status, ping: MongoPing(client: collection.client)))
+        let app = Application(router: buildRouter(store: store, status: status))
         try await app.test(.router) { client in
-            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .serviceUnavailable) }
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("the Kafka consumer is not running"))
+            }
             status.setRunning(true)
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+            store.setUnavailable("MongoDB unreachable: no primary")
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("MongoDB unreachable: no primary"))
+            }
+            status.setMongoFailure("write concern timed out")
+            store.setUnavailable(nil)
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("MongoDB unavailable: write concern timed out"))
+            }
+            status.setMongoFailure(nil)
+            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/healthz", method: .get) { #expect(String(buffer: $0.body) == "Success") }
+        }
+    }
+
+    @Test func aFailingStoreIs503WithTheContractError() async throws {
+        try await withRouter { store, client in
+            store.setUnavailable("down")
+            for uri in ["/buyList/joe", "/purchases/\(UUID())"] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(response.status == .serviceUnavailable)
+                    #expect(String(buffer: response.body).contains(#""status":"Error""#))
+                }
+            }
         }
     }
 }

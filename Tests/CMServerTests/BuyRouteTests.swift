@@ -8,34 +8,6 @@ import Testing
 @testable import CMServer
 @testable import Kafka
 
-/// Records what would have gone to Kafka; can be told to fail like a broker that did not ack.
-final class InMemoryPublisher: PurchasePublisher {
-    private let state = Mutex<(events: [PurchaseEvent], failure: KafkaError?)>(([], nil))
-
-    var events: [PurchaseEvent] { state.withLock { $0.events } }
-
-    func failNext(with error: KafkaError?) {
-        state.withLock { $0.failure = error }
-    }
-
-    func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
-        let result: Result<KafkaDeliveryReport, KafkaError> = state.withLock { state in
-            if let failure = state.failure { return .failure(failure) }
-            state.events.append(event)
-            return .success(KafkaDeliveryReport(topic: "t", partition: 2, offset: Int64(state.events.count - 1)))
-        }
-        return try result.get()
-    }
-
-    func unavailableReason() async -> String? {
-        state.withLock { $0.failure.map { "Kafka unreachable: \($0.message)" } }
-    }
-
-    /// What a test says the producer's queue holds.
-    let queued = Atomic<Int>(0)
-    var queuedMessages: Int { queued.load(ordering: .relaxed) }
-}
-
 let originalBody = #"{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}"#
 let jsonHeaders: HTTPFields = [.contentType: "application/json"]
 

@@ -1,13 +1,15 @@
+import Configuration
 import Events
 import Kafka
 import Logging
+import ShopService
 import Testing
 
 @testable import CMServer
 
 @Suite struct CMServerConfigurationTests {
     @Test func onlyTheBrokersAreRequiredAndTheRestHasContractDefaults() throws {
-        let configuration = try CMServerConfiguration(environment: Events.Environment(["KAFKA_BROKERS": "kafka:9092"]))
+        let configuration = try CMServerConfiguration(config: .shop(environment: ["KAFKA_BROKERS": "kafka:9092"]))
         #expect(configuration.port == 3001)
         #expect(configuration.kafka.bootstrapServers == ["kafka:9092"])
         #expect(configuration.kafka.security == .plaintext)
@@ -23,7 +25,7 @@ import Testing
 
     @Test func everyVariableIsRead() throws {
         let configuration = try CMServerConfiguration(
-            environment: Events.Environment([
+            config: .shop(environment: [
                 "PORT": "8080", "KAFKA_BROKERS": "k1:9092, k2:9093", "KAFKA_TOPIC": "t", "CM_API_HOST": "cm-api:3000",
                 "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
                 "KAFKA_DELIVERY_TIMEOUT_MS": "2500", "CM_API_TIMEOUT_MS": "750", "SHUTDOWN_TIMEOUT_MS": "9000",
@@ -89,8 +91,8 @@ import Testing
             ),
         ] as [([String: String], String)])
     func aMissingOrMalformedValueIsOneLineNamingTheVariable(_ values: [String: String], message: String) {
-        let error = #expect(throws: EnvironmentError.self) {
-            try CMServerConfiguration(environment: Events.Environment(values))
+        let error = #expect(throws: ConfigurationError.self) {
+            try CMServerConfiguration(config: .shop(environment: values))
         }
         #expect(error?.description == message)
     }

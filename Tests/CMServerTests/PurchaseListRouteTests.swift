@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import ShopTestSupport
 import Synchronization
 import Testing
 
@@ -15,79 +16,6 @@ extension PurchaseListClient {
     /// For routers whose tests never ask for a list: nothing listens on the discard port.
     static var unreachable: PurchaseListClient {
         PurchaseListClient(http: .shared, host: "127.0.0.1:9", timeout: .seconds(1))
-    }
-}
-
-/// A stand-in cm-api on a loopback port: records what it was asked and answers as told.
-final class FakeCMAPI: Sendable {
-    struct Asked: Sendable, Equatable {
-        var path: String
-        var username: String
-        var limit: String?
-        var cursor: String?
-    }
-
-    enum Behaviour: Sendable {
-        case page(PurchaseListPage)
-        case status(HTTPResponse.Status, String)
-        case slow(Duration)
-    }
-
-    let asked = Mutex<[Asked]>([])
-    let behaviour: Mutex<Behaviour>
-
-    init(_ behaviour: Behaviour) {
-        self.behaviour = Mutex(behaviour)
-    }
-
-    /// Serves until `body` returns, passing it `host:port`.
-    func serving<T: Sendable>(_ body: @Sendable (String) async throws -> T) async throws -> T {
-        let router = Router()
-        router.get("buyList/:username") { request, context -> Response in
-            let raw = context.parameters.get("username") ?? ""
-            self.asked.withLock {
-                $0.append(
-                    Asked(
-                        path: request.uri.path, username: raw.removingPercentEncoding ?? "<bad>",
-                        limit: request.uri.queryParameters["limit"].map(String.init),
-                        cursor: request.uri.queryParameters["cursor"].map(String.init)))
-            }
-            switch self.behaviour.withLock({ $0 }) {
-            case .page(let page):
-                let data = try JSONEncoder().encode(page)
-                return Response(
-                    status: .ok, headers: [.contentType: "application/json"],
-                    body: .init(byteBuffer: ByteBuffer(bytes: data)))
-            case .status(let status, let body):
-                return Response(
-                    status: status, headers: [.contentType: "application/json"],
-                    body: .init(byteBuffer: ByteBuffer(string: body)))
-            case .slow(let delay):
-                try await Task.sleep(for: delay)
-                return Response(
-                    status: .ok, body: .init(byteBuffer: ByteBuffer(string: #"{"status":"Ok!","purchases":[]}"#)))
-            }
-        }
-        let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        // Quiet: it is cancelled mid-connection when the test is done.
-        var logger = Logger(label: "fake-cm-api")
-        logger.logLevel = .critical
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port ?? 0)
-                portContinuation.finish()
-            },
-            logger: logger
-        )
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            defer { group.cancelAll() }
-            var ports = portStream.makeAsyncIterator()
-            let port = try #require(await ports.next())
-            return try await body("127.0.0.1:\(port)")
-        }
     }
 }
 
@@ -251,6 +179,23 @@ final class FakeCMAPI: Sendable {
                 #expect(String(buffer: response.body).contains(#""status":"Error""#))
             }
         }
+    }
+
+    /// One rule for both services (docs/CONTRACT.md): a cursor of up to 256 bytes is passed on,
+    /// a longer one is refused here without asking cm-api.
+    @Test func aCursorIsPassedOnUpTo256BytesAndRefusedBeyond() async throws {
+        let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))
+        try await withRouter(fake) { client in
+            let longest = String(repeating: "c", count: PurchaseListCursor.maximumBytes)
+            try await client.execute(uri: "/getAllUserBuys/joe?cursor=\(longest)", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/getAllUserBuys/joe?cursor=\(longest)c", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains(#""field":"cursor""#))
+            }
+        }
+        #expect(fake.asked.withLock { $0.map(\.cursor) } == [String(repeating: "c", count: 256)])
     }
 
     @Test func cmAPIAnsweringGarbageIsA502() async throws {

@@ -1,29 +1,18 @@
-import Events
 import Foundation
 import Mongo
 
-/// A stored purchase with a deterministic id, so tests can predict order and duplicates.
-func storedPurchase(
-    _ number: Int,
-    username: String = "joe",
-    timestampMilliseconds: Int64 = 1_717_170_872_204,
-    hundredths: Int64 = 119_530
-) -> StoredPurchase {
-    let hex = String(number, radix: 16)
-    let id = UUID(uuidString: "00000000-0000-4000-8000-" + String(repeating: "0", count: 12 - hex.count) + hex)!
-    let purchase = try! Purchase(
-        username: username,
-        userid: "id-\(username)",
-        price: Price(hundredths: hundredths),
-        timestamp: Timestamp(millisecondsSinceEpoch: timestampMilliseconds)
-    )
-    return StoredPurchase(
-        event: PurchaseEvent(
-            purchaseId: id,
-            purchase: purchase,
-            receivedAt: Timestamp(millisecondsSinceEpoch: timestampMilliseconds + 5)
-        ),
-        partition: Int32(number % 4),
-        offset: Int64(number)
-    )
+/// A document with a deterministic `_id` (`doc-<number>`), so tests can predict duplicates. The
+/// binding knows no purchases: these are plain documents with a few fields of each kind.
+func document(_ number: Int, owner: String = "joe", milliseconds: Int64 = 1_717_170_872_204) -> BSONDocument {
+    [
+        "_id": .string("doc-\(number)"),
+        "owner": .string(owner),
+        "amount": .decimal128("\(number).50"),
+        "at": .date(milliseconds),
+        "number": .int64(Int64(number)),
+    ]
+}
+
+extension BSONDocument {
+    var id: String? { if case .string(let id)? = self["_id"] { id } else { nil } }
 }

@@ -1,4 +1,3 @@
-import Events
 import Foundation
 import ShopTestSupport
 import Testing
@@ -15,9 +14,13 @@ import Testing
     @Test func indexesExistAfterStartUpAndASecondCreationIsANoOp() async throws {
         let collection = try makeCollection()
         defer { Task { try? await collection.dropDatabase() } }
-        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        let indexes: [MongoCollection.Index] = [
+            .init(keys: ["owner": .int32(1), "at": .int32(-1), "_id": .int32(-1)], name: "owner_at_id"),
+            .init(keys: ["number": .int32(1)], name: "number"),
+        ]
+        try await collection.createIndexes(indexes)
         let first = try await collection.listIndexes()
-        try await collection.createIndexes(MongoCollection.purchaseIndexes)
+        try await collection.createIndexes(indexes)
         let second = try await collection.listIndexes()
         #expect(first == second)
         let keys = Dictionary(
@@ -28,8 +31,8 @@ import Testing
                 return (name, key)
             }
         )
-        #expect(keys["username_timestamp_id"]?.elements.map(\.key) == ["username", "timestamp", "_id"])
-        #expect(keys["userid_timestamp"]?.elements.map(\.key) == ["userid", "timestamp"])
+        #expect(keys["owner_at_id"]?.elements.map(\.key) == ["owner", "at", "_id"])
+        #expect(keys["number"]?.elements.map(\.key) == ["number"])
         #expect(keys["_id_"] != nil)
     }
 
@@ -38,18 +41,17 @@ import Testing
     @Test func theWriteConcernReachesTheServer() async throws {
         let collection = try makeCollection()
         defer { Task { try? await collection.dropDatabase() } }
-        let durable = try await collection.insert([storedPurchase(1)], writeConcern: .majorityJournaled())
+        let durable = try await collection.insert([document(1)], writeConcern: .majorityJournaled())
         #expect(durable.inserted == 1)
         let unmeetable = MongoCollection.WriteConcern(document: ["w": .int32(5), "wtimeout": .int64(500)])
         await #expect(throws: MongoError.self) {
-            try await collection.insert([storedPurchase(2)], writeConcern: unmeetable)
+            try await collection.insert([document(2)], writeConcern: unmeetable)
         }
     }
 
-    @Test func tenThousandInsertsWithTenPercentDuplicatesStoreEachPurchaseOnce() async throws {
+    @Test func tenThousandInsertsWithTenPercentDuplicatesStoreEachDocumentOnce() async throws {
         let collection = try makeCollection()
-        try await collection.createIndexes(MongoCollection.purchaseIndexes)
-        let unique = (0..<9000).map { storedPurchase($0, timestampMilliseconds: 1_700_000_000_000 + Int64($0)) }
+        let unique = (0..<9000).map { document($0, milliseconds: 1_700_000_000_000 + Int64($0)) }
         // Every tenth purchase arrives twice, as a redelivered Kafka message would.
         var all = unique + stride(from: 0, to: 9000, by: 9).map { unique[$0] }
         var generator = SystemRandomNumberGenerator()
@@ -75,71 +77,52 @@ import Testing
         try await collection.dropDatabase()
     }
 
-    @Test func newestFirstPaginationReturnsEveryPurchaseOnceInOrder() async throws {
+    @Test func findFiltersSortsAndLimits() async throws {
         let collection = try makeCollection()
-        try await collection.createIndexes(MongoCollection.purchaseIndexes)
-        // Three purchases share each timestamp, so the purchaseId tie-break is exercised.
-        let mine = (0..<2500).map {
-            storedPurchase($0, timestampMilliseconds: 1_700_000_000_000 + Int64($0 / 3) * 1000)
-        }
-        let others = (2500..<2600).map { storedPurchase($0, username: "ann") }
-        _ = try await collection.insert(mine.shuffled() + others)
+        let mine = (0..<30).map { document($0, milliseconds: 1_700_000_000_000 + Int64($0 % 10) * 1000) }
+        _ = try await collection.insert(mine.shuffled() + (30..<40).map { document($0, owner: "ann") })
+        let found = try await collection.find(
+            ["owner": .string("joe")], sort: ["at": .int32(-1), "_id": .int32(-1)], limit: 7)
         let expected = mine.sorted {
-            ($0.event.purchase.timestamp, $0.id) > ($1.event.purchase.timestamp, $1.id)
+            guard case .date(let a)? = $0["at"], case .date(let b)? = $1["at"] else { return false }
+            return (a, $0.id ?? "") > (b, $1.id ?? "")
         }
-
-        for pageSize in [100, 77] {
-            var pages: [StoredPurchase] = []
-            var resumePoint: PurchasePageResumePoint? = nil
-            while true {
-                let page = try await collection.purchases(username: "joe", limit: pageSize, after: resumePoint)
-                #expect(page.count <= pageSize)
-                pages += page
-                guard page.count == pageSize, let last = page.last else { break }
-                resumePoint = PurchasePageResumePoint(timestamp: last.event.purchase.timestamp, purchaseId: last.id)
-            }
-            #expect(pages.count == 2500)
-            #expect(pages.map(\.id) == expected.map(\.id), "page size \(pageSize)")
-        }
-        #expect(try await collection.purchases(username: "nobody", limit: 100).isEmpty)
+        #expect(found.map(\.id) == expected.prefix(7).map(\.id))
+        #expect(try await collection.find(["owner": .string("nobody")]).isEmpty)
+        #expect(try await collection.find(id: .string("doc-31")) == document(31, owner: "ann"))
+        #expect(try await collection.find(id: .string("doc-99")) == nil)
         try await collection.dropDatabase()
     }
 
     @Test func decimal128AndDatesRoundTripExactly() async throws {
         let collection = try makeCollection()
-        let prices: [Int64] = [0, 1, 10, 99, 119_530, 999_999_999_999, Int64.max]
-        // 0001-01-01 to 9999-12-30: SecantusDB (Python datetimes) refuses years 0 and 10000 even
-        // where MongoDB stores them; the shop's own range is that of RFC 3339 years anyway.
+        let amounts = ["0.00", "0.01", "1195.30", "9999999999.99", "92233720368547758.07"]
+        // 0001-01-01 to 9999-12-30: SecantusDB (Python datetimes) refuses years 0 and 10000.
         let times: [Int64] = [0, -1, -62_135_596_800_000, 253_402_128_000_000, 1_717_170_872_204]
-        var purchases: [StoredPurchase] = []
-        for (index, price) in prices.enumerated() {
+        var documents: [BSONDocument] = []
+        for (index, amount) in amounts.enumerated() {
             for (offset, time) in times.enumerated() {
-                purchases.append(
-                    storedPurchase(index * 10 + offset, timestampMilliseconds: time, hundredths: price)
-                )
+                documents.append([
+                    "_id": .string("doc-\(index)-\(offset)"), "amount": .decimal128(amount), "at": .date(time),
+                ])
             }
         }
-        _ = try await collection.insert(purchases)
-        for purchase in purchases {
-            let read = try await collection.purchase(id: purchase.event.purchaseId)
-            #expect(read == purchase)
+        _ = try await collection.insert(documents)
+        for document in documents {
+            #expect(try await collection.find(id: document["_id"]!) == document)
         }
-        let raw = try await collection.find(id: .string(purchases[4].id))
-        #expect(raw?["price"] == .decimal128("1195.30") || raw?["price"] == .decimal128("0.00"))
-        #expect(try await collection.purchase(id: UUID()) == nil)
         try await collection.dropDatabase()
     }
 
     @Test func aConflictOnAnotherUniqueIndexIsAWriteErrorNamingItsDocuments() async throws {
         let collection = try makeCollection()
-        try await collection.createIndexes([.init(keys: ["offset": .int32(1)], name: "unique_offset", unique: true)])
-        _ = try await collection.insert([storedPurchase(1)])
-        let clash = storedPurchase(2)
-        var clashDocument = clash.document
-        clashDocument.elements.removeAll { $0.key == "offset" }
-        clashDocument.elements.append(("offset", .int64(1)))
+        try await collection.createIndexes([.init(keys: ["number": .int32(1)], name: "unique_number", unique: true)])
+        _ = try await collection.insert([document(1)])
+        var clashDocument = document(2)
+        clashDocument.elements.removeAll { $0.key == "number" }
+        clashDocument.elements.append(("number", .int64(1)))
         let error = await #expect(throws: MongoError.self) {
-            try await collection.insert([clashDocument, storedPurchase(3).document])
+            try await collection.insert([clashDocument, document(3)])
         }
         #expect(error?.kind == .writeFailed)
         #expect(error?.isTransient == false)
@@ -155,7 +138,7 @@ import Testing
         let client = try MongoClient(uri: server.uri(serverSelectionTimeoutMS: 1500))
         let collection = client.collection("purchases", database: "outage")
         try await client.ping()
-        _ = try await collection.insert([storedPurchase(1)])
+        _ = try await collection.insert([document(1)])
 
         server.stop()
         for operation in ["ping", "insert", "find"] {
@@ -163,7 +146,7 @@ import Testing
             let error = await #expect(throws: MongoError.self, "\(operation)") {
                 switch operation {
                 case "ping": try await client.ping()
-                case "insert": _ = try await collection.insert([storedPurchase(2)])
+                case "insert": _ = try await collection.insert([document(2)])
                 default: _ = try await collection.find([:])
                 }
             }
@@ -179,7 +162,7 @@ import Testing
             recovered = (try? await client.ping()) != nil
         }
         #expect(recovered)
-        let result = try await collection.insert([storedPurchase(1), storedPurchase(2)])
+        let result = try await collection.insert([document(1), document(2)])
         #expect(result == MongoCollection.InsertResult(inserted: 1, alreadyStored: 1), "data survived the restart")
         await client.shutdown()
     }
@@ -205,7 +188,7 @@ import Testing
         // Far more concurrent operations than connections: they queue, none deadlocks.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<64 {
-                group.addTask { _ = try await collection.insert([storedPurchase(i)]) }
+                group.addTask { _ = try await collection.insert([document(i)]) }
             }
             try await group.waitForAll()
         }

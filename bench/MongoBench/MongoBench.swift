@@ -1,4 +1,3 @@
-import Events
 import Foundation
 import Mongo
 
@@ -22,7 +21,7 @@ struct MongoBench {
         print("batch size   documents/s   seconds")
         for batchSize in batchSizes {
             let collection = client.collection("purchases", database: "bench-\(UUID().uuidString.prefix(8))")
-            try await collection.createIndexes(MongoCollection.purchaseIndexes)
+            try await collection.createIndexes(listIndexes)
             let purchases = (0..<documents).map(makePurchase)
             let start = ContinuousClock.now
             var inserted = 0
@@ -48,18 +47,25 @@ struct MongoBench {
         await client.shutdown()
     }
 
-    static func makePurchase(_ number: Int) -> StoredPurchase {
-        let purchase = try! Purchase(
-            username: "user-\(number % 100)",
-            userid: "id-\(number % 100)",
-            price: Price(hundredths: Int64(100 + number)),
-            timestamp: Timestamp(millisecondsSinceEpoch: 1_717_170_872_204 + Int64(number))
-        )
-        return StoredPurchase(
-            event: PurchaseEvent(purchaseId: UUID(), purchase: purchase, receivedAt: purchase.timestamp),
-            partition: Int32(number % 4),
-            offset: Int64(number)
-        )
+    /// cm-api's indexes on its purchases (`docs/CONTRACT.md`), which every insert also updates.
+    static let listIndexes: [MongoCollection.Index] = [
+        .init(
+            keys: ["username": .int32(1), "timestamp": .int32(-1), "_id": .int32(-1)], name: "username_timestamp_id"),
+        .init(keys: ["userid": .int32(1), "timestamp": .int32(-1)], name: "userid_timestamp"),
+    ]
+
+    /// A document of the contract's shape (the binding knows no purchase type).
+    static func makePurchase(_ number: Int) -> BSONDocument {
+        [
+            "_id": .string(UUID().uuidString.lowercased()),
+            "username": .string("user-\(number % 100)"),
+            "userid": .string("id-\(number % 100)"),
+            "price": .decimal128("\(1 + number / 100).\(String(format: "%02d", number % 100))"),
+            "timestamp": .date(1_717_170_872_204 + Int64(number)),
+            "receivedAt": .date(1_717_170_872_204 + Int64(number)),
+            "partition": .int32(Int32(number % 4)),
+            "offset": .int64(Int64(number)),
+        ]
     }
 }
 

@@ -1,0 +1,217 @@
+import Events
+import Foundation
+import Logging
+import Mongo
+
+/// The purchases in a MongoDB collection (`docs/CONTRACT.md`, "MongoDB"): `_id` is the
+/// purchaseId, so a redelivered event is a duplicate-key no-op; price is an exact Decimal128;
+/// both instants are BSON dates; the Kafka partition and offset it came from are kept.
+struct MongoPurchaseStore: PurchaseStore {
+    let collection: MongoCollection
+    let ping: MongoPing
+    let logger: Logger
+
+    /// MongoDB may still be starting when cm-api starts: creating the indexes is retried this long,
+    /// every `indexRetryInterval`, before cm-api gives up and exits.
+    static let indexRetryDeadline: Duration = .seconds(60)
+    static let indexRetryInterval: Duration = .seconds(2)
+
+    /// The indexes the contract requires: the first serves the newest-first list of a user.
+    static let indexes: [MongoCollection.Index] = [
+        .init(
+            keys: ["username": .int32(1), "timestamp": .int32(-1), "_id": .int32(-1)], name: "username_timestamp_id"),
+        .init(keys: ["userid": .int32(1), "timestamp": .int32(-1)], name: "userid_timestamp"),
+    ]
+
+    /// - Parameters:
+    ///   - readinessWait: how long readiness waits for MongoDB's answer to a ping (under the
+    ///     probe's own timeout).
+    init(collection: MongoCollection, readinessWait: Duration = MongoPing.defaultWait, logger: Logger) {
+        self.collection = collection
+        self.ping = MongoPing(client: collection.client, wait: readinessWait)
+        self.logger = logger
+    }
+
+    func prepare() async throws {
+        let deadline = ContinuousClock.now.advanced(by: Self.indexRetryDeadline)
+        while true {
+            let failure: MongoError
+            do {
+                try await collection.createIndexes(Self.indexes)
+                return
+            } catch {
+                failure = error
+            }
+            guard failure.isTransient, ContinuousClock.now < deadline else { throw failure }
+            logger.warning("MongoDB not ready for the indexes; retrying", metadata: ["error": "\(failure)"])
+            try await Task.sleep(for: Self.indexRetryInterval)
+        }
+    }
+
+    func insert(_ purchases: [StoredPurchase]) async throws -> PurchaseInsertResult {
+        // Durable before the offsets move: a write only in memory (w:1 without the journal)
+        // would be lost with the server's process after Kafka was told it was stored.
+        let result = try await collection.insert(purchases.map(\.document), writeConcern: .majorityJournaled())
+        return PurchaseInsertResult(inserted: result.inserted, alreadyStored: result.alreadyStored)
+    }
+
+    /// Keyset pagination: every page is one range scan of the `username_timestamp_id` index.
+    func purchases(username: String, limit: Int, after resumePoint: PurchasePageResumePoint?) async throws
+        -> [StoredPurchase]
+    {
+        var filter: BSONDocument = ["username": .string(username)]
+        if let resumePoint {
+            let time = BSONValue.date(resumePoint.timestamp.millisecondsSinceEpoch)
+            filter.elements.append(
+                (
+                    "$or",
+                    .array([
+                        .document(["timestamp": .document(["$lt": time])]),
+                        .document(["timestamp": time, "_id": .document(["$lt": .string(resumePoint.purchaseId)])]),
+                    ])
+                )
+            )
+        }
+        let documents = try await collection.find(
+            filter, sort: ["timestamp": .int32(-1), "_id": .int32(-1)], limit: limit)
+        return try documents.map { document throws(InvalidStoredPurchase) in try StoredPurchase(document: document) }
+    }
+
+    func purchase(id: UUID) async throws -> StoredPurchase? {
+        guard let document = try await collection.find(id: .string(id.uuidString.lowercased())) else { return nil }
+        return try StoredPurchase(document: document)
+    }
+
+    func unavailableReason() async -> String? {
+        await ping.failure().map { "MongoDB unreachable: \($0)" }
+    }
+}
+
+extension StoredPurchase {
+    /// The contract's document.
+    var document: BSONDocument {
+        [
+            "_id": .string(id),
+            "username": .string(event.purchase.username),
+            "userid": .string(event.purchase.userid),
+            "price": .decimal128(event.purchase.price.description),
+            "timestamp": .date(event.purchase.timestamp.millisecondsSinceEpoch),
+            "receivedAt": .date(event.receivedAt.millisecondsSinceEpoch),
+            "partition": .int32(partition),
+            "offset": .int64(offset),
+        ]
+    }
+
+    /// Decodes a stored document exactly, with the same rules as a request.
+    /// - Throws: ``InvalidStoredPurchase`` naming the field that is missing or wrong.
+    init(document: BSONDocument) throws(InvalidStoredPurchase) {
+        func field(_ name: String) throws(InvalidStoredPurchase) -> BSONValue {
+            guard let value = document[name] else { throw Self.invalid(name, "is missing") }
+            return value
+        }
+        guard case .string(let id) = try field("_id"), let purchaseId = UUID(uuidString: id) else {
+            throw Self.invalid("_id", "is not a purchase id")
+        }
+        guard case .string(let username) = try field("username") else {
+            throw Self.invalid("username", "is not a string")
+        }
+        guard case .string(let userid) = try field("userid") else { throw Self.invalid("userid", "is not a string") }
+        guard case .decimal128(let priceText) = try field("price"), let price = try? Price(exactDecimal: priceText)
+        else { throw Self.invalid("price", "is not a Decimal128 amount with at most 2 fraction digits") }
+        guard case .date(let timestamp) = try field("timestamp") else {
+            throw Self.invalid("timestamp", "is not a date")
+        }
+        guard case .date(let receivedAt) = try field("receivedAt") else {
+            throw Self.invalid("receivedAt", "is not a date")
+        }
+        guard case .int32(let partition) = try field("partition") else {
+            throw Self.invalid("partition", "is not an int32")
+        }
+        guard let offset = try field("offset").integer else { throw Self.invalid("offset", "is not an integer") }
+        let purchase: Purchase
+        do {
+            purchase = try Purchase(
+                username: username,
+                userid: userid,
+                price: price,
+                timestamp: Timestamp(millisecondsSinceEpoch: timestamp)
+            )
+        } catch {
+            // The username or userid broke a rule; the description starts with the field's name.
+            throw InvalidStoredPurchase(description: "stored purchase: \(error.description)")
+        }
+        self.init(
+            event: PurchaseEvent(
+                purchaseId: purchaseId,
+                purchase: purchase,
+                receivedAt: Timestamp(millisecondsSinceEpoch: receivedAt)
+            ),
+            partition: partition,
+            offset: Int64(offset)
+        )
+    }
+
+    private static func invalid(_ field: String, _ reason: String) -> InvalidStoredPurchase {
+        InvalidStoredPurchase(description: "stored purchase: \(field) \(reason)")
+    }
+}
+
+/// A document in the purchases collection that is not a purchase of the contract: what is
+/// wrong with it, starting with the field.
+struct InvalidStoredPurchase: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Asks MongoDB whether it answers, one ping at a time: a readiness probe every few seconds
+/// must not pile up pings (each holds a pool thread until the server selection timeout).
+actor MongoPing {
+    /// Under the readiness probe's timeout (3 s in the chart).
+    static let defaultWait: Duration = .seconds(2)
+
+    let client: MongoClient
+    /// How long readiness waits for the answer.
+    let wait: Duration
+    private var inFlight: Task<String?, Never>?
+
+    init(client: MongoClient, wait: Duration = MongoPing.defaultWait) {
+        self.client = client
+        self.wait = wait
+    }
+
+    /// `nil` when MongoDB answered a ping within `wait`, else why not.
+    func failure() async -> String? {
+        let task: Task<String?, Never>
+        if let inFlight {
+            task = inFlight
+        } else {
+            task = Task { [client] in
+                do {
+                    try await client.ping()
+                    return nil
+                } catch {
+                    return (error as? MongoError)?.message ?? "\(error)"
+                }
+            }
+            inFlight = task
+            Task {
+                _ = await task.value
+                self.finished(task)
+            }
+        }
+        let wait = self.wait
+        return await withTaskGroup(of: String?.self) { group in
+            group.addTask { await task.value }
+            group.addTask {
+                try? await Task.sleep(for: wait)
+                return "no answer to a ping within \(wait)"
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private func finished(_ task: Task<String?, Never>) {
+        if inFlight == task { inFlight = nil }
+    }
+}

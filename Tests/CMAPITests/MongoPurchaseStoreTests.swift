@@ -1,0 +1,153 @@
+import Events
+import Foundation
+import Mongo
+import ShopTestSupport
+import Testing
+
+@testable import CMAPI
+
+/// A stored purchase with a deterministic id, so tests can predict order and duplicates.
+func storedPurchase(
+    _ number: Int,
+    username: String = "joe",
+    timestampMilliseconds: Int64 = 1_717_170_872_204,
+    hundredths: Int64 = 119_530
+) -> StoredPurchase {
+    let hex = String(number, radix: 16)
+    let id = UUID(uuidString: "00000000-0000-4000-8000-" + String(repeating: "0", count: 12 - hex.count) + hex)!
+    let purchase = try! Purchase(
+        username: username,
+        userid: "id-\(username)",
+        price: Price(hundredths: hundredths),
+        timestamp: Timestamp(millisecondsSinceEpoch: timestampMilliseconds)
+    )
+    return StoredPurchase(
+        event: PurchaseEvent(
+            purchaseId: id,
+            purchase: purchase,
+            receivedAt: Timestamp(millisecondsSinceEpoch: timestampMilliseconds + 5)
+        ),
+        partition: Int32(number % 4),
+        offset: Int64(number)
+    )
+}
+
+/// The MongoDB implementation of the store: the contract's document, its indexes and the
+/// newest-first pages, against SecantusDB.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct MongoPurchaseStoreTests {
+    func makeStore() throws -> MongoPurchaseStore {
+        MongoPurchaseStore(collection: try makeCollection(), logger: quietLogger)
+    }
+
+    @Test func aStoredPurchaseMapsToTheContractDocumentAndBack() throws {
+        let purchase = storedPurchase(0xabc)
+        let document = purchase.document
+        #expect(
+            document.elements.map(\.key) == [
+                "_id", "username", "userid", "price", "timestamp", "receivedAt", "partition", "offset",
+            ])
+        #expect(document["_id"] == .string("00000000-0000-4000-8000-000000000abc"))
+        #expect(document["price"] == .decimal128("1195.30"))
+        #expect(document["timestamp"] == .date(1_717_170_872_204))
+        #expect(try StoredPurchase(document: document) == purchase)
+    }
+
+    @Test(arguments: [
+        ("price", BSONValue.decimal128("1.005")), ("price", .double(1.5)), ("price", .decimal128("-1.00")),
+        ("price", .decimal128("NaN")), ("timestamp", .string("2024-05-31T15:54:32Z")), ("_id", .string("x")),
+        ("username", .string("")), ("userid", .string("\u{7}")), ("partition", .int64(1)),
+        ("receivedAt", .null), ("offset", .string("1")),
+    ])
+    func aDocumentThatIsNotAPurchaseIsRejectedNamingTheField(_ field: String, _ value: BSONValue) {
+        var document = storedPurchase(1).document
+        document.elements = document.elements.map { $0.key == field ? ($0.key, value) : $0 }
+        let error = #expect(throws: InvalidStoredPurchase.self) { try StoredPurchase(document: document) }
+        #expect(error?.description.hasPrefix("stored purchase: \(field) ") == true, "\(String(describing: error))")
+    }
+
+    @Test func prepareCreatesTheContractIndexesAndIsSafeToRepeat() async throws {
+        let store = try makeStore()
+        defer { Task { try? await store.collection.dropDatabase() } }
+        try await store.prepare()
+        let first = try await store.collection.listIndexes()
+        try await store.prepare()
+        #expect(try await store.collection.listIndexes() == first)
+        let keys = Dictionary(
+            uniqueKeysWithValues: first.compactMap { index -> (String, [String])? in
+                guard case .string(let name)? = index["name"], case .document(let key)? = index["key"] else {
+                    return nil
+                }
+                return (name, key.elements.map(\.key))
+            })
+        #expect(keys["username_timestamp_id"] == ["username", "timestamp", "_id"])
+        #expect(keys["userid_timestamp"] == ["userid", "timestamp"])
+    }
+
+    @Test func aRedeliveredPurchaseIsStoredOnce() async throws {
+        let store = try makeStore()
+        defer { Task { try? await store.collection.dropDatabase() } }
+        #expect(try await store.insert([storedPurchase(1), storedPurchase(2)]) == .init(inserted: 2, alreadyStored: 0))
+        #expect(try await store.insert([storedPurchase(2), storedPurchase(3)]) == .init(inserted: 1, alreadyStored: 1))
+        #expect(try await store.collection.count() == 3)
+    }
+
+    @Test func newestFirstPaginationReturnsEveryPurchaseOnceInOrder() async throws {
+        let store = try makeStore()
+        defer { Task { try? await store.collection.dropDatabase() } }
+        try await store.prepare()
+        // Three purchases share each timestamp, so the purchaseId tie-break is exercised.
+        let mine = (0..<2500).map {
+            storedPurchase($0, timestampMilliseconds: 1_700_000_000_000 + Int64($0 / 3) * 1000)
+        }
+        let others = (2500..<2600).map { storedPurchase($0, username: "ann") }
+        _ = try await store.insert(mine.shuffled() + others)
+        let expected = mine.sorted { $0.resumePoint > $1.resumePoint }
+        for pageSize in [100, 77] {
+            var pages: [StoredPurchase] = []
+            var resumePoint: PurchasePageResumePoint? = nil
+            while true {
+                let page = try await store.purchases(username: "joe", limit: pageSize, after: resumePoint)
+                #expect(page.count <= pageSize)
+                pages += page
+                guard page.count == pageSize, let last = page.last else { break }
+                resumePoint = last.resumePoint
+            }
+            #expect(pages.map(\.id) == expected.map(\.id), "page size \(pageSize)")
+        }
+        #expect(try await store.purchases(username: "nobody", limit: 100, after: nil).isEmpty)
+    }
+
+    @Test func pricesAndInstantsRoundTripExactly() async throws {
+        let store = try makeStore()
+        defer { Task { try? await store.collection.dropDatabase() } }
+        let prices: [Int64] = [0, 1, 10, 99, 119_530, 999_999_999_999, Int64.max]
+        // 0001-01-01 to 9999-12-30: SecantusDB (Python datetimes) refuses years 0 and 10000 even
+        // where MongoDB stores them; the shop's own range is that of RFC 3339 years anyway.
+        let times: [Int64] = [0, -1, -62_135_596_800_000, 253_402_128_000_000, 1_717_170_872_204]
+        var purchases: [StoredPurchase] = []
+        for (index, price) in prices.enumerated() {
+            for (offset, time) in times.enumerated() {
+                purchases.append(storedPurchase(index * 10 + offset, timestampMilliseconds: time, hundredths: price))
+            }
+        }
+        _ = try await store.insert(purchases)
+        for purchase in purchases {
+            #expect(try await store.purchase(id: purchase.event.purchaseId) == purchase)
+        }
+        let raw = try await store.collection.find(id: .string(storedPurchase(40).id))
+        #expect(raw?["price"] == .decimal128("1195.30"))
+        #expect(try await store.purchase(id: UUID()) == nil)
+    }
+
+    @Test func anUnreachableServerMakesTheStoreUnavailableWithTheReason() async throws {
+        let port = try freeLoopbackPort()
+        let client = try MongoClient(uri: "mongodb://127.0.0.1:\(port)/?serverSelectionTimeoutMS=300")
+        let store = MongoPurchaseStore(
+            collection: client.collection("purchases", database: "nowhere"), logger: quietLogger)
+        let reason = await store.unavailableReason()
+        #expect(reason?.hasPrefix("MongoDB unreachable: ") == true, "\(String(describing: reason))")
+        let working = try makeStore()
+        #expect(await working.unavailableReason() == nil)
+        await client.shutdown()
+    }
+}
