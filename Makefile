@@ -15,11 +15,12 @@ K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4
 # write poison messages and read the dead-letter topic.
 RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1
 
-.PHONY: test test-k8s test-reliability run deps release lint build venv clean bench bench-mongo soak
+.PHONY: test test-k8s test-reliability test-launcher run deps release lint build venv clean bench bench-mongo soak
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
 	$(VENV)/bin/python system-tests/browser/test_shop_page.py
+	$(MAKE) --no-print-directory test-launcher
 	$(MAKE) --no-print-directory test-reliability
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
@@ -29,6 +30,11 @@ test: lint test-k8s build venv
 test-reliability: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/reliability \
 		--pattern 'test_*.py' --verbose
+
+# make run stopped as a supervisor stops it (SIGTERM to its process group, again while it stops,
+# or a service dying): nothing of the shop may be left running (about 15 s, debug binaries).
+test-launcher: venv
+	$(VENV)/bin/python -m unittest discover --start-directory system-tests/launcher --pattern 'test_*.py'
 
 # Ten minutes of mixed load on the release builds with a random fault every 30 s, then the
 # accounting line and each service's memory and file descriptors at the start and the end (a
@@ -43,7 +49,7 @@ test-k8s: venv
 	$(VENV)/bin/python -m unittest discover --start-directory system-tests/k8s --pattern 'test_*.py'
 
 run: deps venv release
-	scripts/run-local.sh
+	$(VENV)/bin/python scripts/shop.py
 
 # Debian packages: librdkafka, libmongoc, pkg-config, curl, wrk (installed only when missing).
 deps:

@@ -27,6 +27,8 @@ import urllib.parse
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The launcher, scripts/shop.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
 import scenarios  # noqa: E402
 from accounting import CONNECTIONS, Load, account, percentile  # noqa: E402

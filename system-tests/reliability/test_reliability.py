@@ -22,6 +22,8 @@ import unittest
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The launcher, scripts/shop.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
 import bad_input  # noqa: E402
 import scenarios  # noqa: E402

@@ -1,9 +1,15 @@
-"""The whole shop under the reliability suite's control, one process at a time.
+"""The one launcher of the whole shop: kafka-mock, SecantusDB, cm-api and cm-server.
 
-scripts/run-local.sh stops everything when one process dies, which is right for `make run` and
-wrong here: a fault scenario kills SecantusDB, cm-api or cm-server on purpose and starts it
-again. So this starts the same four processes itself (same binaries, same variables), each in a
-session of its own on free loopback ports, and gives the scenarios their levers:
+`make run` runs it as a program (`python scripts/shop.py`, see main() below): fixed ports, data in
+.data, and supervision: when one process stops, or on SIGINT/SIGTERM however often they come,
+everything stops. The browser test, the end-to-end and reliability suites, `make soak` and `make
+bench` use the Shop class: free loopback ports, a throwaway data folder, and each process under
+the caller's control. It is Python rather than shell because the test suites need those levers
+(and a shell trap cannot both supervise and survive a second signal cleanly: make forwards a
+group's SIGTERM to its recipe again). Each process runs in a session of its own, so a signal to
+the launcher's group reaches only the launcher, which stops them in reverse order.
+
+The levers:
 
     kafka_down / kafka_up      every broker of kafka-mock down / up (SIGUSR1 / SIGUSR2)
     kill / start               SIGKILL (or any signal) to one service, then the same command again
@@ -17,12 +23,13 @@ import os
 import re
 import signal
 import socket
+import sys
 import subprocess
 import tempfile
 import time
 import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOPIC = "scalable-shop-purchases"
 
 
@@ -113,7 +120,7 @@ class Process:
         status = self.wait(timeout)
         if status is None:
             self.send(signal.SIGKILL)
-            status = self.wait(10)
+            status = self.wait(None)
         return status
 
     def usage(self):
@@ -131,20 +138,32 @@ class Process:
 
 
 class Shop:
-    """kafka-mock, SecantusDB, cm-api and cm-server on free ports with a throwaway data folder.
+    """kafka-mock, SecantusDB, cm-api and cm-server.
 
-    `bin_dir` holds the Swift binaries (.build/debug for make test, .build/release for make soak).
-    Overrides in `env` reach cm-api and cm-server (for example CM_API_TIMEOUT_MS).
+    `bin_dir` holds the Swift binaries (.build/debug for make test, .build/release for make run,
+    make soak and make bench). By default every port is a free loopback port and the data folder
+    is a new throwaway one; `ports` ({"server", "api", "mongo"}) and `data` fix them. With
+    `kafka_brokers` or `mongodb_uri` the shop uses that Kafka or MongoDB instead of starting
+    kafka-mock or SecantusDB. Overrides in `env` reach cm-api and cm-server (for example
+    CM_API_TIMEOUT_MS); `quick_fetch` sets KAFKA_FETCH_WAIT_MAX_MS to 10 ms, as the suites need
+    (librdkafka's mock broker holds a fetch that finds nothing for the whole wait; a real broker
+    answers when data arrives).
     """
 
-    def __init__(self, bin_dir=None, partitions=6, env=None):
+    def __init__(self, bin_dir=None, partitions=6, env=None, data=None, ports=None, kafka_brokers=None,
+                 mongodb_uri=None, log_level="notice", quick_fetch=True):
         self.bin_dir = bin_dir or os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug")
-        self.data = tempfile.mkdtemp(prefix="shop-reliability.")
+        self.data = data or tempfile.mkdtemp(prefix="shop.")
+        self.log_dir = os.path.join(self.data, "logs")
+        os.makedirs(self.log_dir, exist_ok=True)
         self.partitions = partitions
-        self.ports = {name: free_port() for name in ("server", "api", "mongo")}
+        self.ports = dict(ports) if ports else {name: free_port() for name in ("server", "api", "mongo")}
         self.server_url = "http://127.0.0.1:%d" % self.ports["server"]
         self.api_url = "http://127.0.0.1:%d" % self.ports["api"]
-        self.bootstrap = None
+        self.bootstrap = kafka_brokers
+        self.mongodb_uri = mongodb_uri
+        self.log_level = log_level
+        self.quick_fetch = quick_fetch
         self.extra_env = env or {}
         self.processes = {}
 
@@ -155,36 +174,48 @@ class Shop:
         env.update({k: str(v) for k, v in values.items()})
         return env
 
-    def start(self):
-        bootstrap_file = os.path.join(self.data, "kafka-bootstrap")
+    def start(self, say=lambda line: None):
+        """Starts every process, each once the one before it is ready; `say` hears where each is."""
         venv = os.environ.get("VENV", os.path.join(ROOT, ".venv"))
-        self.processes["kafka-mock"] = Process(
-            "kafka-mock", [os.path.join(self.bin_dir, "kafka-mock")],
-            self._environment(KAFKA_TOPIC=TOPIC, KAFKA_MOCK_PARTITIONS=self.partitions,
-                              KAFKA_MOCK_BOOTSTRAP_FILE=bootstrap_file), self.data)
-        self.processes["secantusdb"] = Process(
-            "secantusdb",
-            [os.path.join(venv, "bin", "secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
-             "--storage-path", os.path.join(self.data, "mongo"), "--log-level", "WARNING"],
-            self._environment(), self.data)
-        self.processes["kafka-mock"].start()
-        self._wait("kafka-mock", lambda: os.path.exists(bootstrap_file) and os.path.getsize(bootstrap_file) > 0, 30)
-        with open(bootstrap_file) as f:
-            self.bootstrap = f.read().strip()
-        common = dict(KAFKA_BROKERS=self.bootstrap, KAFKA_TOPIC=TOPIC, LOG_LEVEL="notice")
-        # librdkafka's mock broker holds a fetch that finds nothing for the whole
-        # fetch.wait.max.ms (a real broker answers when data arrives): 10 ms keeps settling quick.
-        api_env = dict(common, PORT=self.ports["api"], KAFKA_FETCH_WAIT_MAX_MS=10,
-                       MONGODB_URI="mongodb://127.0.0.1:%d/?serverSelectionTimeoutMS=2000" % self.ports["mongo"])
+        if self.bootstrap is None:
+            bootstrap_file = os.path.join(self.data, "kafka-bootstrap")
+            if os.path.exists(bootstrap_file):
+                os.remove(bootstrap_file)
+            self.processes["kafka-mock"] = Process(
+                "kafka-mock", [os.path.join(self.bin_dir, "kafka-mock")],
+                self._environment(KAFKA_TOPIC=TOPIC, KAFKA_MOCK_PARTITIONS=self.partitions,
+                                  KAFKA_MOCK_BOOTSTRAP_FILE=bootstrap_file), self.log_dir)
+            self.processes["kafka-mock"].start()
+            self._wait("kafka-mock", lambda: os.path.exists(bootstrap_file) and os.path.getsize(bootstrap_file) > 0,
+                       30)
+            with open(bootstrap_file) as f:
+                self.bootstrap = f.read().strip()
+            say("Kafka      %s (kafka-mock: kill -USR1 %d takes it down, -USR2 brings it back)"
+                % (self.bootstrap, self.processes["kafka-mock"].pid))
+        if self.mongodb_uri is None:
+            self.processes["secantusdb"] = Process(
+                "secantusdb",
+                [os.path.join(venv, "bin", "secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
+                 "--storage-path", os.path.join(self.data, "mongo"), "--log-level", "WARNING"],
+                self._environment(), self.log_dir)
+            self.start_service("secantusdb")
+            self.mongodb_uri = "mongodb://127.0.0.1:%d/?serverSelectionTimeoutMS=2000" % self.ports["mongo"]
+            say("MongoDB    %s (SecantusDB, data in %s)" % (self.mongodb_uri, os.path.join(self.data, "mongo")))
+        common = dict(KAFKA_BROKERS=self.bootstrap, KAFKA_TOPIC=TOPIC, LOG_LEVEL=self.log_level)
+        api_env = dict(common, PORT=self.ports["api"], MONGODB_URI=self.mongodb_uri)
+        if self.quick_fetch:
+            api_env["KAFKA_FETCH_WAIT_MAX_MS"] = 10
         server_env = dict(common, PORT=self.ports["server"], CM_API_HOST="127.0.0.1:%d" % self.ports["api"])
         api_env.update(self.extra_env)
         server_env.update(self.extra_env)
         self.processes["cm-api"] = Process(
-            "cm-api", [os.path.join(self.bin_dir, "cm-api")], self._environment(**api_env), self.data)
+            "cm-api", [os.path.join(self.bin_dir, "cm-api")], self._environment(**api_env), self.log_dir)
         self.processes["cm-server"] = Process(
-            "cm-server", [os.path.join(self.bin_dir, "cm-server")], self._environment(**server_env), self.data)
-        for name in ("secantusdb", "cm-api", "cm-server"):
-            self.start_service(name)
+            "cm-server", [os.path.join(self.bin_dir, "cm-server")], self._environment(**server_env), self.log_dir)
+        self.start_service("cm-api")
+        say("cm-api     %s" % self.api_url)
+        self.start_service("cm-server")
+        say("cm-server  %s" % self.server_url)
         return self
 
     def start_service(self, name, timeout=120):
@@ -195,10 +226,13 @@ class Shop:
         elif name in ("cm-api", "cm-server"):
             self._wait(name, lambda: self.ready(name), timeout)
 
-    def stop(self):
+    def stop(self, say=lambda line: None):
+        """Stops every process, in reverse order of start: SIGTERM, then SIGKILL after 30 s."""
         for name in ("cm-server", "cm-api", "secantusdb", "kafka-mock"):
             if name in self.processes:
-                self.processes[name].stop()
+                status = self.processes[name].stop()
+                if status not in (None, 0):
+                    say(f"{name} exited with status {status}; log: {self.processes[name].log_path}")
 
     def _wait(self, name, check, timeout):
         deadline = time.monotonic() + timeout
@@ -311,3 +345,77 @@ class Shop:
 
     def logs(self, lines=30):
         return "\n".join(f"--- {name}\n{p.tail(lines)}" for name, p in self.processes.items())
+
+
+# -- make run -----------------------------------------------------------------------------------
+
+class Stop(Exception):
+    """SIGINT or SIGTERM reached the launcher."""
+
+
+def _stop_on_signal(number, frame):
+    # Only the first signal counts: the stop that follows must run to its end, whatever else
+    # arrives (make passes a group's SIGTERM on to its recipe a second time).
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
+    raise Stop(signal.Signals(number).name)
+
+
+def _port_in_use(port):
+    return Shop._listening(port)
+
+
+def main():
+    """`make run`: the whole shop on this machine until Ctrl-C or SIGTERM, with the variables of
+    the README (PORT, CM_API_HOST, MONGO_PORT, KAFKA_BROKERS, MONGODB_URI, BIN_DIR, DATA_DIR).
+    It writes each process's pid to DATA_DIR/shop.pids ("name pid" lines) for tools that
+    signal them, and exits 130 after a signal, 1 when a process stopped by itself or would not
+    start."""
+    env = os.environ
+    api_host = env.get("CM_API_HOST") or "localhost:3000"
+    ports = {"server": int(env.get("PORT") or 3001), "api": int(api_host.rsplit(":", 1)[1]),
+             "mongo": int(env.get("MONGO_PORT") or 27017)}
+    data = env.get("DATA_DIR") or os.path.join(ROOT, ".data")
+    shop = Shop(bin_dir=env.get("BIN_DIR") or os.path.join(ROOT, ".build", "release"), data=data, ports=ports,
+                kafka_brokers=env.get("KAFKA_BROKERS") or None, mongodb_uri=env.get("MONGODB_URI") or None,
+                log_level=env.get("LOG_LEVEL") or "info", quick_fetch=False)
+    checks = [("server", "PORT"), ("api", "CM_API_HOST")] + ([] if shop.mongodb_uri else [("mongo", "MONGO_PORT")])
+    for name, variable in checks:
+        if _port_in_use(ports[name]):
+            print(f"make run: port {ports[name]} is already in use (another 'make run'? see: "
+                  f"ss -ltnp 'sport = :{ports[name]}'); set {variable} to use another", file=sys.stderr)
+            return 1
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, _stop_on_signal)
+    status = 1
+    try:
+        shop.start(say=lambda line: print(line, flush=True))
+        with open(os.path.join(data, "shop.pids"), "w") as pids:
+            pids.writelines(f"{name} {process.pid}\n" for name, process in shop.processes.items())
+        port = ports["server"]
+        print(f"""
+The shop is up: http://localhost:{port}/ (logs: {shop.log_dir}; Ctrl-C stops everything)
+
+  curl -X POST http://localhost:{port}/buy -H 'Content-Type: application/json' \\
+       -d '{{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}}'
+  curl http://localhost:{port}/getAllUserBuys/joe
+  curl http://localhost:{port}/healthz""", flush=True)
+        # Until one of them exits (left unreaped for its Popen to collect) or a signal comes.
+        exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        name = next((n for n, p in shop.processes.items() if p.popen.pid == exited.si_pid), exited.si_pid)
+        print(f"{name} stopped (status {exited.si_status}); the others stop too", flush=True)
+    except Stop as received:
+        print(f"{received}: stopping", flush=True)
+        status = 130
+    except RuntimeError as failure:
+        print(f"make run: {failure}", file=sys.stderr, flush=True)
+    finally:
+        for each in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(each, signal.SIG_IGN)
+        shop.stop(say=lambda line: print(line, flush=True))
+        print("stopped", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
