@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the shop under load on this machine, as ratios measured in one run.
 #
-# Starts the whole shop (release binaries, kafka-mock, SecantusDB) on free ports with
-# scripts/run-local.sh, loads it with wrk and the programs in bench/, prints the tables and writes
+# Starts the whole shop (release binaries, kafka-mock, SecantusDB) on free ports with the
+# launcher, scripts/shop.py, loads it with wrk and the programs in bench/, prints the tables and writes
 # docs/BENCHMARKS.md with the machine, the commit and the commands:
 #   1. POST /buy against its dry run and /healthz (wrk, 64 connections)
 #   2. ingest of pre-loaded events: cm-api against bench/ingest-baseline.c, batch 500 and batch 1
@@ -66,14 +66,16 @@ fail() { echo "bench: $*" >&2; exit 1; }
 fetch_wait=${BENCH_FETCH_WAIT_MS:-10}
 env -u KAFKA_BROKERS -u MONGODB_URI BIN_DIR="$bin" DATA_DIR="$data" PORT="$server_port" \
     CM_API_HOST="127.0.0.1:$api_port" MONGO_PORT="$mongo_port" LOG_LEVEL=warning KAFKA_FETCH_WAIT_MAX_MS="$fetch_wait" \
-    "$root/scripts/run-local.sh" >"$data/run-local.log" 2>&1 &
+    "$python" "$root/scripts/shop.py" >"$data/shop.log" 2>&1 &
 shop_pid=$!
 for _ in $(seq 600); do
-    grep -q "The shop is up" "$data/run-local.log" && break
-    kill -0 "$shop_pid" 2>/dev/null || { cat "$data/run-local.log" >&2; exit 1; }
+    grep -q "The shop is up" "$data/shop.log" && break
+    kill -0 "$shop_pid" 2>/dev/null || { cat "$data/shop.log" >&2; exit 1; }
     sleep 0.2
 done
-grep -q "The shop is up" "$data/run-local.log" || { cat "$data/run-local.log" >&2; exit 1; }
+grep -q "The shop is up" "$data/shop.log" || { cat "$data/shop.log" >&2; exit 1; }
+# The processes the launcher started for this run, by name: no other user's process is touched.
+pid_of() { awk -v name="$1" '$1 == name { print $2 }' "$data/shop.pids"; }
 
 server="http://127.0.0.1:$server_port"
 api="http://127.0.0.1:$api_port"
@@ -104,11 +106,8 @@ measure() {
 row() { printf "| %-50s | %10s | %9s | %9s | %7s |\n" "$@"; }
 
 brokers=$(cat "$data/kafka-bootstrap")
-shop_server=$(pgrep -n -f "$bin/cm-server")
+shop_server=$(pid_of cm-server)
 mongo_uri="mongodb://127.0.0.1:$mongo_port/"
-
-# Prints "pid" of the newest process whose command line matches.
-pid_of() { pgrep -n -f "$1"; }
 rss_mb() { awk -v field="$2" '$1 == field":" { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
 # Starts a process of ours in the background, logging to $data/NAME.log.
@@ -131,10 +130,13 @@ wait_for_http() {
 # its first page through cm-server and straight from cm-api.
 seq 1000 | xargs -P 16 -I{} curl -s -o /dev/null -X POST "$server/buy" -H 'Content-Type: application/json' \
     -d '{"username":"reader","userid":"r-1","price":"{}.00"}'
+stored=0
 for _ in $(seq 300); do
-    [ "$(curl -s "$api/buyList/reader?limit=1000" | grep -o '"purchaseId"' | wc -l)" -ge 1000 ] && break
+    stored=$(curl -s "$api/buyList/reader?limit=1000" | grep -o '"purchaseId"' | wc -l)
+    [ "$stored" -ge 1000 ] && break
     sleep 0.2
 done
+[ "$stored" -ge 1000 ] || fail "only $stored of the reader's 1,000 purchases were listed within 60 s; logs in $data"
 list_connections=${BENCH_LIST_CONNECTIONS:-4}
 read -r list_rps list_p50 list_p99 list_err < <(use_connections=$list_connections measure "$server/getAllUserBuys/reader?limit=100")
 read -r api_rps api_p50 api_p99 api_err < <(use_connections=$list_connections measure "$api/buyList/reader?limit=100")
@@ -152,8 +154,8 @@ fresh_p50=$(field p50_ms) fresh_p99=$(field p99_ms) fresh_max=$(field max_ms) fr
 # not during the dry run's, so they are paused (SIGSTOP) while cm-server is measured: the ratio is
 # cm-server with Kafka against cm-server without it. The shop's cm-api stays paused to the end, so
 # the backlog this leaves does not compete with the ingest measurements.
-shop_api=$(pid_of "$bin/cm-api")
-shop_mongo=$(pid_of "secantusd-py --host 127.0.0.1 --port $mongo_port")
+shop_api=$(pid_of cm-api)
+shop_mongo=$(pid_of secantusdb)
 paused="$shop_api $shop_mongo"
 kill -STOP $paused
 read -r buy_rps buy_p50 buy_p99 buy_err < <(measure -s "$data/post.lua" "$server/buy")
@@ -297,19 +299,21 @@ echo
 echo "$summary"
 
 mkdir -p "$(dirname "$out")"
+# Paths in the document are the repository's, never this machine's.
+bin_shown=${bin#"$root"/}
 # The hand-written section that explains the figures survives regeneration.
 notes=""
 [ -f "$out" ] && notes=$(sed -n '/^## Reading these figures/,$p' "$out")
 {
     echo "# Benchmarks"
     echo
-    echo "Measured by \`make bench\` (bench/bench.sh) on $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$([ "$smoke" = 1 ] && echo ", smoke run (BENCH_SMOKE=1, $bin)")."
+    echo "Measured by \`make bench\` (bench/bench.sh) on $(date -u +%Y-%m-%d), commit $(git -C "$root" rev-parse --short HEAD)$([ "$smoke" = 1 ] && echo ", smoke run (BENCH_SMOKE=1, $bin_shown)")."
     echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo),"
     echo "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) memory; wrk, the services, kafka-mock and SecantusDB share it,"
     echo "so the ratios (measured in the same run) matter more than the absolute figures."
     echo
     echo "HTTP lines: \`wrk -t$threads -c$connections -d${seconds}s --latency\` (POST bodies via a Lua script) against"
-    echo "binaries from $bin started by scripts/run-local.sh. The reader has 1,000 purchases; a page is 100;"
+    echo "binaries from $bin_shown started by scripts/shop.py. The reader has 1,000 purchases; a page is 100;"
     echo "the list runs at $list_connections connections (SecantusDB, a MongoDB in Python, is the bottleneck there), the"
     echo "proxy comparison at 1 (\`wrk -t1 -c1\`) against bench/fake_cm_api.py serving a page cm-api gave."
     echo "Errors: non-2xx answers plus wrk's socket errors and timeouts (10 s). cm-api and SecantusDB are"
