@@ -1,6 +1,7 @@
 # Scalable Shop: the two commands the README promises, and their parts.
 #   make test   lint, check the Helm charts and k8s/, build (warnings are errors), start the test
 #               servers, swift test, stop them, then the browser test of the shop page, the
+#               end-to-end tests, make run's stop under signals, the
 #               reliability suite (bad input, fuzzing, faults under load) and the benchmark's smoke run.
 #   make run    install what is missing, build in release mode, run the whole shop on localhost.
 #   make soak   (not part of make test) ten minutes of load with a random fault every 30 s.
@@ -15,11 +16,12 @@ K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4
 # write poison messages and read the dead-letter topic.
 RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1
 
-.PHONY: test test-k8s test-reliability test-launcher run deps release lint build venv clean bench bench-mongo soak
+.PHONY: test test-k8s test-reliability test-launcher test-end-to-end run deps release lint build venv clean bench bench-mongo soak
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
 	$(VENV)/bin/python system-tests/browser/test_shop_page.py
+	$(MAKE) --no-print-directory test-end-to-end
 	$(MAKE) --no-print-directory test-launcher
 	$(MAKE) --no-print-directory test-reliability
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
@@ -29,6 +31,13 @@ test: lint test-k8s build venv
 # a shop, what make soak's leak check counts and calls a leak.
 test-reliability: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/reliability \
+		--pattern 'test_*.py' --verbose
+
+# The whole shop through HTTP only, as the launcher starts it (debug binaries, about 40 s): the
+# original README's calls, 2,000 purchases listed once and in order, the receipt from 404 to 200,
+# Idempotency-Key retries, cm-api restarted, Kafka down and back.
+test-end-to-end: venv
+	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/end-to-end \
 		--pattern 'test_*.py' --verbose
 
 # make run stopped as a supervisor stops it (SIGTERM to its process group, again while it stops,

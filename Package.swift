@@ -193,15 +193,6 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        // The executables as processes, checked through HTTP only (kafka-mock, cm-api, cm-server).
-        .testTarget(
-            name: "EndToEndTests",
-            dependencies: [
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                "ShopTestSupport",
-            ],
-            swiftSettings: settings
-        ),
         .testTarget(
             name: "CMAPITests",
             dependencies: [
