@@ -153,7 +153,7 @@ let package = Package(
             name: "KafkaTests",
             dependencies: [
                 "Kafka",
-                "Events",
+                "ShopTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

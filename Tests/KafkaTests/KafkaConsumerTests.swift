@@ -133,7 +133,21 @@ import Testing
         await producer.shutdown()
     }
 
+    /// librdkafka 2.0's mock coordinator sometimes (under load) answers a follower's SyncGroup
+    /// that arrives after the leader's with INVALID_REQUEST; the follower rejoins at once and the
+    /// group then refuses the leader's commit on revoke, which a real broker accepts. A run where
+    /// that happens must count the refusal and lose nothing (the next owner re-reads from the last
+    /// commit), and is tried again: one of at most three runs must show the commit itself.
     @Test func storedOffsetsAreCommittedWhenPartitionsAreRevoked() async throws {
+        for _ in 1...3 {
+            if try await revokeCommitRun() { return }
+        }
+        Issue.record("the mock refused the commit on revoke in three runs out of three")
+    }
+
+    /// One rebalance with half of each partition processed; whether the commit on revoke went
+    /// through (and was then checked offset by offset).
+    func revokeCommitRun() async throws -> Bool {
         let cluster = try KafkaMockCluster()
         let topic = uniqueName("revoke")
         try cluster.createTopic(topic, partitions: 4)
@@ -161,11 +175,6 @@ import Testing
         let moved = try await second.assignment()
         #expect(!moved.isEmpty)
         let committed = try await second.committedOffsets(moved)
-        // librdkafka 2.0's mock coordinator answers a follower's SyncGroup that arrives after the
-        // leader's with INVALID_REQUEST; the follower rejoins at once and the group then refuses
-        // the leader's commit on revoke (a real broker accepts it). The consumer counts such a
-        // failure, and the promise is then the weaker one: the next owner re-reads from the last
-        // commit, duplicates but no loss. Without a counted failure the commit must be there.
         let revokeCommitFailed = first.revokeCommitFailures > 0
         for partition in moved {
             let next = processed.filter { $0.topicPartition == partition }.map(\.offset).max().map { $0 + 1 }
@@ -187,6 +196,7 @@ import Testing
         await first.close()
         await second.close()
         await producer.shutdown()
+        return !revokeCommitFailed
     }
 
     @Test func lagIsWhatIsOnThePartitionAndNotYetReceived() async throws {
