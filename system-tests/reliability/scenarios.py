@@ -8,6 +8,7 @@ picks them at random for ten minutes.
 """
 
 import http.client
+import signal
 import threading
 import time
 import urllib.parse
@@ -145,7 +146,6 @@ def cm_api_sigkill(shop, load, down_seconds=2):
 
     shop.pause("secantusdb")
     held = _wait_for(lambda: in_hand() > 0, 10, 0.1)
-    time.sleep(0.5)
     in_hand_at_kill = in_hand()
     shop.kill("cm-api")
     shop.resume("secantusdb")
@@ -156,17 +156,52 @@ def cm_api_sigkill(shop, load, down_seconds=2):
     return facts, [] if held else ["cm-api held no events while MongoDB was frozen: the kill was not mid-batch"]
 
 
+def flowing_again(load, since, timeout=30):
+    """Problems if no purchase is acknowledged within `timeout` seconds after `since`."""
+    if _wait_for(lambda: load.latencies(200, since), timeout, 0.1):
+        return []
+    return [f"no purchase acknowledged within {timeout} s of the restart"]
+
+
+# A request sent this long before a signal has surely reached the server; one sent closer to it
+# may still be in the client's socket when the server closes idle keep-alive connections, which is
+# HTTP/1.1's own race (the load retries it), not a request the server dropped.
+IN_FLIGHT_MARGIN_S = 0.05
+
+
 def cm_server_sigterm(shop, load, down_seconds=1):
     """cm-server stopped with SIGTERM under load, as Kubernetes does: requests in flight are
-    answered, it exits 0 within its shutdown bound, and after a restart purchases flow again."""
+    answered, it exits 0 within its shutdown bound, and after a restart purchases flow again.
+
+    So that requests are surely in flight at the signal, kafka-mock is frozen (SIGSTOP) until
+    cm-server's producer holds some unacknowledged purchases, and thawed right after the SIGTERM:
+    those requests wait for their acks while cm-server shuts down, and must get their 200."""
+    bound = int(shop.extra_env.get("SHUTDOWN_TIMEOUT_MS", 25000)) / 1000
+    shop.pause("kafka-mock")
+    held = _wait_for(lambda: shop.metric("cm-server", "kafka_producer_queue_messages") >= 20, 10, 0.05)
     term_at = time.monotonic()
-    status = shop.kill("cm-server", number=15, timeout=40)
+    shop.processes["cm-server"].send(signal.SIGTERM)
+    shop.resume("kafka-mock")
+    status = shop.processes["cm-server"].wait(bound + 15)
     exited = time.monotonic()
+    if status is None:
+        status = shop.kill("cm-server")
     time.sleep(down_seconds)
+    restarted = time.monotonic()
     shop.start_service("cm-server")
-    answered = sum(1 for sent, seconds, s in list(load.answers) if sent < term_at < sent + seconds and s == 200)
-    facts = {"exit_status": status, "shutdown_ms": _ms(exited - term_at), "in_flight_answered_200": answered}
-    return facts, [] if status == 0 else [f"cm-server exited with {status} on SIGTERM"]
+    in_flight = [s for sent, seconds, s in list(load.answers)
+                 if sent < term_at - IN_FLIGHT_MARGIN_S and term_at < sent + seconds]
+    unanswered = sum(1 for s in in_flight if s != 200)
+    facts = {"exit_status": status, "shutdown_ms": _ms(exited - term_at), "in_flight": len(in_flight),
+             "in_flight_answered_200": len(in_flight) - unanswered}
+    problems = [] if status == 0 else [f"cm-server exited with {status} on SIGTERM"]
+    if not held or not in_flight:
+        problems.append("no request was in flight at SIGTERM: the scenario checked nothing")
+    if unanswered:
+        problems.append(f"{unanswered} of {len(in_flight)} requests in flight at SIGTERM got no 200")
+    if exited - term_at > bound + 1:
+        problems.append(f"cm-server took {exited - term_at:.1f} s to stop; SHUTDOWN_TIMEOUT_MS is {bound:.0f} s")
+    return facts, problems + flowing_again(load, restarted)
 
 
 def cm_server_sigkill(shop, load, down_seconds=1):
@@ -175,11 +210,14 @@ def cm_server_sigkill(shop, load, down_seconds=1):
     not yet answered may be stored too, which the accounting counts as unexplained, never more
     than the requests that got no answer. After a restart purchases flow again."""
     killed_at = time.monotonic()
-    shop.kill("cm-server")
+    status = shop.kill("cm-server")
     time.sleep(down_seconds)
+    restarted = time.monotonic()
     shop.start_service("cm-server")
     cut = sum(1 for sent, seconds, s in list(load.answers) if s == 0 and sent <= killed_at <= sent + seconds)
-    return {"requests_cut_off": cut, "restart_to_ready_ms": _ms(time.monotonic() - killed_at - down_seconds)}, []
+    facts = {"requests_cut_off": cut, "restart_to_ready_ms": _ms(time.monotonic() - restarted)}
+    problems = [] if status == -9 else [f"cm-server ended with {status}, not by the SIGKILL"]
+    return facts, problems + flowing_again(load, restarted)
 
 
 def poison_burst(shop, load, copies=10):
@@ -313,13 +351,16 @@ def cm_api_stalled(shop, load, stall_seconds=5):
     readers = [threading.Thread(target=reader) for _ in range(3)]
     for thread in readers:
         thread.start()
-    time.sleep(1)
+    problems = []
+    if not _wait_for(lambda: len(results) >= 3, 10):
+        problems.append("the list readers got no answer before the stall")
     shop.pause("cm-api")
     paused_at = time.monotonic()
     time.sleep(stall_seconds)
     shop.resume("cm-api")
     resumed_at = time.monotonic()
-    time.sleep(timeout + 3)
+    # Reads sent once a stalled one would have timed out must be answered 200 again.
+    _wait_for(lambda: sum(1 for sent, _, _ in list(results) if sent >= resumed_at + timeout) >= 6, timeout + 20)
     stop.set()
     for thread in readers:
         thread.join()
@@ -333,7 +374,6 @@ def cm_api_stalled(shop, load, stall_seconds=5):
         "504_max_ms": _ms(max(timeouts, default=0)), "longest_list_ms": _ms(longest),
         "buys_acknowledged_during": len(load.latencies(200, paused_at, resumed_at)),
     }
-    problems = []
     if not timeouts or len(timeouts) != len(during):
         problems.append(f"lists while cm-api was stalled: {sorted(set(s for _, s in during))}, expected only 504")
     if longest > timeout + 2:

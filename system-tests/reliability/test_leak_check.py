@@ -31,7 +31,11 @@ class TcpConnectionsTest(unittest.TestCase):
                 self.assertEqual(mine, [(local, port, "01")])
                 self.assertIn((port, local, "01"), tcp_connections(os.getpid()))
                 accepted.close()
-                time.sleep(0.1)
+                # The kernel moves the client's end to CLOSE_WAIT once the peer's FIN arrives.
+                deadline = time.monotonic() + 5
+                while [c for c in tcp_connections(os.getpid()) if c[0] == local] != [(local, port, "08")] \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 self.assertEqual([c for c in tcp_connections(os.getpid()) if c[0] == local], [(local, port, "08")])
                 # The listening socket is not a connection.
                 self.assertFalse([c for c in tcp_connections(os.getpid()) if c[0] == port])
