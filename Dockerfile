@@ -21,6 +21,8 @@ COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
+# Package.swift declares mongo-bench there; the package does not load without it.
+COPY bench/MongoBench ./bench/MongoBench
 RUN swift build -c release --static-swift-stdlib --product cm-server \
  && swift build -c release --static-swift-stdlib --product cm-api \
  && mkdir -p /out \

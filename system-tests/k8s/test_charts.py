@@ -137,10 +137,14 @@ def unknown_fields(instance, schema, path=""):
 
 
 def service_environment_names():
-    """Every environment variable name the Swift services read."""
+    """Every environment variable name the Swift services read: the keys they ask their
+    swift-configuration reader for (`config.text("kafka.topic")`), as its environment provider
+    maps them (`KAFKA_TOPIC`)."""
     names = set()
+    reads = re.compile(r'\bconfig\.(?:text|required|port|integer|milliseconds|hostPort|hostPorts|choice)\(\s*"([a-z0-9.]+)"')
     for source in (ROOT / "Sources").rglob("*.swift"):
-        names.update(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', source.read_text()))
+        names.update(key.upper().replace(".", "_") for key in reads.findall(source.read_text()))
+    assert {"KAFKA_BROKERS", "MONGODB_URI", "PORT", "HTTP_IDLE_TIMEOUT_MS"} <= names, names
     return names
 
 
