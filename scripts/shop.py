@@ -39,6 +39,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(condition, timeout, interval=0.1):
+    """Polls `condition` every `interval` seconds until it returns something true or `timeout`
+    seconds pass; returns its last value. The suites wait for states this way, never for a time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
 def http_get(url, path, timeout=10.0):
     """(status, body bytes) of one GET on a new connection; (0, b"") when nothing answers."""
     parts = urllib.parse.urlsplit(url)

@@ -22,7 +22,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from shop import Shop  # noqa: E402  (the launcher)
+from shop import Shop, wait_for  # noqa: E402  (the launcher)
 
 ORIGINAL = '{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}'
 
@@ -53,17 +53,6 @@ class Client:
 
     def close(self):
         self.connection.close()
-
-
-def wait_for(condition, timeout, interval=0.1):
-    """Polls `condition` until it returns something true or `timeout` seconds pass; returns its
-    last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 class EndToEnd(unittest.TestCase):

@@ -16,7 +16,7 @@ import uuid
 
 from accounting import CONNECTIONS, Load, account, percentile
 from bad_input import changed
-from shop import TOPIC, http_get
+from shop import TOPIC, http_get, wait_for
 
 
 class Report:
@@ -32,15 +32,6 @@ class Report:
 
 def _ms(seconds):
     return round(seconds * 1000)
-
-
-def _wait_for(check, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()
 
 
 class Pace:
@@ -74,7 +65,7 @@ def run(name, shop, pace):
 def recovered(shop):
     """Problems if a service is not ready again within a minute of a fault's end."""
     return [f"{service} not ready again within 60 s of the fault's end"
-            for service in ("cm-server", "cm-api") if not _wait_for(lambda: shop.ready(service), 60, 0.5)]
+            for service in ("cm-server", "cm-api") if not wait_for(lambda: shop.ready(service), 60, 0.5)]
 
 
 def kafka_broker_outage(shop, load, down_seconds=10):
@@ -86,7 +77,7 @@ def kafka_broker_outage(shop, load, down_seconds=10):
     time.sleep(down_seconds)
     shop.kafka_up()
     up_at = time.monotonic()
-    accepting = _wait_for(lambda: any(s == 200 and sent >= up_at for sent, _, s in list(load.answers)), 30)
+    accepting = wait_for(lambda: any(s == 200 and sent >= up_at for sent, _, s in list(load.answers)), 30)
     # Requests sent once librdkafka had noticed (the first second excepted: those were queued
     # before it knew, and wait for the delivery timeout or the brokers' return).
     refused = load.latencies(503, down_at + 1, up_at)
@@ -113,11 +104,11 @@ def mongodb_killed_and_restarted(shop, load, down_seconds=5):
     the batch, reports not-ready, retries, and stores everything once MongoDB is back."""
     failures_before = shop.metric("cm-api", "cmapi_mongo_write_failures_total")
     shop.kill("secantusdb")
-    not_ready = _wait_for(lambda: not shop.ready("cm-api"), down_seconds + 5, 0.2)
+    not_ready = wait_for(lambda: not shop.ready("cm-api"), down_seconds + 5, 0.2)
     time.sleep(down_seconds)
     shop.start_service("secantusdb")
     restarted = time.monotonic()
-    ready_again = _wait_for(lambda: shop.ready("cm-api"), 60, 0.2)
+    ready_again = wait_for(lambda: shop.ready("cm-api"), 60, 0.2)
     facts = {"down_s": down_seconds, "cm_api_ready_again_after_ms": _ms(time.monotonic() - restarted),
              "write_failures_retried": int(shop.metric("cm-api", "cmapi_mongo_write_failures_total")
                                            - failures_before)}
@@ -145,7 +136,7 @@ def cm_api_sigkill(shop, load, down_seconds=2):
                    - counters.get("cmapi_events_dead_lettered_total", 0))
 
     shop.pause("secantusdb")
-    held = _wait_for(lambda: in_hand() > 0, 10, 0.1)
+    held = wait_for(lambda: in_hand() > 0, 10, 0.1)
     in_hand_at_kill = in_hand()
     shop.kill("cm-api")
     shop.resume("secantusdb")
@@ -158,7 +149,7 @@ def cm_api_sigkill(shop, load, down_seconds=2):
 
 def flowing_again(load, since, timeout=30):
     """Problems if no purchase is acknowledged within `timeout` seconds after `since`."""
-    if _wait_for(lambda: load.latencies(200, since), timeout, 0.1):
+    if wait_for(lambda: load.latencies(200, since), timeout, 0.1):
         return []
     return [f"no purchase acknowledged within {timeout} s of the restart"]
 
@@ -178,7 +169,7 @@ def cm_server_sigterm(shop, load, down_seconds=1):
     those requests wait for their acks while cm-server shuts down, and must get their 200."""
     bound = int(shop.extra_env.get("SHUTDOWN_TIMEOUT_MS", 25000)) / 1000
     shop.pause("kafka-mock")
-    held = _wait_for(lambda: shop.metric("cm-server", "kafka_producer_queue_messages") >= 20, 10, 0.05)
+    held = wait_for(lambda: shop.metric("cm-server", "kafka_producer_queue_messages") >= 20, 10, 0.05)
     term_at = time.monotonic()
     shop.processes["cm-server"].send(signal.SIGTERM)
     shop.resume("kafka-mock")
@@ -244,7 +235,7 @@ def poison_burst(shop, load, copies=10):
     if producer.flush(30) != 0:
         raise RuntimeError("the poison burst was not acknowledged by kafka-mock")
     dead = lambda: int(shop.metric("cm-api", "cmapi_events_dead_lettered_total") - dead_before)
-    settled = _wait_for(lambda: dead() >= len(keys), 60, 0.5)
+    settled = wait_for(lambda: dead() >= len(keys), 60, 0.5)
     problems = []
 
     # Read what the dead-letter topic gained since the burst began; find each poison message by its key.
@@ -352,7 +343,7 @@ def cm_api_stalled(shop, load, stall_seconds=5):
     for thread in readers:
         thread.start()
     problems = []
-    if not _wait_for(lambda: len(results) >= 3, 10):
+    if not wait_for(lambda: len(results) >= 3, 10):
         problems.append("the list readers got no answer before the stall")
     shop.pause("cm-api")
     paused_at = time.monotonic()
@@ -360,7 +351,7 @@ def cm_api_stalled(shop, load, stall_seconds=5):
     shop.resume("cm-api")
     resumed_at = time.monotonic()
     # Reads sent once a stalled one would have timed out must be answered 200 again.
-    _wait_for(lambda: sum(1 for sent, _, _ in list(results) if sent >= resumed_at + timeout) >= 6, timeout + 20)
+    wait_for(lambda: sum(1 for sent, _, _ in list(results) if sent >= resumed_at + timeout) >= 6, timeout + 20)
     stop.set()
     for thread in readers:
         thread.join()
