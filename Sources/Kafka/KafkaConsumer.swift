@@ -217,7 +217,10 @@ public final class KafkaConsumer: Service, Sendable {
         let client = self.client
         let joinBound = sessionTimeout
         do {
-            try await runBlocking(on: threads) { () throws(KafkaError) in
+            // Even from a cancelled task (a service group out of time cancels its services):
+            // a consumer that never closes keeps its partitions, heartbeating, until
+            // max.poll.interval.ms throws it out of the group.
+            try await runBlockingToCompletion(on: threads) { () throws(KafkaError) in
                 Self.awaitFirstAssignmentIfJoining(client, bound: joinBound)
                 let err = rd_kafka_consumer_close(client.handle)
                 guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "close") }

@@ -170,12 +170,7 @@ public final class KafkaProducer: Service, Sendable {
             defer { rd_kafka_event_destroy(event) }
             handle(event, client: client, state: state, availability: availability)
         }
-        while true {
-            if let deadline = state.drainingDeadline,
-                rd_kafka_outq_len(client.handle) == 0 || ContinuousClock.now >= deadline
-            {
-                break
-            }
+        while !state.mayStopServing(outstanding: Int(rd_kafka_outq_len(client.handle))) {
             serve(timeout: .milliseconds(100))
         }
         if rd_kafka_outq_len(client.handle) > 0 {
@@ -329,8 +324,16 @@ final class ProducerState: Sendable {
         state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: result)
     }
 
-    var drainingDeadline: ContinuousClock.Instant? {
-        state.withLock { $0.drainingDeadline }
+    /// Whether the event thread may stop: shutdown has begun, and either its deadline has
+    /// passed or nothing is left to deliver: librdkafka holds nothing (`outstanding`) and no send
+    /// is registered. A send registers before it hands its message to librdkafka, so an empty
+    /// queue alone could stop the thread between the two, leaving that send to be produced with
+    /// nobody to serve its delivery report.
+    func mayStopServing(outstanding: Int, now: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { state in
+            guard let deadline = state.drainingDeadline else { return false }
+            return now >= deadline || (outstanding == 0 && state.pending.isEmpty)
+        }
     }
 
     /// Stops new sends. The earliest deadline asked for wins; a waiter resumes once closed.
@@ -373,4 +376,22 @@ func runBlocking<T: Sendable>(
     } catch {
         throw KafkaError.shutdown
     }
+}
+
+/// Like ``runBlocking(on:_:)``, but the work runs even when the calling task is cancelled
+/// (`runIfActive` never starts cancelled work): for what must happen whatever the caller's state,
+/// such as closing a client. It fails only once the pool itself has stopped.
+func runBlockingToCompletion<T: Sendable>(
+    on pool: NIOThreadPool,
+    _ body: @escaping @Sendable () throws(KafkaError) -> T
+) async throws(KafkaError) -> T {
+    let result: Result<T, KafkaError> = await withCheckedContinuation { continuation in
+        pool.submit { state in
+            switch state {
+            case .active: continuation.resume(returning: Result { () throws(KafkaError) in try body() })
+            case .cancelled: continuation.resume(returning: .failure(.shutdown))
+            }
+        }
+    }
+    return try result.get()
 }

@@ -267,6 +267,35 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(20))
     }
 
+    /// A service group out of time cancels its services; the consumer's close still runs then:
+    /// it commits what was processed and leaves the group (before, a cancelled close did nothing,
+    /// and the member kept its partitions, heartbeating, until max.poll.interval.ms).
+    @Test func closeFromACancelledTaskStillCommitsAndCloses() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("cancelled-close")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer()
+        for i in 0..<10 { _ = try await producer.send(topic: topic, key: nil, value: Array("m\(i)".utf8)) }
+        let group = uniqueName("group")
+        // A commit interval far longer than the test: only the close can commit.
+        let first = try cluster.makeConsumer(topic: topic, group: group, commitInterval: .seconds(3600))
+        #expect(try await consume(first, count: 10).count == 10)
+
+        let closing = Task {
+            try? await Task.sleep(for: .seconds(3600))
+            #expect(Task.isCancelled)
+            await first.close()
+        }
+        closing.cancel()
+        await closing.value
+
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        let second = try cluster.makeConsumer(topic: topic, group: group)
+        #expect(try await second.committedOffsets([partition]) == [partition: 10], "the close committed")
+        await second.close()
+        await producer.shutdown()
+    }
+
     @Test func aClosedConsumerRefusesWork() async throws {
         let cluster = try KafkaMockCluster()
         let consumer = try cluster.makeConsumer(topic: uniqueName("closed"), group: uniqueName("g"))

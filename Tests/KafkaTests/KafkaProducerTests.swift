@@ -1,9 +1,11 @@
 import Foundation
-import Kafka
 import Logging
 import ServiceLifecycle
 import ShopTestSupport
+import Synchronization
 import Testing
+
+@testable import Kafka
 
 @Suite(.serialized, .timeLimit(.minutes(2))) struct KafkaProducerTests {
     @Test func sendReturnsDistinctIncreasingOffsetsPerPartition() async throws {
@@ -206,6 +208,31 @@ import Testing
         let received = try await consume(consumer, count: 1000)
         #expect(Set(received.map(\.text)) == Set((0..<1000).map { "m\($0)" }))
         await consumer.close()
+    }
+
+    /// The event thread serves until no send is pending, not only until librdkafka's queue is
+    /// empty: a send registered but not yet handed to librdkafka must not be left without anyone
+    /// to serve its delivery report.
+    @Test func theEventThreadStopsOnlyWhenNoSendIsPending() async throws {
+        let state = ProducerState()
+        #expect(!state.mayStopServing(outstanding: 0), "not before shutdown")
+        let registeredID = Mutex<UInt?>(nil)
+        let sending = Task {
+            await withCheckedContinuation { (continuation: DeliveryContinuation) in
+                registeredID.withLock { $0 = state.register(continuation) }
+            }
+        }
+        let registered = try await waitUntil(timeout: .seconds(5)) { registeredID.withLock { $0 } != nil }
+        let id = try #require(registeredID.withLock { $0 }, "the send registered: \(registered)")
+
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        state.beginDraining(deadline: deadline)
+        #expect(!state.mayStopServing(outstanding: 0), "a send is registered: its message may still come")
+        #expect(!state.mayStopServing(outstanding: 3))
+        #expect(state.mayStopServing(outstanding: 3, now: deadline), "the deadline ends the wait")
+        state.complete(id: id, with: .success(KafkaDeliveryReport(topic: "t", partition: 0, offset: 7)))
+        #expect(state.mayStopServing(outstanding: 0), "nothing left to deliver")
+        #expect(try await sending.value.get().offset == 7)
     }
 
     @Test func shutdownFailsWhatCannotBeDeliveredWithinTheFlushBound() async throws {
