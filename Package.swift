@@ -152,6 +152,7 @@ let package = Package(
         .testTarget(
             name: "KafkaTests",
             dependencies: [
+                "CRdKafka",
                 "Kafka",
                 "ShopTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -181,6 +182,7 @@ let package = Package(
         .testTarget(
             name: "CMServerTests",
             dependencies: [
+                "CRdKafka",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

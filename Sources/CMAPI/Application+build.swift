@@ -9,20 +9,24 @@ import ServiceLifecycle
 import ShopHTTP
 
 /// cm-api's routes: the purchase lists, health, readiness and metrics.
-/// `lag` gives the consumer's lag per partition, exported at scrape time.
+/// `lag` gives the consumer's lag per partition, exported at scrape time; `failure` says why
+/// the process is broken for good (a Kafka client's fatal error), failing its liveness.
 func buildRouter(
     store: any PurchaseStore,
     status: IngestStatus,
+    failure: @escaping @Sendable () -> String? = { nil },
     lag: @escaping @Sendable () async -> [KafkaTopicPartition: Int64] = { [:] }
 ) -> Router<BasicRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router()
     router.add(middleware: MetricsMiddleware())
     PurchaseListRoutes(store: store).addRoutes(to: router)
-    ServiceRoutes.add(to: router, openAPIDocument: PackageResources.openapi_yaml) {
-        if let reason = status.unavailableReason { return reason }
-        return await store.unavailableReason()
-    }
+    ServiceRoutes.add(
+        to: router, openAPIDocument: PackageResources.openapi_yaml, failure: failure,
+        unavailableReason: {
+            if let reason = status.unavailableReason { return reason }
+            return await store.unavailableReason()
+        })
     let newestAge = Gauge(label: "cmapi_newest_stored_event_age_seconds")
     ShopMetrics.addRoute(to: router, registry: registry) {
         for (partition, behind) in await lag() {

@@ -39,6 +39,10 @@ struct CMAPI {
         let app = Application(
             router: buildRouter(
                 store: store, status: status,
+                failure: {
+                    consumer.fatalFailure.map { "Kafka consumer: \($0.message)" }
+                        ?? deadLetters.fatalFailure.map { "dead-letter producer: \($0.message)" }
+                },
                 lag: { (try? await consumer.lag()) ?? [:] }),
             server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
             configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),

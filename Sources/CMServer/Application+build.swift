@@ -15,9 +15,9 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
     BuyController(publisher: publisher).addRoutes(to: router)
     PurchaseListController(client: purchaseLists).addRoutes(to: router)
     ShopPage.addRoutes(to: router)
-    ServiceRoutes.add(to: router, openAPIDocument: PackageResources.openapi_yaml) {
-        await publisher.unavailableReason()
-    }
+    ServiceRoutes.add(
+        to: router, openAPIDocument: PackageResources.openapi_yaml, failure: { publisher.fatalFailure },
+        unavailableReason: { await publisher.unavailableReason() })
     let queueDepth = Gauge(label: "kafka_producer_queue_messages")
     ShopMetrics.addRoute(to: router, registry: registry) {
         queueDepth.record(publisher.queuedMessages)

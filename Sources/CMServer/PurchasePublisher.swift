@@ -12,6 +12,9 @@ protocol PurchasePublisher: Sendable {
 
     /// Purchases handed over but not yet acknowledged or failed (the producer's queue depth).
     var queuedMessages: Int { get }
+
+    /// Why no purchase can ever be published again by this process, or `nil` (for `GET /healthz`).
+    var fatalFailure: String? { get }
 }
 
 /// Publishes purchase events to the purchases topic, keyed by userid so that one user's
@@ -26,6 +29,8 @@ struct KafkaPurchasePublisher: PurchasePublisher {
 
     var queuedMessages: Int { producer.outstandingMessages }
 
+    var fatalFailure: String? { producer.fatalFailure.map { "Kafka producer: \($0.message)" } }
+
     func unavailableReason() async -> String? {
         do {
             let metadata = try await producer.topicMetadata(topic, timeout: .seconds(2))
@@ -39,12 +44,19 @@ struct KafkaPurchasePublisher: PurchasePublisher {
 /// Keeps what would have gone to Kafka in memory (the route tests' publisher); can be told to
 /// fail as a broker that did not acknowledge would, and to report a queue depth.
 final class InMemoryPublisher: PurchasePublisher {
-    private let state = Mutex<(events: [PurchaseEvent], failure: KafkaError?)>(([], nil))
+    private let state = Mutex<(events: [PurchaseEvent], failure: KafkaError?, fatal: String?)>(([], nil, nil))
 
     /// What a test says the producer's queue holds.
     let queued = Atomic<Int>(0)
 
     var events: [PurchaseEvent] { state.withLock { $0.events } }
+
+    /// The publisher is broken for good with `reason` (as a fenced Kafka producer is).
+    func failForGood(_ reason: String) {
+        state.withLock { $0.fatal = reason }
+    }
+
+    var fatalFailure: String? { state.withLock { $0.fatal } }
 
     /// Every publish fails with `error` until it is set back to `nil`.
     func failNext(with error: KafkaError?) {

@@ -12,7 +12,7 @@ internal import Synchronization
 /// should drive ``poll(maxMessages:maxWait:)``; the other methods may be called from anywhere.
 /// All blocking librdkafka calls run on the consumer's own threads.
 public final class KafkaConsumer: Service, Sendable {
-    private let client: RDKafkaClient
+    let client: RDKafkaClient
     private let threads: NIOThreadPool
     private let closed = Mutex(false)
     private let sessionTimeout: Duration
@@ -62,6 +62,8 @@ public final class KafkaConsumer: Service, Sendable {
                 guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
                     if err == RD_KAFKA_RESP_ERR__FATAL { throw client.fatalError() ?? KafkaError(err) }
                     client.logger.warning("Kafka consumer error: \(KafkaError(err).message)")
+                    // An error on every poll must not hold the caller past maxWait.
+                    if remaining <= .zero { break }
                     continue
                 }
                 messages.append(KafkaConsumerMessage(raw))
@@ -199,6 +201,9 @@ public final class KafkaConsumer: Service, Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: pause ? "pause" : "resume") }
         return partitions
     }
+
+    /// The error that made this consumer unusable for good (librdkafka's fatal error), or `nil`.
+    public var fatalFailure: KafkaError? { client.fatalError() }
 
     /// Waits for graceful shutdown (or cancellation), then closes.
     public func run() async throws {

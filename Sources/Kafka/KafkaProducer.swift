@@ -16,7 +16,7 @@ internal import Synchronization
 /// whole delivery timeout: it waits at most `reachabilityProbeTimeout` for a metadata request
 /// to show a broker is back, and otherwise fails at once, with nothing sent.
 public final class KafkaProducer: Service, Sendable {
-    private let client: RDKafkaClient
+    let client: RDKafkaClient
     private let state: ProducerState
     private let availability: BrokerAvailability
     private let configuration: KafkaProducerConfiguration
@@ -139,6 +139,11 @@ public final class KafkaProducer: Service, Sendable {
         let client = self.client
         return try await runBlocking { () throws(KafkaError) in try client.topicMetadata(topic, timeout: timeout) }
     }
+
+    /// The error that made this producer unusable for good (librdkafka's fatal error: fenced,
+    /// or an idempotence guarantee it can no longer keep), or `nil`. Every send fails once it is
+    /// set; only a new process recovers, so a service's liveness reports it.
+    public var fatalFailure: KafkaError? { client.fatalError() }
 
     /// Number of messages not yet acknowledged (queued, in flight, or with an unserved report).
     public var outstandingMessages: Int {

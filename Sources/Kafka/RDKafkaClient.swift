@@ -48,7 +48,14 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     deinit {
-        rd_kafka_destroy(handle)
+        // librdkafka 2.0.2's destroy closes a consumer first, and after a fatal error that close
+        // never finishes (it spins: seen with rd_kafka_test_fatal_error), so the process could not
+        // exit. A client broken for good is destroyed without it; there is nothing left to commit.
+        if fatalError() != nil {
+            rd_kafka_destroy_flags(handle, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
+        } else {
+            rd_kafka_destroy(handle)
+        }
     }
 
     var logger: Logger { loggerBox.logger }

@@ -3,16 +3,29 @@ import NIOCore
 
 /// The routes both services have besides their API.
 public enum ServiceRoutes {
-    /// `GET /healthz`: liveness only, no dependency checked (an outage must not restart pods).
-    /// `GET /readyz`: 200 `Ready`, or 503 with `unavailableReason`'s answer.
+    /// `GET /healthz`: liveness. No dependency is checked (an outage must not restart pods);
+    /// 503 only with `failure`'s answer: something inside the process broke for good (a Kafka
+    /// client's fatal error), so that the orchestrator replaces it.
+    /// `GET /readyz`: 200 `Ready`, or 503 with `failure`'s or `unavailableReason`'s answer.
     /// `GET /openapi.yaml`: the service's OpenAPI document.
     public static func add(
         to router: Router<some RequestContext>,
         openAPIDocument: [UInt8],
+        failure: @escaping @Sendable () -> String? = { nil },
         unavailableReason: @escaping @Sendable () async -> String?
     ) {
-        router.get("healthz") { _, _ in "Success" }
+        router.get("healthz") { _, _ -> Response in
+            if let failure = failure() {
+                return .error(.serviceUnavailable, "Broken for good, restart the process: \(failure)")
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: "Success")))
+        }
         router.get("readyz") { _, _ -> Response in
+            if let reason = failure() {
+                return .error(.serviceUnavailable, reason)
+            }
             if let reason = await unavailableReason() {
                 return .error(.serviceUnavailable, reason)
             }

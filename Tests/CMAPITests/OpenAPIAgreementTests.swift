@@ -21,6 +21,8 @@ import Testing
         var status: Int
         var mongoDown = false
         var consumerRunning = true
+        /// A Kafka client of the process is broken for good.
+        var broken = false
         var description: String { "\(uri) -> \(status)" }
     }
 
@@ -35,6 +37,7 @@ import Testing
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(UUID())", status: 404),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 503, mongoDown: true),
         Case(operation: "GET /healthz", uri: "/healthz", status: 200),
+        Case(operation: "GET /healthz", uri: "/healthz", status: 503, broken: true),
         Case(operation: "GET /readyz", uri: "/readyz", status: 200),
         Case(operation: "GET /readyz", uri: "/readyz", status: 503, consumerRunning: false),
         Case(operation: "GET /metrics", uri: "/metrics", status: 200),
@@ -66,7 +69,9 @@ import Testing
         if testCase.mongoDown { store.setUnavailable("MongoDB unreachable: no server") }
         let status = IngestStatus()
         status.setRunning(testCase.consumerRunning)
-        let app = Application(router: buildRouter(store: store, status: status))
+        let broken = testCase.broken
+        let app = Application(
+            router: buildRouter(store: store, status: status, failure: { broken ? "Kafka consumer: fenced" : nil }))
         try await app.test(.router) { client in
             try await client.execute(uri: testCase.uri, method: .get) { response in
                 #expect(Int(response.status.code) == testCase.status)

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import ShopTestSupport
+import Synchronization
 import Testing
 
 @testable import CMAPI
@@ -128,6 +129,27 @@ import Testing
             status.setMongoFailure(nil)
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/healthz", method: .get) { #expect(String(buffer: $0.body) == "Success") }
+        }
+    }
+
+    /// A Kafka client broken for good fails liveness (so the process is replaced) and readiness,
+    /// both saying why; an outage of a dependency never fails liveness.
+    @Test func livenessFailsOnlyWhenTheProcessIsBrokenForGood() async throws {
+        let store = InMemoryPurchaseStore()
+        store.setUnavailable("MongoDB unreachable: no primary")
+        let status = IngestStatus()
+        let broken = Mutex<String?>(nil)
+        let app = Application(
+            router: buildRouter(store: store, status: status, failure: { broken.withLock { $0 } }))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+            broken.withLock { $0 = "Kafka consumer: fenced" }
+            for path in ["/healthz", "/readyz"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == .serviceUnavailable, "\(path)")
+                    #expect(String(buffer: response.body).contains("Kafka consumer: fenced"), "\(path)")
+                }
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CRdKafka
 import Events
 import Foundation
 import Hummingbird
@@ -9,6 +10,7 @@ import ShopTestSupport
 import Testing
 
 @testable import CMServer
+@testable import Kafka
 
 /// cm-server's real HTTP server and real Kafka publisher against librdkafka's mock cluster.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct LiveKafkaTests {
@@ -84,6 +86,39 @@ import Testing
     /// real server: every acknowledged purchase is on the topic exactly once, with its fields,
     /// keyed by userid, where the answer said, and each user's purchases in the order sent.
     /// A retry with the same Idempotency-Key gets the same purchaseId.
+    /// A producer broken for good (librdkafka's fatal error, raised with its test hook) fails
+    /// liveness and readiness with the reason, so the orchestrator replaces the process, while
+    /// every purchase is refused with a 503.
+    @Test func aFatalProducerErrorFailsLivenessWithTheReason() async throws {
+        var logger = Logger(label: "cm-server-tests")
+        logger.logLevel = .critical
+        let cluster = try KafkaMockCluster()
+        let topic = "purchases-\(UUID().uuidString.prefix(8))"
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers])),
+            logger: logger)
+        let publisher = KafkaPurchasePublisher(producer: producer, topic: topic)
+        let app = Application(
+            router: buildRouter(publisher: publisher, purchaseLists: .unreachable), services: [producer], logger: logger
+        )
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+            _ = rd_kafka_test_fatal_error(
+                producer.client.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test")
+            for path in ["/healthz", "/readyz"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == .serviceUnavailable, "\(path)")
+                    #expect(String(buffer: response.body).contains("raised by a test"), "\(path)")
+                }
+            }
+            try await client.execute(
+                uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
+            ) { #expect($0.status == .serviceUnavailable) }
+        }
+    }
+
     @Test func aThousandPurchasesFromFiftyConcurrentClientsAreEachOnTheTopicOnce() async throws {
         var logger = Logger(label: "cm-server-tests")
         logger.logLevel = .error

@@ -23,6 +23,8 @@ import Testing
         /// The publisher fails (503) / the fake cm-api's behaviour.
         var kafkaDown = false
         var cmAPI: FakeCMAPI.Behaviour? = nil
+        /// The publisher is broken for good (a fatal Kafka error).
+        var broken = false
 
         var description: String { "\(operation) \(uri)" }
     }
@@ -45,6 +47,7 @@ import Testing
             cmAPI: .status(.internalServerError, "{}")),
         Case(operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe", cmAPI: .slow(.seconds(30))),
         Case(operation: "GET /healthz", uri: "/healthz"),
+        Case(operation: "GET /healthz", uri: "/healthz", broken: true),
         Case(operation: "GET /readyz", uri: "/readyz"),
         Case(operation: "GET /readyz", uri: "/readyz", kafkaDown: true),
         Case(operation: "GET /metrics", uri: "/metrics"),
@@ -77,7 +80,7 @@ import Testing
         ("POST /buy", 422), ("POST /buy", 503),
         ("GET /getAllUserBuys/{username}", 200), ("GET /getAllUserBuys/{username}", 400),
         ("GET /getAllUserBuys/{username}", 502), ("GET /getAllUserBuys/{username}", 504),
-        ("GET /healthz", 200), ("GET /readyz", 200), ("GET /readyz", 503), ("GET /metrics", 200),
+        ("GET /healthz", 200), ("GET /healthz", 503), ("GET /readyz", 200), ("GET /readyz", 503), ("GET /metrics", 200),
         ("GET /openapi.yaml", 200), ("GET /", 200), ("GET /", 200), ("GET /shop.js", 200), ("GET /shop.css", 200),
     ]
 
@@ -89,6 +92,7 @@ import Testing
             publisher.failNext(
                 with: KafkaError(code: .timedOut, message: "Local: Message timed out", isRetriable: true))
         }
+        if testCase.broken { publisher.failForGood("Kafka producer: fenced") }
         let fake = FakeCMAPI(testCase.cmAPI ?? .page(PurchaseListPage(purchases: [], nextCursor: nil)))
         try await fake.serving { host in
             // Generous for the answers (all suites start at once and the machine is busy), short

@@ -1,6 +1,8 @@
+import CRdKafka
 import Foundation
-import Kafka
 import Testing
+
+@testable import Kafka
 
 @Suite(.serialized, .timeLimit(.minutes(3))) struct KafkaConsumerTests {
     @Test func tenThousandMessagesAreEachConsumedExactlyOnceByAGroup() async throws {
@@ -294,6 +296,24 @@ import Testing
         #expect(try await second.committedOffsets([partition]) == [partition: 10], "the close committed")
         await second.close()
         await producer.shutdown()
+    }
+
+    /// librdkafka's fatal error (raised with its test hook) is reported with its reason, and
+    /// polling fails with it: what cm-api's liveness reads.
+    @Test func aFatalErrorIsReportedAndPollingFailsWithIt() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("fatal")
+        try cluster.createTopic(topic, partitions: 1)
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("group"))
+        #expect(consumer.fatalFailure == nil)
+        _ = rd_kafka_test_fatal_error(consumer.client.handle, RD_KAFKA_RESP_ERR__FENCED, "raised by a test")
+        let failure = try #require(consumer.fatalFailure)
+        #expect(failure.code == .fatal && failure.message.contains("raised by a test"), "\(failure.message)")
+        let error = await #expect(throws: KafkaError.self) {
+            try await consumer.poll(maxMessages: 1, maxWait: .seconds(2))
+        }
+        #expect(error?.code == .fatal, "\(String(describing: error))")
+        await consumer.close()
     }
 
     @Test func aClosedConsumerRefusesWork() async throws {

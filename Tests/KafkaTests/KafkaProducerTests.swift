@@ -1,3 +1,4 @@
+import CRdKafka
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -233,6 +234,30 @@ import Testing
         state.complete(id: id, with: .success(KafkaDeliveryReport(topic: "t", partition: 0, offset: 7)))
         #expect(state.mayStopServing(outstanding: 0), "nothing left to deliver")
         #expect(try await sending.value.get().offset == 7)
+    }
+
+    /// librdkafka's fatal error (raised here with its test hook, as a fenced idempotent producer
+    /// would raise it) is reported, with its reason, and every later send fails with it.
+    @Test func aFatalErrorIsReportedAndEverySendFailsWithIt() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("fatal")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer()
+        _ = try await producer.send(topic: topic, key: nil, value: Array("before".utf8))
+        #expect(producer.fatalFailure == nil)
+
+        let raised = rd_kafka_test_fatal_error(
+            producer.client.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test")
+        #expect(raised == RD_KAFKA_RESP_ERR_NO_ERROR)
+        let failure = try #require(producer.fatalFailure)
+        #expect(failure.code == .fatal)
+        #expect(failure.isRetriable == false)
+        #expect(failure.message.contains("raised by a test"), "\(failure.message)")
+        let error = await #expect(throws: KafkaError.self) {
+            try await producer.send(topic: topic, key: nil, value: Array("after".utf8))
+        }
+        #expect(error?.code == .fatal, "\(String(describing: error))")
+        await producer.shutdown()
     }
 
     @Test func shutdownFailsWhatCannotBeDeliveredWithinTheFlushBound() async throws {
