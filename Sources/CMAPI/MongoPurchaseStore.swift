@@ -165,7 +165,8 @@ struct InvalidStoredPurchase: Error, CustomStringConvertible {
 /// Asks MongoDB whether it answers, one ping at a time: a readiness probe every few seconds
 /// must not pile up pings (each holds a pool thread until the server selection timeout).
 actor MongoPing {
-    /// Under the readiness probe's timeout (3 s in the chart).
+    /// How long readiness waits for MongoDB's answer. The chart's readiness probe must wait
+    /// longer (its timeoutSeconds; a chart test holds the two together).
     static let defaultWait: Duration = .seconds(2)
 
     let client: MongoClient

@@ -23,6 +23,10 @@ struct KafkaPurchasePublisher: PurchasePublisher {
     let producer: KafkaProducer
     let topic: String
 
+    /// The longest readiness waits for the topic's metadata. The chart's readiness probe must
+    /// wait longer (its timeoutSeconds; a chart test holds the two together).
+    static let readinessCheckTimeout: Duration = .seconds(2)
+
     func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
         try await producer.send(topic: topic, key: event.kafkaKey, value: event.kafkaValue())
     }
@@ -33,7 +37,7 @@ struct KafkaPurchasePublisher: PurchasePublisher {
 
     func unavailableReason() async -> String? {
         do {
-            let metadata = try await producer.topicMetadata(topic, timeout: .seconds(2))
+            let metadata = try await producer.topicMetadata(topic, timeout: Self.readinessCheckTimeout)
             return metadata.partitionCount > 0 ? nil : "topic \(topic) has no partitions"
         } catch {
             return "Kafka unreachable: \(error.message)"

@@ -272,6 +272,26 @@ class HardeningTests(unittest.TestCase):
                             self.assertEqual(container["readinessProbe"]["httpGet"], {"path": "/readyz", "port": port})
                             self.assertEqual(container["startupProbe"]["httpGet"]["path"], "/healthz")
 
+    def test_readiness_probes_wait_longer_than_the_check_behind_them(self):
+        """A probe that gives up before the service's own check can answer turns a slow broker or
+        MongoDB into a pod taken out of the Service for no reason the service reported. The
+        bounds are the services' named constants, read from their sources."""
+        bounds = {
+            "cm-server": ("Sources/CMServer/PurchasePublisher.swift", "readinessCheckTimeout"),
+            "cm-api": ("Sources/CMAPI/MongoPurchaseStore.swift", "defaultWait"),
+        }
+        for chart, (source, name) in bounds.items():
+            text = (ROOT / source).read_text()
+            found = re.search(r"static let %s: Duration = \.seconds\((\d+)\)" % name, text)
+            self.assertIsNotNone(found, f"{source} declares {name} in whole seconds")
+            check = int(found.group(1))
+            for label, values in configurations(chart):
+                for deployment in of_kind(render(chart, values), "Deployment"):
+                    probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+                    with self.subTest(chart=chart, values=label):
+                        self.assertGreater(probe.get("timeoutSeconds", 1), check,
+                                           f"{chart}'s readiness probe must outwait its {check} s check")
+
     def test_grace_period_outlasts_the_services_shutdown_bound(self):
         for chart in CHARTS:
             for label, values in [*configurations(chart), ("slow", {"shutdownTimeoutSeconds": 120})]:
