@@ -82,10 +82,6 @@ import Testing
         #expect(Set(events.map(\.purchase.username)) == Set((0..<6).map { "user \($0)" }))
     }
 
-    /// 50 clients, each a user buying 20 times in a row over its own connection, against the
-    /// real server: every acknowledged purchase is on the topic exactly once, with its fields,
-    /// keyed by userid, where the answer said, and each user's purchases in the order sent.
-    /// A retry with the same Idempotency-Key gets the same purchaseId.
     /// A producer broken for good (librdkafka's fatal error, raised with its test hook) fails
     /// liveness and readiness with the reason, so the orchestrator replaces the process, while
     /// every purchase is refused with a 503.
@@ -119,6 +115,10 @@ import Testing
         }
     }
 
+    /// 50 clients, each a user buying 20 times in a row over its own connection, against the
+    /// real server: every acknowledged purchase is on the topic exactly once, with its fields,
+    /// keyed by userid, where the answer said, and each user's purchases in the order sent.
+    /// A retry with the same Idempotency-Key gets the same purchaseId.
     @Test func aThousandPurchasesFromFiftyConcurrentClientsAreEachOnTheTopicOnce() async throws {
         var logger = Logger(label: "cm-server-tests")
         logger.logLevel = .error
