@@ -12,22 +12,36 @@ import Testing
 @testable import CMServer
 @testable import Kafka
 
+/// cm-server's router with its real Kafka publisher, on a mock cluster with a topic of its own.
+struct LiveServer {
+    let cluster: KafkaMockCluster
+    let topic: String
+    let producer: KafkaProducer
+    let app: Application<RouterResponder<BasicRequestContext>>
+
+    init(partitions: Int, deliveryTimeout: Duration? = nil, logLevel: Logger.Level = .error) throws {
+        var logger = Logger(label: "cm-server-tests")
+        logger.logLevel = logLevel
+        cluster = try KafkaMockCluster()
+        topic = "purchases-\(UUID().uuidString.prefix(8))"
+        try cluster.createTopic(topic, partitions: partitions)
+        var configuration = KafkaProducerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]))
+        if let deliveryTimeout { configuration.deliveryTimeout = deliveryTimeout }
+        producer = try KafkaProducer(configuration: configuration, logger: logger)
+        app = Application(
+            router: buildRouter(
+                publisher: KafkaPurchasePublisher(producer: producer, topic: topic), purchaseLists: .unreachable),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            services: [producer], logger: logger)
+    }
+}
+
 /// cm-server's real HTTP server and real Kafka publisher against librdkafka's mock cluster.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct LiveKafkaTests {
     @Test func acknowledgedPurchasesAreOnTheTopicKeyedByUseridAndReadinessFollowsTheBroker() async throws {
-        var logger = Logger(label: "cm-server-tests")
-        logger.logLevel = .error
-        let cluster = try KafkaMockCluster()
-        let topic = "purchases-\(UUID().uuidString.prefix(8))"
-        try cluster.createTopic(topic, partitions: 3)
-        var configuration = KafkaProducerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]))
-        configuration.deliveryTimeout = .seconds(2)
-        let producer = try KafkaProducer(configuration: configuration, logger: logger)
-        let publisher = KafkaPurchasePublisher(producer: producer, topic: topic)
-        let app = Application(
-            router: buildRouter(publisher: publisher, purchaseLists: .unreachable), services: [producer], logger: logger
-        )
+        let server = try LiveServer(partitions: 3, deliveryTimeout: .seconds(2))
+        let (cluster, topic, app) = (server.cluster, server.topic, server.app)
 
         let answers = try await app.test(.live) { client in
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
@@ -86,20 +100,9 @@ import Testing
     /// liveness and readiness with the reason, so the orchestrator replaces the process, while
     /// every purchase is refused with a 503.
     @Test func aFatalProducerErrorFailsLivenessWithTheReason() async throws {
-        var logger = Logger(label: "cm-server-tests")
-        logger.logLevel = .critical
-        let cluster = try KafkaMockCluster()
-        let topic = "purchases-\(UUID().uuidString.prefix(8))"
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers])),
-            logger: logger)
-        let publisher = KafkaPurchasePublisher(producer: producer, topic: topic)
-        let app = Application(
-            router: buildRouter(publisher: publisher, purchaseLists: .unreachable), services: [producer], logger: logger
-        )
-        try await app.test(.live) { client in
+        let server = try LiveServer(partitions: 1, logLevel: .critical)
+        let producer = server.producer
+        try await server.app.test(.live) { client in
             try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
             _ = rd_kafka_test_fatal_error(
                 producer.client.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test")
@@ -120,20 +123,8 @@ import Testing
     /// keyed by userid, where the answer said, and each user's purchases in the order sent.
     /// A retry with the same Idempotency-Key gets the same purchaseId.
     @Test func aThousandPurchasesFromFiftyConcurrentClientsAreEachOnTheTopicOnce() async throws {
-        var logger = Logger(label: "cm-server-tests")
-        logger.logLevel = .error
-        let cluster = try KafkaMockCluster()
-        let topic = "purchases-\(UUID().uuidString.prefix(8))"
-        try cluster.createTopic(topic, partitions: 4)
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers])),
-            logger: logger)
-        let publisher = KafkaPurchasePublisher(producer: producer, topic: topic)
-        let app = Application(
-            router: buildRouter(publisher: publisher, purchaseLists: .unreachable),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            services: [producer], logger: logger)
+        let server = try LiveServer(partitions: 4)
+        let (cluster, topic, app) = (server.cluster, server.topic, server.app)
 
         struct Sent: Sendable {
             var username: String, userid: String, price: String
