@@ -23,7 +23,7 @@ trap stop EXIT INT TERM
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$run_dir/db" \
-    --log-level WARNING >"$run_dir/secantusdb.log" 2>&1 &
+    --enable-test-commands --log-level WARNING >"$run_dir/secantusdb.log" 2>&1 &
 pid=$!
 
 # Ready when it accepts connections; give up after 60 s with its log.

@@ -88,8 +88,9 @@ public struct MongoCollection: Sendable {
     /// Inserts the documents in one unordered bulk write (one round trip per 100,000 documents
     /// or 48 MB). A duplicate `_id` (E11000) counts as already stored, not as an error.
     /// - Throws: ``MongoError/Kind/writeFailed`` with the refused documents for any other
-    ///   write error (the rest were written); a transient error when the write as a whole
-    ///   failed, in which case retrying all the documents is safe.
+    ///   write error (the rest were written, durably as `writeConcern` asks, and counted in
+    ///   ``MongoError/written``); any other error when the write as a whole failed or its write
+    ///   concern was not met, in which case retrying all the documents is safe.
     public func insert(_ documents: [BSONDocument], writeConcern: WriteConcern = .deploymentDefault)
         async throws(MongoError) -> InsertResult
     {
@@ -127,9 +128,18 @@ public struct MongoCollection: Sendable {
                         duplicates += 1
                     } else if let index = writeError["index"].flatMap(\.integer), documents.indices.contains(index) {
                         let reason = if case .string(let text)? = writeError["errmsg"] { text } else { "write error" }
-                        failed.append(.init(document: documents[index], code: code, reason: reason))
+                        failed.append(.init(index: index, document: documents[index], code: code, reason: reason))
                     }
                 }
+            }
+            // Written but perhaps not durable: the whole write is retried (those written are
+            // then duplicates), so refusals are only reported once the rest is durable.
+            if case .array(let errors)? = summary["writeConcernErrors"], case .document(let first)? = errors.first {
+                let code = first["code"].flatMap(\.integer) ?? 64
+                let reason = if case .string(let text)? = first["errmsg"] { text } else { "write concern failed" }
+                throw MongoError(
+                    kind: .timeout, message: "write concern not met: \(reason)", isTransient: true,
+                    domain: UInt32(MONGOC_ERROR_WRITE_CONCERN.rawValue), code: UInt32(truncatingIfNeeded: code))
             }
             if !failed.isEmpty {
                 throw MongoError(
@@ -137,12 +147,11 @@ public struct MongoCollection: Sendable {
                     message: "\(failed.count) of \(documents.count) documents refused: \(failed[0].reason)",
                     domain: UInt32(MONGOC_ERROR_SERVER.rawValue),
                     code: UInt32(bitPattern: failed[0].code),
-                    failedDocuments: failed
+                    failedDocuments: failed,
+                    written: InsertResult(inserted: inserted, alreadyStored: duplicates)
                 )
             }
-            let writeConcernFailed =
-                if case .array(let errors)? = summary["writeConcernErrors"] { !errors.isEmpty } else { false }
-            if !succeeded && (inserted + duplicates != documents.count || writeConcernFailed) {
+            if !succeeded && inserted + duplicates != documents.count {
                 throw MongoError(error, reply: reply.pointer)
             }
             return InsertResult(inserted: inserted, alreadyStored: duplicates)

@@ -42,10 +42,16 @@ public struct MongoError: Error, Hashable, Sendable, CustomStringConvertible {
     public let code: UInt32
     /// For ``Kind/writeFailed``: the documents refused, with the server's reason for each.
     public let failedDocuments: [FailedDocument]
+    /// For ``Kind/writeFailed``: what happened to the other documents, which were written with
+    /// the write concern met (a write concern failure is reported as a transient error instead).
+    public let written: MongoCollection.InsertResult?
 
     /// A document a bulk write refused.
     public struct FailedDocument: Hashable, Sendable {
+        /// Its position in the documents given to the write.
+        public let index: Int
         public let document: BSONDocument
+        /// The server's error code (121: the collection's validator refused it).
         public let code: Int32
         public let reason: String
     }
@@ -56,7 +62,8 @@ public struct MongoError: Error, Hashable, Sendable, CustomStringConvertible {
         isTransient: Bool = false,
         domain: UInt32 = 0,
         code: UInt32 = 0,
-        failedDocuments: [FailedDocument] = []
+        failedDocuments: [FailedDocument] = [],
+        written: MongoCollection.InsertResult? = nil
     ) {
         self.kind = kind
         self.message = message
@@ -64,6 +71,7 @@ public struct MongoError: Error, Hashable, Sendable, CustomStringConvertible {
         self.domain = domain
         self.code = code
         self.failedDocuments = failedDocuments
+        self.written = written
     }
 
     public var description: String {

@@ -128,9 +128,60 @@ import Testing
         #expect(error?.isTransient == false)
         #expect(error?.failedDocuments.map(\.document) == [clashDocument])
         #expect(error?.failedDocuments.first?.code == 11000)
-        // The other document was written.
+        #expect(error?.failedDocuments.first?.index == 0)
+        // The other document was written, and the error says so.
+        #expect(error?.written == MongoCollection.InsertResult(inserted: 1, alreadyStored: 0))
         #expect(try await collection.find([:]).count == 2)
         try await collection.dropDatabase()
+    }
+
+    @Test func aValidatorsRefusalNamesTheDocumentAndItsCodeAndTheRestIsWritten() async throws {
+        let collection = try makeCollection()
+        _ = try await collection.client.command(
+            ["create": .string(collection.name), "validator": .document(["number": .document(["$lt": .int64(5)])])],
+            database: collection.database)
+        let error = await #expect(throws: MongoError.self) {
+            try await collection.insert([document(1), document(7), document(2), document(8)])
+        }
+        #expect(error?.kind == .writeFailed)
+        #expect(error?.failedDocuments.map(\.index) == [1, 3])
+        #expect(error?.failedDocuments.map(\.code) == [121, 121])
+        #expect(error?.written == MongoCollection.InsertResult(inserted: 2, alreadyStored: 0))
+        #expect(try await collection.count() == 2)
+        try await collection.dropDatabase()
+    }
+
+    @Test func aWriteConcernFailureIsTransientEvenWhenDocumentsWereRefused() async throws {
+        // Refusals are only final once the rest is durable; until then the whole write is retried.
+        let server = try SecantusServer()
+        let client = try MongoClient(uri: server.uri(), appName: "write-concern-test")
+        let collection = client.collection("purchases", database: "concern")
+        _ = try await client.command(
+            ["create": .string(collection.name), "validator": .document(["number": .document(["$lt": .int64(5)])])],
+            database: collection.database)
+        _ = try await client.command(
+            [
+                "configureFailPoint": .string("failCommand"), "mode": .document(["times": .int32(1)]),
+                "data": .document([
+                    "failCommands": .array([.string("insert")]),
+                    "writeConcernError": .document([
+                        "code": .int32(64), "errmsg": .string("waiting for replication timed out"),
+                    ]),
+                ]),
+            ], database: "admin")
+        let error = await #expect(throws: MongoError.self) {
+            try await collection.insert([document(1), document(7)], writeConcern: .majorityJournaled())
+        }
+        #expect(error?.kind == .timeout)
+        #expect(error?.isTransient == true)
+        #expect(error?.failedDocuments.isEmpty == true)
+        // Retried, the refusal is final: the first document is already stored.
+        let retried = await #expect(throws: MongoError.self) {
+            try await collection.insert([document(1), document(7)], writeConcern: .majorityJournaled())
+        }
+        #expect(retried?.kind == .writeFailed)
+        #expect(retried?.written == MongoCollection.InsertResult(inserted: 0, alreadyStored: 1))
+        await client.shutdown()
     }
 
     @Test func aStoppedServerGivesATransientErrorWithinTheTimeoutAndRecovers() async throws {

@@ -40,6 +40,8 @@ public final class SecantusServer: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = [
             "--host", "127.0.0.1", "--port", String(port), "--storage-path", storage.path, "--log-level", "WARNING",
+            // configureFailPoint: tests make MongoDB refuse writes as a real deployment can.
+            "--enable-test-commands",
         ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
