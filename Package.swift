@@ -202,6 +202,7 @@ let package = Package(
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "CMAPI",
+                "CRdKafka",
                 "Events",
                 "Kafka",
                 "Mongo",

@@ -48,11 +48,27 @@ struct MongoPurchaseStore: PurchaseStore {
         }
     }
 
-    func insert(_ purchases: [StoredPurchase]) async throws -> PurchaseInsertResult {
-        // Durable before the offsets move: a write only in memory (w:1 without the journal)
-        // would be lost with the server's process after Kafka was told it was stored.
-        let result = try await collection.insert(purchases.map(\.document), writeConcern: .majorityJournaled())
-        return PurchaseInsertResult(inserted: result.inserted, alreadyStored: result.alreadyStored)
+    func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult {
+        do {
+            // Durable before the offsets move: a write only in memory (w:1 without the journal)
+            // would be lost with the server's process after Kafka was told it was stored.
+            let result = try await collection.insert(purchases.map(\.document), writeConcern: .majorityJournaled())
+            return PurchaseInsertResult(inserted: result.inserted, alreadyStored: result.alreadyStored)
+        } catch {
+            throw Self.classify(error)
+        }
+    }
+
+    /// MongoDB's errors in the ingest's classes: refusals of single documents, errors a retry
+    /// can fix (MongoDB's retryable list, the network, server selection), and all the others.
+    static func classify(_ error: MongoError) -> PurchaseWriteFailure {
+        if error.kind == .writeFailed, let written = error.written {
+            return .refused(
+                error.failedDocuments.map { RefusedPurchase(index: $0.index, code: Int($0.code), reason: $0.reason) },
+                written: PurchaseInsertResult(inserted: written.inserted, alreadyStored: written.alreadyStored))
+        }
+        let reason = "\(error.message) (\(error.kind), code \(error.code))"
+        return error.isTransient || error.kind == .shutdown ? .transient(reason) : .permanent(reason)
     }
 
     /// Keyset pagination: every page is one range scan of the `username_timestamp_id` index.

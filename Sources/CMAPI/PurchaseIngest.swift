@@ -13,7 +13,8 @@ final class IngestStatus: Sendable {
     private struct State {
         var processed = 0
         var running = false
-        var mongoFailure: String?
+        var writeFailure: (reason: String, permanent: Bool)?
+        var deadLetterFailure: String?
         var newestReceivedAt: Timestamp?
     }
     private let state = Mutex(State())
@@ -22,7 +23,12 @@ final class IngestStatus: Sendable {
     var unavailableReason: String? {
         state.withLock { state in
             if !state.running { return "the Kafka consumer is not running" }
-            return state.mongoFailure.map { "MongoDB unavailable: \($0)" }
+            if let failure = state.writeFailure {
+                return failure.permanent
+                    ? "MongoDB refuses writes and retrying will not help until the cause is fixed: \(failure.reason)"
+                    : "MongoDB unavailable: \(failure.reason)"
+            }
+            return state.deadLetterFailure.map { "the dead-letter topic refuses records; retrying: \($0)" }
         }
     }
 
@@ -34,7 +40,10 @@ final class IngestStatus: Sendable {
     var newestReceivedAt: Timestamp? { state.withLock { $0.newestReceivedAt } }
 
     func setRunning(_ running: Bool) { state.withLock { $0.running = running } }
-    func setMongoFailure(_ reason: String?) { state.withLock { $0.mongoFailure = reason } }
+    func setWriteFailure(_ reason: String?, permanent: Bool = false) {
+        state.withLock { $0.writeFailure = reason.map { ($0, permanent) } }
+    }
+    func setDeadLetterFailure(_ reason: String?) { state.withLock { $0.deadLetterFailure = reason } }
     func stored(receivedAt: Timestamp) {
         state.withLock { state in
             if state.newestReceivedAt.map({ receivedAt > $0 }) ?? true { state.newestReceivedAt = receivedAt }
@@ -42,17 +51,43 @@ final class IngestStatus: Sendable {
     }
 }
 
+/// A record that could be neither dead-lettered nor traced on the dead-letter topic (the
+/// dead-letter producer is broken for good): the ingest stops, and the process with it, rather
+/// than commit the record without a trace or hold its partition silently.
+struct DeadLetterImpossible: Error, CustomStringConvertible {
+    var source: String
+    var reason: String
+    var refusal: KafkaError
+
+    var description: String {
+        "cannot dead-letter \(source) (\(reason)): the dead-letter producer refused even a bounded trace: \(refusal)"
+    }
+}
+
 /// Kafka -> MongoDB. Each batch: decode; send what cannot be decoded to the dead-letter topic;
 /// write the rest with one unordered bulk insert (`_id` = purchaseId, so a redelivered event is
-/// a no-op); only then store and commit the batch's offsets. While MongoDB fails the batch is
-/// held and retried with capped exponential backoff, the partitions paused (so nothing more
+/// a no-op); send what MongoDB refuses for good to the dead-letter topic too; only then store
+/// and commit the batch's offsets. While MongoDB fails the batch is held and retried (soon after
+/// a transient error, slowly after a permanent one), the partitions paused (so nothing more
 /// piles up) and readiness reports it; nothing is skipped and nothing committed meanwhile.
+/// docs/RELIABILITY.md describes the classes.
 struct PurchaseIngest: Service {
     struct Settings: Sendable {
         var batchSize = 500
         var batchWait: Duration = .milliseconds(50)
         var retryInitial: Duration = .milliseconds(100)
         var retryMaximum: Duration = .seconds(5)
+        /// Between retries after an error no retry is expected to fix (authentication, ...).
+        var permanentRetry: Duration = .seconds(15)
+        /// How much of a record's key and value a trace keeps when the dead-letter producer
+        /// refuses the full copy (too large once the headers are added).
+        var traceBytes = 1024
+    }
+
+    /// Why a record is on the dead-letter topic: the `cause` label of its counter.
+    enum DeadLetterCause: String {
+        case invalidEvent = "invalid_event"
+        case refusedByStore = "refused_by_mongodb"
     }
 
     let consumer: KafkaConsumer
@@ -66,10 +101,13 @@ struct PurchaseIngest: Service {
     private let consumed: Counter
     private let inserted: Counter
     private let duplicates: Counter
-    private let deadLettered: Counter
+    private let deadLettered: [DeadLetterCause: Counter]
+    private let deadLetterTraces: Counter
     private let batchSizes: Recorder
     private let writeLatency: Timer
-    private let writeFailures: Counter
+    private let transientWriteFailures: Counter
+    private let permanentWriteFailures: Counter
+    private let refusedWrites: Counter
 
     init(
         consumer: KafkaConsumer, deadLetters: KafkaProducer, topic: String, store: any PurchaseStore,
@@ -80,10 +118,19 @@ struct PurchaseIngest: Service {
         consumed = Counter(label: "cmapi_events_consumed_total")
         inserted = Counter(label: "cmapi_purchases_inserted_total")
         duplicates = Counter(label: "cmapi_purchases_duplicate_total")
-        deadLettered = Counter(label: "cmapi_events_dead_lettered_total")
+        deadLettered = [
+            .invalidEvent: Counter(label: "cmapi_events_dead_lettered_total", dimensions: [("cause", "invalid_event")]),
+            .refusedByStore: Counter(
+                label: "cmapi_events_dead_lettered_total", dimensions: [("cause", "refused_by_mongodb")]),
+        ]
+        deadLetterTraces = Counter(label: "cmapi_dead_letter_traces_total")
         batchSizes = Recorder(label: "cmapi_batch_size")
         writeLatency = Timer(label: "cmapi_mongo_write_duration_seconds")
-        writeFailures = Counter(label: "cmapi_mongo_write_failures_total")
+        transientWriteFailures = Counter(
+            label: "cmapi_mongo_write_failures_total", dimensions: [("class", "transient")])
+        permanentWriteFailures = Counter(
+            label: "cmapi_mongo_write_failures_total", dimensions: [("class", "permanent")])
+        refusedWrites = Counter(label: "cmapi_mongo_write_failures_total", dimensions: [("class", "refused")])
         self.consumer = consumer
         self.deadLetters = deadLetters
         self.deadLetterTopic = "\(topic).dlq"
@@ -95,59 +142,90 @@ struct PurchaseIngest: Service {
 
     /// Runs until graceful shutdown: the batch in hand is finished and committed, then the
     /// consumer closes (committing again and leaving the group).
+    /// - Throws: ``DeadLetterImpossible`` when a record can be neither stored nor traced.
     func run() async throws {
         status.setRunning(true)
         defer { status.setRunning(false) }
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let batch: [KafkaConsumerMessage]
-            do {
-                batch = try await consumer.poll(maxMessages: settings.batchSize, maxWait: settings.batchWait)
-            } catch {
-                if error.code == .shutdown { break }
-                logger.error("Kafka poll failed", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
-                continue
+        do {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let batch: [KafkaConsumerMessage]
+                do {
+                    batch = try await consumer.poll(maxMessages: settings.batchSize, maxWait: settings.batchWait)
+                } catch {
+                    if error.code == .shutdown { break }
+                    logger.error("Kafka poll failed", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(1))
+                    continue
+                }
+                guard !batch.isEmpty else { continue }
+                try await process(batch)
             }
-            guard !batch.isEmpty else { continue }
-            await process(batch)
+        } catch {
+            logger.critical(
+                "stopping: a record can be neither stored nor dead-lettered", metadata: ["error": "\(error)"])
+            await consumer.close()
+            throw error
         }
         await consumer.close()
     }
 
-    /// Stores the batch (retrying while MongoDB fails) and then commits its offsets.
-    func process(_ firstBatch: [KafkaConsumerMessage]) async {
+    /// Stores the batch (retrying while MongoDB fails), dead-letters what MongoDB refuses, and
+    /// then commits its offsets. Returns without committing when shutdown comes first.
+    func process(_ firstBatch: [KafkaConsumerMessage]) async throws(DeadLetterImpossible) {
         var batch = firstBatch
-        var purchases = await prepare(batch)
+        guard var purchases = try await prepare(batch) else { return }
         var delay = settings.retryInitial
         var paused = false
         while true {
+            let failure: PurchaseWriteFailure
             do {
                 try await insert(purchases)
                 break
             } catch {
-                writeFailures.increment()
-                status.setMongoFailure((error as? MongoError)?.message ?? "\(error)")
+                failure = error
+            }
+            if case .refused(let refused, let written) = failure {
+                refusedWrites.increment(by: refused.count)
+                count(written, of: purchases)
+                guard try await deadLetterRefused(refused, of: purchases, in: batch) else { return }
+                break
+            }
+            let permanent = if case .permanent = failure { true } else { false }
+            status.setWriteFailure(failure.description, permanent: permanent)
+            if permanent {
+                permanentWriteFailures.increment()
+                logger.error(
+                    "MongoDB refuses writes; retrying will not help until the cause is fixed. Holding the batch",
+                    metadata: [
+                        "error": "\(failure)", "retryIn": "\(settings.permanentRetry)", "batch": "\(batch.count)",
+                    ])
+            } else {
+                transientWriteFailures.increment()
                 logger.warning(
                     "MongoDB write failed; holding the batch and retrying",
-                    metadata: ["error": "\(error)", "retryIn": "\(delay)", "batch": "\(batch.count)"])
-                if Task.isShuttingDownGracefully || Task.isCancelled {
-                    // Nothing of the batch is committed: the next owner stores it.
-                    return
-                }
-                // Keep serving the group (a rebalance must not wait for MongoDB); paused
-                // partitions deliver nothing more, and whatever was fetched before the pause
-                // joins the held batch behind it, in order.
-                paused = true
-                _ = try? await consumer.pause()
-                let more = (try? await consumer.poll(maxMessages: settings.batchSize, maxWait: delay)) ?? []
+                    metadata: ["error": "\(failure)", "retryIn": "\(delay)", "batch": "\(batch.count)"])
+            }
+            // Keep serving the group (a rebalance must not wait for MongoDB); paused
+            // partitions deliver nothing more, and whatever was fetched before the pause
+            // joins the held batch behind it, in order.
+            paused = true
+            _ = try? await consumer.pause()
+            let wait = permanent ? settings.permanentRetry : delay
+            let until = ContinuousClock.now.advanced(by: wait)
+            while ContinuousClock.now < until {
+                // Nothing of the batch is committed: the next owner stores it.
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                let slice = min(ContinuousClock.now.duration(to: until), settings.retryMaximum, .seconds(1))
+                let more = (try? await consumer.poll(maxMessages: settings.batchSize, maxWait: slice)) ?? []
                 if !more.isEmpty {
                     batch += more
-                    purchases += await prepare(more)
+                    guard let prepared = try await prepare(more) else { return }
+                    purchases += prepared
                 }
-                delay = min(delay * 2, settings.retryMaximum)
             }
+            delay = min(delay * 2, settings.retryMaximum)
         }
-        status.setMongoFailure(nil)
+        status.setWriteFailure(nil)
         await commit(batch)
         status.settled(batch.count)
         if paused {
@@ -156,8 +234,9 @@ struct PurchaseIngest: Service {
         }
     }
 
-    /// Decodes a batch; what cannot be decoded or validated goes to the dead-letter topic.
-    private func prepare(_ messages: [KafkaConsumerMessage]) async -> [StoredPurchase] {
+    /// Decodes messages; what cannot be decoded or validated goes to the dead-letter topic.
+    /// `nil` when shutdown came before every such message was dead-lettered.
+    private func prepare(_ messages: [KafkaConsumerMessage]) async throws(DeadLetterImpossible) -> [StoredPurchase]? {
         consumed.increment(by: messages.count)
         batchSizes.record(messages.count)
         var purchases: [StoredPurchase] = []
@@ -167,55 +246,131 @@ struct PurchaseIngest: Service {
                 let event = try PurchaseEvent(kafkaValue: message.value)
                 purchases.append(StoredPurchase(event: event, partition: message.partition, offset: message.offset))
             } catch {
-                await deadLetter(message, reason: error.description)
+                guard try await deadLetter(message, reason: error.description, cause: .invalidEvent) else { return nil }
             }
         }
         return purchases
     }
 
     /// One unordered bulk insert; purchases already stored are counted, not written again.
-    private func insert(_ purchases: [StoredPurchase]) async throws {
+    private func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) {
         guard !purchases.isEmpty else { return }
         let start = DispatchTime.now()
         let result = try await store.insert(purchases)
         writeLatency.recordInterval(since: start)
+        count(result, of: purchases)
+    }
+
+    private func count(_ result: PurchaseInsertResult, of purchases: [StoredPurchase]) {
         inserted.increment(by: result.inserted)
         duplicates.increment(by: result.alreadyStored)
         if let newest = purchases.map(\.event.receivedAt).max() { status.stored(receivedAt: newest) }
     }
 
+    /// Sends the records of the purchases MongoDB refused to the dead-letter topic, with its
+    /// code and reason. `false` when shutdown came first.
+    private func deadLetterRefused(
+        _ refused: [RefusedPurchase], of purchases: [StoredPurchase], in batch: [KafkaConsumerMessage]
+    ) async throws(DeadLetterImpossible) -> Bool {
+        var messages: [KafkaTopicPartition: [Int64: KafkaConsumerMessage]] = [:]
+        for message in batch { messages[message.topicPartition, default: [:]][message.offset] = message }
+        for refusal in refused where purchases.indices.contains(refusal.index) {
+            let purchase = purchases[refusal.index]
+            guard
+                let message = messages.first(where: { $0.key.partition == purchase.partition })?.value[purchase.offset]
+            else { continue }
+            let sent = try await deadLetter(
+                message, reason: "MongoDB refused the purchase: \(refusal.reason)", cause: .refusedByStore,
+                headers: [KafkaHeader(name: "dlq-mongodb-code", value: Array(String(refusal.code).utf8))])
+            guard sent else { return false }
+        }
+        return true
+    }
+
     /// Sends a message that cannot be stored to `<topic>.dlq`, unchanged, with the reason and
     /// where it came from in headers; waits for the ack, retrying, because its offset is about
-    /// to be committed and the message must not be lost.
-    private func deadLetter(_ message: KafkaConsumerMessage, reason: String) async {
+    /// to be committed and the message must not be lost. When the dead-letter producer refuses
+    /// the copy for good (too large once the headers are added), a bounded trace goes instead.
+    /// - Returns: `false` when shutdown came first (the batch must then not be committed).
+    /// - Throws: ``DeadLetterImpossible`` when not even the trace can be sent.
+    private func deadLetter(
+        _ message: KafkaConsumerMessage, reason: String, cause: DeadLetterCause, headers extra: [KafkaHeader] = []
+    ) async throws(DeadLetterImpossible) -> Bool {
+        let source = "\(message.topic)[\(message.partition)]@\(message.offset)"
         let headers =
             message.headers + [
                 KafkaHeader(name: "dlq-reason", value: Array(reason.utf8)),
-                KafkaHeader(
-                    name: "dlq-source", value: Array("\(message.topic)[\(message.partition)]@\(message.offset)".utf8)),
-            ]
-        var delay = settings.retryInitial
-        while true {
-            do {
-                _ = try await deadLetters.send(
-                    topic: deadLetterTopic, key: message.key, value: message.value, headers: headers)
-                deadLettered.increment()
-                logger.warning(
-                    "dead-lettered an event",
-                    metadata: [
-                        "reason": "\(reason)", "partition": "\(message.partition)",
-                        "offset": "\(message.offset)",
-                    ])
-                return
-            } catch {
-                logger.error("dead-letter topic unavailable; retrying", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, settings.retryMaximum)
-                if Task.isCancelled { return }
+                KafkaHeader(name: "dlq-source", value: Array(source.utf8)),
+            ] + extra
+        let copy = await sendToDeadLetters(key: message.key, value: message.value, headers: headers)
+        switch copy {
+        case .sent:
+            deadLettered[cause]?.increment()
+            logger.warning(
+                "dead-lettered an event",
+                metadata: ["reason": "\(reason)", "source": "\(source)"])
+            return true
+        case .shutdown:
+            return false
+        case .refused(let refusal):
+            // What cannot go as it is still leaves a trace: the start of the record, the reason,
+            // where it came from and why the copy was refused.
+            let limit = settings.traceBytes
+            let trace =
+                extra + [
+                    KafkaHeader(name: "dlq-reason", value: Array(reason.utf8.prefix(limit))),
+                    KafkaHeader(name: "dlq-source", value: Array(source.utf8)),
+                    KafkaHeader(
+                        name: "dlq-trace",
+                        value: Array(
+                            ("the full record was refused (\(refusal.message)): key \(message.key?.count ?? 0) bytes, "
+                                + "value \(message.value.count) bytes, \(message.headers.count) headers; "
+                                + "this trace keeps the first \(limit) bytes of the key and the value").utf8)),
+                ]
+            let traced = await sendToDeadLetters(
+                key: message.key.map { Array($0.prefix(limit)) }, value: Array(message.value.prefix(limit)),
+                headers: trace)
+            switch traced {
+            case .sent:
+                deadLettered[cause]?.increment()
+                deadLetterTraces.increment()
+                logger.error(
+                    "dead-lettered a trace of an event: the dead-letter producer refused the full record",
+                    metadata: ["reason": "\(reason)", "source": "\(source)", "refusal": "\(refusal)"])
+                return true
+            case .shutdown:
+                return false
+            case .refused(let error):
+                throw DeadLetterImpossible(source: source, reason: reason, refusal: error)
             }
         }
     }
 
+    private enum DeadLetterSend {
+        case sent, shutdown
+        case refused(KafkaError)
+    }
+
+    /// Sends one record to the dead-letter topic, retrying what a retry can fix (readiness says
+    /// so meanwhile) until it is acknowledged, refused for good, or shutdown comes.
+    private func sendToDeadLetters(key: [UInt8]?, value: [UInt8], headers: [KafkaHeader]) async -> DeadLetterSend {
+        var delay = settings.retryInitial
+        defer { status.setDeadLetterFailure(nil) }
+        while true {
+            do {
+                _ = try await deadLetters.send(topic: deadLetterTopic, key: key, value: value, headers: headers)
+                return .sent
+            } catch {
+                if error.code == .shutdown { return .shutdown }
+                if error.isFatal || !error.isRetriable { return .refused(error) }
+                status.setDeadLetterFailure(error.message)
+                logger.error("dead-letter topic unavailable; retrying", metadata: ["error": "\(error)"])
+                if Task.isShuttingDownGracefully || Task.isCancelled { return .shutdown }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, settings.retryMaximum)
+            }
+        }
+    }
     /// Stores and commits the offsets of `batch` for the partitions still assigned; those
     /// taken away meanwhile are re-read by their new owner (already stored, so a no-op).
     private func commit(_ batch: [KafkaConsumerMessage]) async {

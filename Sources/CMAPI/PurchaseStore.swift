@@ -9,8 +9,9 @@ protocol PurchaseStore: Sendable {
     func prepare() async throws
 
     /// Stores purchases durably; those already stored (same purchaseId) are counted, not
-    /// written twice. When it throws, nothing of the batch may be taken as stored.
-    func insert(_ purchases: [StoredPurchase]) async throws -> PurchaseInsertResult
+    /// written twice. When it throws ``PurchaseWriteFailure/refused(_:written:)`` the others are
+    /// stored; after any other failure nothing of the batch may be taken as stored.
+    func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult
 
     /// One page of a user's purchases, newest first (timestamp, then purchaseId, descending),
     /// starting after `resumePoint`.
@@ -30,6 +31,33 @@ struct PurchaseInsertResult: Hashable, Sendable {
     var alreadyStored: Int
 }
 
+/// Why a write failed, in the classes the ingest treats differently (docs/RELIABILITY.md).
+enum PurchaseWriteFailure: Error, CustomStringConvertible {
+    /// The store refused these purchases for good (a validator, a document it will not take);
+    /// the others were stored durably (`written`). Retrying would refuse them again.
+    case refused([RefusedPurchase], written: PurchaseInsertResult)
+    /// May succeed when tried again soon: the network, no primary, a write-concern time-out.
+    case transient(String)
+    /// No retry will fix it until an operator does: authentication, authorization, a namespace
+    /// that cannot exist, or any other error the store does not call transient.
+    case permanent(String)
+
+    var description: String {
+        switch self {
+        case .refused(let refused, _): "\(refused.count) purchases refused: \(refused[0].reason)"
+        case .transient(let reason), .permanent(let reason): reason
+        }
+    }
+}
+
+/// A purchase the store refused: its position in the batch given to the write, and why.
+struct RefusedPurchase: Hashable, Sendable {
+    var index: Int
+    /// The store's error code (MongoDB's: 121 is a validator's refusal).
+    var code: Int
+    var reason: String
+}
+
 /// A ``PurchaseStore`` in memory, with the same order and idempotency rules as MongoDB's. It can
 /// be made unavailable, as a MongoDB outage would make the real one.
 final class InMemoryPurchaseStore: PurchaseStore {
@@ -41,6 +69,8 @@ final class InMemoryPurchaseStore: PurchaseStore {
     private struct State {
         var purchases: [String: StoredPurchase] = [:]
         var unavailable: String?
+        var permanent = false
+        var refuse: @Sendable (StoredPurchase) -> String? = { _ in nil }
     }
     private let state = Mutex(State())
 
@@ -50,25 +80,42 @@ final class InMemoryPurchaseStore: PurchaseStore {
         }
     }
 
-    /// Every operation fails with `reason` until it is set back to `nil`.
-    func setUnavailable(_ reason: String?) { state.withLock { $0.unavailable = reason } }
+    /// Every operation fails with `reason` until it is set back to `nil`; writes fail as
+    /// ``PurchaseWriteFailure/permanent(_:)`` when `permanent`, else as transient.
+    func setUnavailable(_ reason: String?, permanent: Bool = false) {
+        state.withLock { state in
+            state.unavailable = reason
+            state.permanent = permanent
+        }
+    }
+
+    /// Refuses, for good, the purchases for which `reason` answers a reason (as a validator would).
+    func refuse(when reason: @escaping @Sendable (StoredPurchase) -> String?) {
+        state.withLock { $0.refuse = reason }
+    }
 
     var count: Int { state.withLock { $0.purchases.count } }
 
     func prepare() async throws { try check() }
 
-    func insert(_ purchases: [StoredPurchase]) async throws -> PurchaseInsertResult {
-        try state.withLock { state throws(Unavailable) in
-            if let reason = state.unavailable { throw Unavailable(description: reason) }
+    func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult {
+        try state.withLock { state throws(PurchaseWriteFailure) in
+            if let reason = state.unavailable {
+                throw state.permanent ? .permanent(reason) : .transient(reason)
+            }
             var result = PurchaseInsertResult(inserted: 0, alreadyStored: 0)
-            for purchase in purchases {
-                if state.purchases[purchase.id] == nil {
+            var refused: [RefusedPurchase] = []
+            for (index, purchase) in purchases.enumerated() {
+                if let reason = state.refuse(purchase) {
+                    refused.append(RefusedPurchase(index: index, code: 121, reason: reason))
+                } else if state.purchases[purchase.id] == nil {
                     state.purchases[purchase.id] = purchase
                     result.inserted += 1
                 } else {
                     result.alreadyStored += 1
                 }
             }
+            if !refused.isEmpty { throw .refused(refused, written: result) }
             return result
         }
     }

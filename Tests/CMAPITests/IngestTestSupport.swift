@@ -53,7 +53,14 @@ final class IngestHarness: Sendable {
         }
     }
 
-    func startIngest(batchSize: Int = 500) throws -> Running {
+    /// - Parameters:
+    ///   - deadLetters: the dead-letter producer, if not the harness's own.
+    ///   - store: the store, if not `store`.
+    ///   - configure: changes to the ingest's settings.
+    func startIngest(
+        batchSize: Int = 500, deadLetters: KafkaProducer? = nil, store: (any PurchaseStore)? = nil,
+        configure: (inout PurchaseIngest.Settings) -> Void = { _ in }
+    ) throws -> Running {
         var configuration = KafkaConsumerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]), groupID: group)
         configuration.sessionTimeout = .seconds(6)
@@ -62,8 +69,9 @@ final class IngestHarness: Sendable {
         var settings = PurchaseIngest.Settings()
         settings.batchSize = batchSize
         settings.retryMaximum = .seconds(1)
+        configure(&settings)
         let ingest = PurchaseIngest(
-            consumer: consumer, deadLetters: producer, topic: topic, store: store,
+            consumer: consumer, deadLetters: deadLetters ?? producer, topic: topic, store: store ?? self.store,
             settings: settings, status: status, logger: quietLogger)
         let serviceGroup = ServiceGroup(services: [ingest], logger: quietLogger)
         let task = Task { try await serviceGroup.run() }
@@ -107,6 +115,13 @@ final class IngestHarness: Sendable {
             return now >= count
         }
         return now
+    }
+
+    /// The group's committed offset (the next to read) for each partition assigned to `consumer`.
+    func committed(by consumer: KafkaConsumer) async throws -> [Int32: Int64] {
+        let committed = try await consumer.committedOffsets(try await consumer.assignment())
+        return Dictionary(
+            uniqueKeysWithValues: committed.compactMap { key, value in value.map { (key.partition, $0) } })
     }
 
     /// Everything on the dead-letter topic, read by a consumer of its own.

@@ -120,13 +120,26 @@ import Testing
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("MongoDB unreachable: no primary"))
             }
-            status.setMongoFailure("write concern timed out")
+            status.setWriteFailure("write concern timed out")
             store.setUnavailable(nil)
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("MongoDB unavailable: write concern timed out"))
             }
-            status.setMongoFailure(nil)
+            status.setWriteFailure("not authorized on shop to execute command insert", permanent: true)
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(
+                    String(buffer: response.body).contains(
+                        "MongoDB refuses writes and retrying will not help until the cause is fixed: not authorized"))
+            }
+            status.setWriteFailure(nil)
+            status.setDeadLetterFailure("Local: Broker transport failure")
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("the dead-letter topic refuses records"))
+            }
+            status.setDeadLetterFailure(nil)
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/healthz", method: .get) { #expect(String(buffer: $0.body) == "Success") }
         }
