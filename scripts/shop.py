@@ -158,11 +158,12 @@ class Shop:
     kafka-mock or SecantusDB. Overrides in `env` reach cm-api and cm-server (for example
     CM_API_TIMEOUT_MS); `quick_fetch` sets KAFKA_FETCH_WAIT_MAX_MS to 10 ms, as the suites need
     (librdkafka's mock broker holds a fetch that finds nothing for the whole wait; a real broker
-    answers when data arrives).
+    answers when data arrives). `test_commands` lets SecantusDB take `configureFailPoint`, so a suite
+    can make MongoDB refuse writes as a real deployment can (`mongo()` is a client for that).
     """
 
     def __init__(self, bin_dir=None, partitions=6, env=None, data=None, ports=None, kafka_brokers=None,
-                 mongodb_uri=None, log_level="notice", quick_fetch=True):
+                 mongodb_uri=None, log_level="notice", quick_fetch=True, test_commands=False):
         self.bin_dir = bin_dir or os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug")
         self.data = data or tempfile.mkdtemp(prefix="shop.")
         self.log_dir = os.path.join(self.data, "logs")
@@ -176,6 +177,7 @@ class Shop:
         self.log_level = log_level
         self.quick_fetch = quick_fetch
         self.extra_env = env or {}
+        self.test_commands = test_commands
         self.processes = {}
 
     # -- start and stop ------------------------------------------------------------------------
@@ -207,7 +209,8 @@ class Shop:
             self.processes["secantusdb"] = Process(
                 "secantusdb",
                 [os.path.join(venv, "bin", "secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
-                 "--storage-path", os.path.join(self.data, "mongo"), "--log-level", "WARNING"],
+                 "--storage-path", os.path.join(self.data, "mongo"), "--log-level", "WARNING"]
+                + (["--enable-test-commands"] if self.test_commands else []),
                 self._environment(), self.log_dir)
             self.start_service("secantusdb")
             self.mongodb_uri = "mongodb://127.0.0.1:%d/?serverSelectionTimeoutMS=2000" % self.ports["mongo"]
@@ -307,6 +310,26 @@ class Shop:
 
     def metric(self, name, key):
         return self.metrics(name).get(key, 0.0)
+
+    def metric_total(self, name, metric):
+        """The sum of a metric over all its label sets."""
+        return sum(value for key, value in self.metrics(name).items() if key == metric or key.startswith(metric + "{"))
+
+    def readiness(self, name):
+        """(status, body) of the service's /readyz."""
+        status, body = http_get(self.url(name), "/readyz", timeout=5)
+        return status, body.decode(errors="replace")
+
+    def mongo(self):
+        """A pymongo client of the shop's MongoDB, named "operator" (failpoints can spare it)."""
+        import pymongo
+
+        return pymongo.MongoClient(self.mongodb_uri, appname="operator")
+
+    def mongo_collection(self):
+        """cm-api's purchases collection, through `mongo()`."""
+        env = self.extra_env
+        return self.mongo()[env.get("MONGODB_DB", "scalable-shop")][env.get("MONGODB_COLLECTION", "purchases")]
 
     def topic_end_offsets(self, topic=TOPIC):
         """{partition: end offset} of a topic, asked of kafka-mock with confluent-kafka."""

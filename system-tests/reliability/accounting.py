@@ -195,13 +195,18 @@ def stored_purchases(api_url, usernames, limit=1000):
 
 
 class Accounting:
-    def __init__(self, load, listed):
+    """`dead_lettered`: purchaseIds on the dead-letter topic with their reason. An acknowledged
+    purchase is accounted for when it is stored or there; `dead_lettered_acknowledged` counts the
+    second kind, which the scenarios that do not expect any report as a problem."""
+
+    def __init__(self, load, listed, dead_lettered=frozenset()):
         ids = [purchase_id for purchase_id, _ in listed]
         stored = set(ids)
         acknowledged = set(load.acknowledged)
         self.acknowledged = len(acknowledged)
         self.stored = len(stored)
-        self.missing = sorted(acknowledged - stored)
+        self.dead_lettered = len((acknowledged & set(dead_lettered)) - stored)
+        self.missing = sorted(acknowledged - stored - set(dead_lettered))
         self.duplicated = len(ids) - len(stored)
         self.wrong_user = sum(1 for pid, user in listed if pid in load.acknowledged and load.acknowledged[pid] != user)
         never = stored - acknowledged
@@ -213,8 +218,8 @@ class Accounting:
 
     @property
     def line(self):
-        return (f"acknowledged={self.acknowledged} stored={self.stored} missing={len(self.missing)} "
-                f"duplicated={self.duplicated} stored_never_acknowledged={self.stored_never_acknowledged} "
+        return (f"acknowledged={self.acknowledged} stored={self.stored} dead_lettered={self.dead_lettered} "
+                f"missing={len(self.missing)} duplicated={self.duplicated} stored_never_acknowledged={self.stored_never_acknowledged} "
                 f"(possibly_persisted={self.possibly_persisted} said_not_persisted={self.said_not_persisted} "
                 f"unexplained={self.unexplained}, connection_failures={self.connection_failures})")
 
@@ -236,13 +241,14 @@ class Accounting:
         return found
 
 
-def account(load, api_url, settle=120, caught_up=None):
+def account(load, api_url, settle=120, caught_up=None, dead_lettered=lambda: frozenset()):
     """Waits until cm-api has caught up, then returns the Accounting; gives up after `settle`
     seconds and returns what it has, which then shows what is missing.
 
     `caught_up` (a callable) says when the consumer has nothing left to read; one listing then
     suffices. Without it, the listing is repeated until every acknowledged purchase is there and
-    the count held still between two reads."""
+    the count held still between two reads. `dead_lettered` (a callable) gives the purchaseIds on
+    the dead-letter topic."""
     deadline = time.monotonic() + settle
     if caught_up is not None:
         while not caught_up() and time.monotonic() < deadline:
@@ -250,7 +256,7 @@ def account(load, api_url, settle=120, caught_up=None):
     previous = None
     while True:
         try:
-            accounting = Accounting(load, stored_purchases(api_url, load.usernames))
+            accounting = Accounting(load, stored_purchases(api_url, load.usernames), dead_lettered())
         except (RuntimeError, OSError, http.client.HTTPException) as error:
             if time.monotonic() > deadline:
                 raise

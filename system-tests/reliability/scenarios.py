@@ -8,6 +8,7 @@ picks them at random for ten minutes.
 """
 
 import http.client
+import json
 import signal
 import threading
 import time
@@ -42,9 +43,63 @@ class Pace:
         self.before, self.after, self.settle, self.rate = before, after, settle, rate
 
 
+class DeadLetterTopic:
+    """The dead-letter topic from where it ended when this was made: what a scenario added."""
+
+    def __init__(self, shop):
+        self.shop, self.topic = shop, f"{TOPIC}.dlq"
+        # Reading from offset 0 fails once kafka-mock has dropped a partition's oldest messages
+        # (it keeps a few MB per partition; the poison bursts' 900 KB events fill that), and the
+        # consumer then jumps to the end and misses them.
+        self.start = shop.topic_end_offsets(self.topic)
+        self.trimmed = []
+
+    def read(self, timeout=30):
+        """[(key, value, headers dict)] of every record added since, in order per partition."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.shop.bootstrap, "group.id": f"dlq-check-{uuid.uuid4().hex[:8]}",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        try:
+            partitions = [TopicPartition(self.topic, p, self.start.get(p, 0))
+                          for p in consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions]
+            ends = {}
+            for tp in partitions:
+                low, ends[tp.partition] = consumer.get_watermark_offsets(tp, timeout=10)
+                if low > tp.offset:
+                    self.trimmed.append(tp.partition)
+            consumer.assign(partitions)
+            records = []
+            remaining = {tp.partition for tp in partitions if ends[tp.partition] > tp.offset}
+            deadline = time.monotonic() + timeout
+            while remaining and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None or message.error():
+                    continue
+                if message.offset() >= ends[message.partition()] - 1:
+                    remaining.discard(message.partition())
+                headers = {name: value for name, value in (message.headers() or [])}
+                records.append((message.key() or b"", message.value() or b"", headers))
+            return records
+        finally:
+            consumer.close()
+
+    def purchase_ids(self):
+        """The purchaseIds of the well-formed events among them."""
+        ids = set()
+        for _, value, _ in self.read():
+            try:
+                ids.add(json.loads(value)["purchaseId"])
+            except (ValueError, KeyError, TypeError, RecursionError):
+                pass  # not a purchase event (the poison bursts' deeply nested arrays among them)
+        return ids
+
+
 def run(name, shop, pace):
-    """One scenario under its own load: load, fault, load, then the exact accounting."""
+    """One scenario under its own load: load, fault, load, then the exact accounting, in which a
+    purchase counts as accounted for when it is stored or on the dead-letter topic."""
     load = Load(shop.server_url, run_id(name), pace.rate).start()
+    dead_letters = DeadLetterTopic(shop)
     time.sleep(pace.before)
     facts, problems = FAULTS[name](shop, load)
     time.sleep(pace.after)
@@ -52,7 +107,10 @@ def run(name, shop, pace):
     problems += recovered(shop)
     if load.other:
         problems.append(f"unexpected answers to POST /buy: {load.other[:3]}")
-    report = Report(name, account(load, shop.api_url, pace.settle, shop.caught_up), facts, problems)
+    report = Report(name, account(load, shop.api_url, pace.settle, shop.caught_up, dead_letters.purchase_ids),
+                    facts, problems)
+    if report.accounting.dead_lettered and name not in DEAD_LETTERING:
+        report.problems.append(f"{report.accounting.dead_lettered} acknowledged purchases dead-lettered")
     if name == "cm-api-sigkill":
         # Counted by the new process: events it found already stored, i.e. read again.
         report.facts["redelivered_already_stored"] = int(shop.metric("cm-api", "cmapi_purchases_duplicate_total"))
@@ -102,7 +160,7 @@ def kafka_broker_outage(shop, load, down_seconds=10):
 def mongodb_killed_and_restarted(shop, load, down_seconds=5):
     """SecantusDB killed (SIGKILL) mid-ingest and started again on the same data: cm-api holds
     the batch, reports not-ready, retries, and stores everything once MongoDB is back."""
-    failures_before = shop.metric("cm-api", "cmapi_mongo_write_failures_total")
+    failures_before = shop.metric_total("cm-api", "cmapi_mongo_write_failures_total")
     shop.kill("secantusdb")
     not_ready = wait_for(lambda: not shop.ready("cm-api"), down_seconds + 5, 0.2)
     time.sleep(down_seconds)
@@ -110,7 +168,7 @@ def mongodb_killed_and_restarted(shop, load, down_seconds=5):
     restarted = time.monotonic()
     ready_again = wait_for(lambda: shop.ready("cm-api"), 60, 0.2)
     facts = {"down_s": down_seconds, "cm_api_ready_again_after_ms": _ms(time.monotonic() - restarted),
-             "write_failures_retried": int(shop.metric("cm-api", "cmapi_mongo_write_failures_total")
+             "write_failures_retried": int(shop.metric_total("cm-api", "cmapi_mongo_write_failures_total")
                                            - failures_before)}
     problems = []
     if not not_ready:
@@ -133,7 +191,8 @@ def cm_api_sigkill(shop, load, down_seconds=2):
         return int(counters.get("cmapi_events_consumed_total", 0)
                    - counters.get("cmapi_purchases_inserted_total", 0)
                    - counters.get("cmapi_purchases_duplicate_total", 0)
-                   - counters.get("cmapi_events_dead_lettered_total", 0))
+                   - sum(value for key, value in counters.items()
+                         if key.startswith("cmapi_events_dead_lettered_total")))
 
     shop.pause("secantusdb")
     held = wait_for(lambda: in_hand() > 0, 10, 0.1)
@@ -218,12 +277,8 @@ def poison_burst(shop, load, copies=10):
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     burst = uuid.uuid4().hex[:8]
-    topic = f"{TOPIC}.dlq"
-    dead_before = shop.metric("cm-api", "cmapi_events_dead_lettered_total")
-    # Where this burst's dead letters will start: reading from offset 0 fails once kafka-mock has
-    # dropped a partition's oldest messages (it keeps a few MB per partition; earlier bursts'
-    # 900 KB events fill that), and the consumer then jumps to the end and misses them.
-    dlq_start = shop.topic_end_offsets(topic)
+    dead_before = shop.metric_total("cm-api", "cmapi_events_dead_lettered_total")
+    dlq = DeadLetterTopic(shop)
     producer = Producer({"bootstrap.servers": shop.bootstrap, "enable.idempotence": True,
                          "message.max.bytes": 2_000_000})
     keys = []
@@ -232,40 +287,30 @@ def poison_burst(shop, load, copies=10):
             keys.append(f"poison-{burst}-{kind}-{copy}")
             producer.produce(TOPIC, key=keys[-1].encode(), value=value)
         producer.poll(0)
+    # Too large to dead-letter once cm-api adds its headers (its producer's message.max.bytes is
+    # librdkafka's default, 1,000,000): a bounded trace must go instead.
+    too_large = f"poison-{burst}-too-large-to-dead-letter"
+    keys.append(too_large)
+    producer.produce(TOPIC, key=too_large.encode(), value=b"z" * 999_900)
     if producer.flush(30) != 0:
         raise RuntimeError("the poison burst was not acknowledged by kafka-mock")
-    dead = lambda: int(shop.metric("cm-api", "cmapi_events_dead_lettered_total") - dead_before)
+    dead = lambda: int(shop.metric_total("cm-api", "cmapi_events_dead_lettered_total") - dead_before)
     settled = wait_for(lambda: dead() >= len(keys), 60, 0.5)
     problems = []
 
-    # Read what the dead-letter topic gained since the burst began; find each poison message by its key.
-    consumer = Consumer({"bootstrap.servers": shop.bootstrap, "group.id": f"dlq-check-{burst}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    partitions = [TopicPartition(topic, p, dlq_start.get(p, 0))
-                  for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-    ends, trimmed = {}, []
-    for tp in partitions:
-        low, ends[tp.partition] = consumer.get_watermark_offsets(tp, timeout=10)
-        if low > tp.offset:
-            trimmed.append(tp.partition)
-    consumer.assign(partitions)
+    # What the dead-letter topic gained since the burst began; find each poison message by its key.
     found, reasons = {}, set()
-    remaining = {tp.partition for tp in partitions if ends[tp.partition] > tp.offset}
-    deadline = time.monotonic() + 30
-    while remaining and time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is None or message.error():
-            continue
-        if message.offset() >= ends[message.partition()] - 1:
-            remaining.discard(message.partition())
-        key = (message.key() or b"").decode(errors="replace")
+    for key, value, headers in dlq.read():
+        key = key.decode(errors="replace")
         if key.startswith(f"poison-{burst}-"):
             found[key] = found.get(key, 0) + 1
-            headers = dict(message.headers() or [])
             if not headers.get("dlq-reason") or not headers.get("dlq-source"):
                 problems.append(f"{key} dead-lettered without its dlq-reason and dlq-source headers")
             reasons.add(headers.get("dlq-reason", b"").decode(errors="replace")[:60])
-    consumer.close()
+            if key == too_large and (not headers.get("dlq-trace") or value != b"z" * 1024):
+                problems.append(f"{key}: expected a trace (dlq-trace header, the first 1024 bytes), got "
+                                f"{len(value)} bytes and headers {sorted(headers)}")
+    topic, trimmed = dlq.topic, dlq.trimmed
 
     facts = {"poison_sent": len(keys), "dead_lettered": dead(), "in_dlq_topic": len(found),
              "distinct_reasons": len(reasons)}
@@ -376,6 +421,66 @@ def cm_api_stalled(shop, load, stall_seconds=5):
     return facts, problems
 
 
+def mongodb_refuses_documents(shop, load, refusals=5):
+    """MongoDB refuses some documents for good (a collection validator against one user, as a
+    schema change gone wrong would): those purchases go to the dead-letter topic with MongoDB's
+    code and reason, every other one is stored, the offsets move on and cm-api stays ready."""
+    collection = shop.mongo_collection()
+    refused_user = load.usernames[0]
+    key = 'cmapi_events_dead_lettered_total{cause="refused_by_mongodb"}'
+    before = shop.metric("cm-api", key)
+    refused = lambda: int(shop.metric("cm-api", key) - before)
+    readiness = []
+    collection.database.command("collMod", collection.name, validator={"username": {"$ne": refused_user}})
+    try:
+        enough = wait_for(lambda: readiness.append(shop.ready("cm-api")) or refused() >= refusals, 60, 0.2)
+    finally:
+        collection.database.command("collMod", collection.name, validator={})
+    facts = {"refused_dead_lettered": refused(), "readiness_samples": len(readiness)}
+    problems = []
+    if not enough:
+        problems.append(f"only {refused()} purchases of {refused_user} dead-lettered while MongoDB refused them")
+    if not all(readiness):
+        problems.append("cm-api was not ready while MongoDB refused single documents (they are settled)")
+    return facts, problems
+
+
+def mongodb_permanent_error(shop, load, hold_seconds=3):
+    """MongoDB answers every write of cm-api with an error no retry fixes (Unauthorized, as after
+    a revoked role): cm-api says so in /readyz, logs it at error, counts it, commits nothing and
+    retries slowly; once the role is back it stores the held purchases, each once."""
+    admin = shop.mongo().admin
+    key = 'cmapi_mongo_write_failures_total{class="permanent"}'
+    before = shop.metric("cm-api", key)
+    admin.command("configureFailPoint", "failCommand", mode="alwaysOn",
+                  data={"failCommands": ["insert"], "errorCode": 13, "appName": "cm-api"})
+    try:
+        said = wait_for(lambda: "retrying will not help" in shop.readiness("cm-api")[1], 30, 0.2)
+        reason = shop.readiness("cm-api")[1]
+        counted = wait_for(lambda: shop.metric("cm-api", key) > before, 10, 0.2)
+        time.sleep(hold_seconds)
+    finally:
+        admin.command("configureFailPoint", "failCommand", mode="off")
+    fixed = time.monotonic()
+    ready = wait_for(lambda: shop.ready("cm-api"), 60, 0.2)
+    logged = "MongoDB refuses writes; retrying will not help" in shop.processes["cm-api"].tail(400)
+    facts = {"ready_again_after_fix_ms": _ms(time.monotonic() - fixed),
+             "permanent_failures_counted": int(shop.metric("cm-api", key) - before)}
+    problems = []
+    if not said:
+        problems.append(f"cm-api's /readyz did not report the permanent error: {reason!r}")
+    if not counted:
+        problems.append(f"{key} did not count the permanent error")
+    if not logged:
+        problems.append("cm-api logged no error about the permanent failure")
+    if not ready:
+        problems.append("cm-api not ready within 60 s of the fix")
+    return facts, problems
+
+
+# Scenarios in which acknowledged purchases may end on the dead-letter topic (with their reason).
+DEAD_LETTERING = {"mongodb-refuses-documents"}
+
 FAULTS = {
     "kafka-broker-outage": kafka_broker_outage,
     "mongodb-killed-and-restarted": mongodb_killed_and_restarted,
@@ -384,6 +489,8 @@ FAULTS = {
     "cm-server-sigkill": cm_server_sigkill,
     "poison-burst": poison_burst,
     "cm-api-stalled": cm_api_stalled,
+    "mongodb-refuses-documents": mongodb_refuses_documents,
+    "mongodb-permanent-error": mongodb_permanent_error,
 }
 
 

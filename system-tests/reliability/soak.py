@@ -152,7 +152,7 @@ def main():
         parser.error(f"unknown faults {unknown}; known: {', '.join(scenarios.FAULTS)}")
 
     bin_dir = os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "release")
-    shop = Shop(bin_dir=bin_dir, partitions=12, env={"CM_API_TIMEOUT_MS": 2000}).start()
+    shop = Shop(bin_dir=bin_dir, partitions=12, env={"CM_API_TIMEOUT_MS": 2000}, test_commands=True).start()
     print(f"soak: {arguments.minutes} min, a fault every {arguments.interval} s, {arguments.rate:.0f} purchases/s, "
           f"seed {arguments.seed}, binaries {bin_dir}, data {shop.data}", flush=True)
     reports, problems = [], []

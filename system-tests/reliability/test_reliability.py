@@ -38,7 +38,8 @@ def setUpModule():
     # The load's keep-alive connections live in its threads and are closed when they are
     # collected; Python reports each as unclosed.
     warnings.simplefilter("ignore", ResourceWarning)
-    SHOP = Shop(env={"HTTP_IDLE_TIMEOUT_MS": IDLE_TIMEOUT_S * 1000, "CM_API_TIMEOUT_MS": 1000}).start()
+    SHOP = Shop(env={"HTTP_IDLE_TIMEOUT_MS": IDLE_TIMEOUT_S * 1000, "CM_API_TIMEOUT_MS": 1000},
+                test_commands=True).start()
 
 
 def tearDownModule():
@@ -140,6 +141,12 @@ class Test3Faults(ShopTestCase):
 
     def test_cm_api_stalled(self):
         self.scenario("cm-api-stalled")
+
+    def test_mongodb_refuses_documents(self):
+        self.scenario("mongodb-refuses-documents")
+
+    def test_mongodb_permanent_error(self):
+        self.scenario("mongodb-permanent-error")
 
 
 if __name__ == "__main__":
