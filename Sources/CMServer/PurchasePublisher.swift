@@ -23,10 +23,6 @@ struct KafkaPurchasePublisher: PurchasePublisher {
     let producer: KafkaProducer
     let topic: String
 
-    /// The longest readiness waits for the topic's metadata. The chart's readiness probe must
-    /// wait longer (its timeoutSeconds; a chart test holds the two together).
-    static let readinessCheckTimeout: Duration = .seconds(2)
-
     func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
         try await producer.send(topic: topic, key: event.kafkaKey, value: event.kafkaValue())
     }
@@ -35,13 +31,11 @@ struct KafkaPurchasePublisher: PurchasePublisher {
 
     var fatalFailure: String? { producer.fatalFailure.map { "Kafka producer: \($0.message)" } }
 
+    /// From what the producer already knows, without waiting for a broker (see
+    /// ``KafkaProducer/unavailability()``): a readiness probe never outlasts its timeout, and
+    /// probes add no broker requests to the thread pool the sends' reachability probe needs.
     func unavailableReason() async -> String? {
-        do {
-            let metadata = try await producer.topicMetadata(topic, timeout: Self.readinessCheckTimeout)
-            return metadata.partitionCount > 0 ? nil : "topic \(topic) has no partitions"
-        } catch {
-            return "Kafka unreachable: \(error.message)"
-        }
+        producer.unavailability().map { $0.isFatal ? "Kafka producer: \($0.message)" : "Kafka unreachable: \($0.message)" }
     }
 }
 

@@ -131,7 +131,27 @@ public final class KafkaProducer: Service, Sendable {
         }
     }
 
-    /// Asks the cluster for a topic's partitions: the readiness check of a producing service.
+    /// Why a send cannot succeed now, from what this producer already knows, or `nil`: its fatal
+    /// error, or every broker down as librdkafka reported it and a reachability probe confirmed.
+    /// Never waits: the readiness check of a producing service, which must answer within its
+    /// probe's timeout whatever the brokers do. While every broker is reported down it starts a
+    /// probe in the background when one is due (the same single probe sends use), so the answer
+    /// turns back once a broker answers.
+    public func unavailability() -> KafkaError? {
+        if let fatal = fatalFailure { return fatal }
+        let client = self.client
+        let timeout = configuration.reachabilityProbeTimeout
+        let down = availability.confirmedDown {
+            (try? await runBlocking { () throws(KafkaError) in try client.brokerCount(timeout: timeout) }) != nil
+        }
+        guard down else { return nil }
+        return KafkaError(
+            code: .brokersUnavailable,
+            message: "every Kafka broker is down (librdkafka reported it and a metadata request found none)",
+            isRetriable: true)
+    }
+
+    /// Asks the cluster for a topic's partitions.
     /// - Throws: ``KafkaError`` when no broker answers within `timeout` or the topic is unknown.
     public func topicMetadata(_ topic: String, timeout: Duration = .seconds(5)) async throws(KafkaError)
         -> KafkaTopicMetadata
@@ -271,19 +291,33 @@ final class BrokerAvailability: Sendable {
         }
         let next: Next = state.withLock { state in
             guard state.allBrokersDown else { return .answer(true) }
-            if state.probe == nil, state.failedAt.map({ ContinuousClock.now - $0 >= Self.failureMemory }) ?? true {
-                state.probe = Task {
-                    let reachable = await check()
-                    self.finish(reachable: reachable)
-                    return reachable
-                }
-            }
+            startProbeIfDue(&state, check)
             if state.failedAt != nil { return .answer(false) }
             return .wait(state.probe!)
         }
         switch next {
         case .answer(let reachable): return reachable
         case .wait(let probe): return await probe.value
+        }
+    }
+
+    /// Whether every broker is down as far as is known now: librdkafka said so and the latest probe
+    /// failed. Never waits; starts a probe (`check`) when one is due.
+    func confirmedDown(_ check: @escaping @Sendable () async -> Bool) -> Bool {
+        state.withLock { state in
+            guard state.allBrokersDown else { return false }
+            startProbeIfDue(&state, check)
+            return state.failedAt != nil
+        }
+    }
+
+    private func startProbeIfDue(_ state: inout State, _ check: @escaping @Sendable () async -> Bool) {
+        guard state.probe == nil, state.failedAt.map({ ContinuousClock.now - $0 >= Self.failureMemory }) ?? true
+        else { return }
+        state.probe = Task {
+            let reachable = await check()
+            self.finish(reachable: reachable)
+            return reachable
         }
     }
 

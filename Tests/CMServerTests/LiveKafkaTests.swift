@@ -59,7 +59,12 @@ struct LiveServer {
                 )
             }
             try cluster.takeBrokerDown(1)
-            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .serviceUnavailable) }
+            // Readiness follows what the producer learns (librdkafka's ALL_BROKERS_DOWN, then a
+            // failed probe), within a few of the orchestrator's probes.
+            #expect(
+                try await waitUntil(timeout: .seconds(10), interval: .milliseconds(100)) {
+                    try await client.execute(uri: "/readyz", method: .get) { $0.status == .serviceUnavailable }
+                })
             let start = ContinuousClock.now
             try await client.execute(
                 uri: "/buy", method: .post, headers: jsonHeaders,
@@ -76,6 +81,11 @@ struct LiveServer {
             let elapsed = ContinuousClock.now - start
             #expect(elapsed < .seconds(15), "503 after \(elapsed); delivery timeout 2 s")
             try cluster.bringBrokerUp(1)
+            // Back without a purchase to tell it: readiness probes the broker again by itself.
+            #expect(
+                try await waitUntil(timeout: .seconds(10), interval: .milliseconds(100)) {
+                    try await client.execute(uri: "/readyz", method: .get) { $0.status == .ok }
+                })
             return answers.map { answer in answer.mapValues { "\($0)" } }
         }
 
@@ -122,6 +132,26 @@ struct LiveServer {
     /// real server: every acknowledged purchase is on the topic exactly once, with its fields,
     /// keyed by userid, where the answer said, and each user's purchases in the order sent.
     /// A retry with the same Idempotency-Key gets the same purchaseId.
+    /// A slow broker is not a missing one: readiness answers at once from the producer's state,
+    /// well inside the chart's probe timeout, instead of waiting on a metadata request.
+    @Test func readinessAnswersAtOnceWhileTheBrokerIsSlow() async throws {
+        let server = try LiveServer(partitions: 1)
+        try await server.app.test(.live) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: jsonHeaders,
+                body: ByteBuffer(string: #"{"username":"slow","userid":"slow","price":"1.00"}"#)
+            ) { #expect($0.status == .ok) }
+            try server.cluster.setRoundTripTime(of: 1, to: .seconds(5))
+            for _ in 0..<5 {
+                let start = ContinuousClock.now
+                try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+                let elapsed = ContinuousClock.now - start
+                #expect(elapsed < .milliseconds(500), "readiness took \(elapsed) with a 5 s broker round trip")
+            }
+            try server.cluster.setRoundTripTime(of: 1, to: .zero)
+        }
+    }
+
     @Test func aThousandPurchasesFromFiftyConcurrentClientsAreEachOnTheTopicOnce() async throws {
         let server = try LiveServer(partitions: 4)
         let (cluster, topic, app) = (server.cluster, server.topic, server.app)
