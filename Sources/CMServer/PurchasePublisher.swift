@@ -35,7 +35,9 @@ struct KafkaPurchasePublisher: PurchasePublisher {
     /// ``KafkaProducer/unavailability()``): a readiness probe never outlasts its timeout, and
     /// probes add no broker requests to the thread pool the sends' reachability probe needs.
     func unavailableReason() async -> String? {
-        producer.unavailability().map { $0.isFatal ? "Kafka producer: \($0.message)" : "Kafka unreachable: \($0.message)" }
+        producer.unavailability().map { error in
+            error.isFatal ? "Kafka producer: \(error.message)" : "Kafka unreachable: \(error.message)"
+        }
     }
 }
 
