@@ -393,3 +393,38 @@ import Testing
         #expect("\(KafkaConfiguration.SASL(username: "u", password: "hunter2"))".contains("hunter2") == false)
     }
 }
+
+/// The operators' reader: what a topic holds, from its start to its end, disturbing no group.
+@Suite(.timeLimit(.minutes(1))) struct KafkaTopicReaderTests {
+    @Test func readsEveryPartitionToItsEndInOffsetOrderWithHeadersAndCommitsNothing() async throws {
+        let cluster = try KafkaMockCluster()
+        try cluster.createTopic("letters", partitions: 3)
+        try cluster.createTopic("empty", partitions: 2)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers])),
+            logger: testLogger)
+        var sent: [KafkaDeliveryReport] = []
+        for number in 0..<30 {
+            sent.append(
+                try await producer.send(
+                    topic: "letters", key: Array("key-\(number % 7)".utf8), value: Array("letter \(number)".utf8),
+                    headers: [KafkaHeader(name: "number", value: Array(String(number).utf8))]))
+        }
+        let reader = KafkaTopicReader(
+            kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]), logger: testLogger)
+        let read = try await reader.readAll("letters")
+        #expect(read.count == 30)
+        #expect(Set(read.map { "\($0.partition)@\($0.offset)" }) == Set(sent.map { "\($0.partition)@\($0.offset)" }))
+        #expect(read.map(\.partition) == read.map(\.partition).sorted())
+        for message in read {
+            let number = String(decoding: message.headers.first { $0.name == "number" }?.value ?? [], as: UTF8.self)
+            #expect(message.value == Array("letter \(number)".utf8))
+            #expect(message.timestampMilliseconds != nil)
+        }
+        // Read again: the same, since nothing was committed and nothing consumed for good.
+        #expect(try await reader.readAll("letters") == read)
+        #expect(try await reader.readAll("empty").isEmpty)
+        await producer.shutdown()
+    }
+}
