@@ -23,6 +23,7 @@ let package = Package(
     // Exact versions: builds are reproducible without a committed Package.resolved (README,
     // "Moving a dependency"). Packages these depend on resolve to the one copy each machine has.
     dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
         .package(url: "https://github.com/apple/swift-configuration.git", exact: "1.4.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
@@ -121,6 +122,7 @@ let package = Package(
             name: "CMAPI",
             dependencies: [
                 "ShopService",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 "Events",
                 "Kafka",

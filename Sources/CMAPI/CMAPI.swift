@@ -1,3 +1,5 @@
+import ArgumentParser
+import Configuration
 import Foundation
 import Hummingbird
 import Kafka
@@ -7,15 +9,29 @@ import ServiceLifecycle
 import ShopHTTP
 import ShopService
 
-/// cm-api: consumes purchase events from Kafka into MongoDB and serves the purchase lists.
+/// cm-api: consumes purchase events from Kafka into MongoDB and serves the purchase lists
+/// (`cm-api`, or `cm-api serve`); `cm-api dlq` lists, shows and redrives dead letters.
 @main
-struct CMAPI {
-    static func main() async {
+struct CMAPICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cm-api",
+        abstract: "Stores purchase events from Kafka in MongoDB and serves the purchase lists.",
+        discussion: "Configured by environment variables only (docs/CONTRACT.md).",
+        subcommands: [Serve.self, DeadLetterCommand.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// The service (what the container runs).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Runs the service: the ingest and the HTTP API (the default).")
+
+    func run() async throws {
         let configuration = ServiceMain.configuration(of: "cm-api") { config throws(ConfigurationError) in
             try CMAPIConfiguration(config: config)
         }
         await ServiceMain.run("cm-api", logLevel: configuration.logLevel) { logger in
-            try await run(configuration, logger: logger)
+            try await Self.run(configuration, logger: logger)
         }
     }
 

@@ -39,9 +39,10 @@ public enum ServiceMain {
 }
 
 extension Logger.Level {
-    /// Reads `LOG_LEVEL`: trace, debug, info (default), notice, warning, error or critical.
-    public init(config: ConfigReader) throws(ConfigurationError) {
+    /// Reads `LOG_LEVEL`: trace, debug, info (the services' default), notice, warning, error or
+    /// critical.
+    public init(config: ConfigReader, default level: Logger.Level = .info) throws(ConfigurationError) {
         let names = Logger.Level.allCases.map(\.rawValue)
-        self = Logger.Level(rawValue: try config.choice("log.level", of: names, default: "info"))!
+        self = Logger.Level(rawValue: try config.choice("log.level", of: names, default: level.rawValue))!
     }
 }
