@@ -178,6 +178,7 @@ class Shop:
         self.quick_fetch = quick_fetch
         self.extra_env = env or {}
         self.test_commands = test_commands
+        self._mongo = None
         self.processes = {}
 
     # -- start and stop ------------------------------------------------------------------------
@@ -242,6 +243,9 @@ class Shop:
 
     def stop(self, say=lambda line: None):
         """Stops every process, in reverse order of start: SIGTERM, then SIGKILL after 30 s."""
+        if self._mongo is not None:
+            self._mongo.close()
+            self._mongo = None
         for name in ("cm-server", "cm-api", "secantusdb", "kafka-mock"):
             if name in self.processes:
                 status = self.processes[name].stop()
@@ -320,11 +324,21 @@ class Shop:
         status, body = http_get(self.url(name), "/readyz", timeout=5)
         return status, body.decode(errors="replace")
 
+    def dlq(self, *arguments, timeout=60):
+        """Runs `cm-api dlq ARGUMENTS` against the shop's Kafka: (exit status, stdout, stderr)."""
+        done = subprocess.run([os.path.join(self.bin_dir, "cm-api"), "dlq", *arguments], capture_output=True,
+                              text=True, timeout=timeout,
+                              env=self._environment(KAFKA_BROKERS=self.bootstrap, KAFKA_TOPIC=TOPIC))
+        return done.returncode, done.stdout, done.stderr
+
     def mongo(self):
-        """A pymongo client of the shop's MongoDB, named "operator" (failpoints can spare it)."""
+        """A pymongo client of the shop's MongoDB, named "operator" (failpoints can spare it); one per
+        shop, closed by `stop()`."""
         import pymongo
 
-        return pymongo.MongoClient(self.mongodb_uri, appname="operator")
+        if self._mongo is None:
+            self._mongo = pymongo.MongoClient(self.mongodb_uri, appname="operator")
+        return self._mongo
 
     def mongo_collection(self):
         """cm-api's purchases collection, through `mongo()`."""

@@ -179,6 +179,56 @@ class EndToEnd(unittest.TestCase):
         self.assertTrue(listed, "the first purchase and the retried one, once")
         self.assertEqual(len(self.purchases("fault")), 2)
 
+    def test_a_purchase_mongodb_refuses_is_dead_lettered_and_redriven_once_the_cause_is_fixed(self):
+        shop = self.start_shop()
+        collection = shop.mongo_collection()
+        # A validator against one user, as a schema change gone wrong would be.
+        collection.database.command("collMod", collection.name, validator={"username": {"$ne": "refused"}})
+        status, bought = self.server.buy('{"username":"refused","userid":"r-1","price":"3.00"}')
+        self.assertEqual(status, 200, bought)
+        purchase_id = bought["purchaseId"]
+
+        def letters():
+            code, out, err = shop.dlq("list", "--json", "--key", "r-1")
+            self.assertEqual(code, 0, err)
+            return [json.loads(line) for line in out.splitlines()]
+
+        self.assertTrue(wait_for(lambda: letters(), 30, 0.5), "dead-lettered")
+        [letter] = letters()
+        self.assertEqual(letter["purchaseId"], purchase_id)
+        self.assertEqual(letter["mongodbCode"], "121")
+        self.assertIn("MongoDB refused the purchase", letter["reason"])
+        self.assertEqual(letter["redrives"], 0)
+        self.assertEqual(self.api.get("/purchases/" + purchase_id)[0], 404)
+        self.assertEqual(self.purchases("refused"), [])
+
+        code, out, _ = shop.dlq("show", letter["id"])
+        self.assertEqual(code, 0)
+        self.assertIn("header dlq-mongodb-code: 121", out)
+        self.assertIn(purchase_id, out)
+        self.assertEqual(shop.dlq("show", "0@999999")[0], 1)
+        # Without a choice of letters a redrive refuses to run (exit 64, usage).
+        self.assertEqual(shop.dlq("redrive")[0], 64)
+
+        # A dry run sends nothing.
+        code, out, err = shop.dlq("redrive", "--key", "r-1", "--dry-run")
+        self.assertEqual(code, 0, err)
+        self.assertIn("would redrive " + letter["id"], out)
+        self.assertIn("1 would redrive", out)
+
+        # The cause removed, the redrive stores it; redriven again it is still listed once.
+        collection.database.command("collMod", collection.name, validator={})
+        code, out, err = shop.dlq("redrive", "--reason", "mongodb refused", "--key", "r-1")
+        self.assertEqual(code, 0, err)
+        self.assertIn("1 redriven", out)
+        self.assertTrue(wait_for(lambda: self.api.get("/purchases/" + purchase_id)[0] == 200, 30, 0.2))
+        duplicates = shop.metric("cm-api", "cmapi_purchases_duplicate_total")
+        self.assertEqual(shop.dlq("redrive", "--id", letter["id"])[0], 0)
+        self.assertTrue(wait_for(lambda: shop.metric("cm-api", "cmapi_purchases_duplicate_total") > duplicates, 30,
+                                 0.2), "the second redrive was read and found stored")
+        listed = self.purchases("refused")
+        self.assertEqual([p["purchaseId"] for p in listed], [purchase_id])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -424,24 +424,51 @@ def cm_api_stalled(shop, load, stall_seconds=5):
 def mongodb_refuses_documents(shop, load, refusals=5):
     """MongoDB refuses some documents for good (a collection validator against one user, as a
     schema change gone wrong would): those purchases go to the dead-letter topic with MongoDB's
-    code and reason, every other one is stored, the offsets move on and cm-api stays ready."""
+    code and reason, every other one is stored, the offsets move on and cm-api stays ready. Then
+    the operator's fix: the validator removed, `cm-api dlq redrive` (twice, as a nervous operator
+    would), and every refused purchase is stored, once."""
     collection = shop.mongo_collection()
     refused_user = load.usernames[0]
     key = 'cmapi_events_dead_lettered_total{cause="refused_by_mongodb"}'
     before = shop.metric("cm-api", key)
     refused = lambda: int(shop.metric("cm-api", key) - before)
     readiness = []
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
     collection.database.command("collMod", collection.name, validator={"username": {"$ne": refused_user}})
     try:
         enough = wait_for(lambda: readiness.append(shop.ready("cm-api")) or refused() >= refusals, 60, 0.2)
     finally:
         collection.database.command("collMod", collection.name, validator={})
-    facts = {"refused_dead_lettered": refused(), "readiness_samples": len(readiness)}
     problems = []
+
+    def letters():
+        code, out, err = shop.dlq("list", "--json", "--reason", "MongoDB refused", "--since", since)
+        if code != 0:
+            raise RuntimeError(f"cm-api dlq list failed ({code}): {err}")
+        return [json.loads(line) for line in out.splitlines()]
+
+    # A batch written as the validator went may still be refused: wait until the topic holds all
+    # cm-api counted, then redrive.
+    listed = wait_for(lambda: len(letters()) == refused(), 30, 0.5)
+    found = letters()
+    if not listed:
+        problems.append(f"cm-api counted {refused()} refusals, the dead-letter topic lists {len(found)}")
+    redriven = []
+    for attempt in range(2):
+        code, out, err = shop.dlq("redrive", "--reason", "MongoDB refused", "--since", since)
+        redriven.append(sum(1 for line in out.splitlines() if line.startswith("redriven ")))
+        if code != 0:
+            problems.append(f"cm-api dlq redrive failed ({code}): {err or out}")
+    facts = {"refused_dead_lettered": refused(), "listed": len(found), "redriven": "+".join(map(str, redriven)),
+             "readiness_samples": len(readiness)}
     if not enough:
         problems.append(f"only {refused()} purchases of {refused_user} dead-lettered while MongoDB refused them")
     if not all(readiness):
         problems.append("cm-api was not ready while MongoDB refused single documents (they are settled)")
+    if any(count != len(found) for count in redriven):
+        problems.append(f"redrove {redriven} of {len(found)} letters")
+    if any(letter.get("mongodbCode") != "121" or not letter.get("purchaseId") for letter in found):
+        problems.append(f"letters without MongoDB's code or a purchase: {found[:2]}")
     return facts, problems
 
 
@@ -478,8 +505,9 @@ def mongodb_permanent_error(shop, load, hold_seconds=3):
     return facts, problems
 
 
-# Scenarios in which acknowledged purchases may end on the dead-letter topic (with their reason).
-DEAD_LETTERING = {"mongodb-refuses-documents"}
+# Scenarios in which acknowledged purchases may end on the dead-letter topic (with their reason)
+# and stay there. None: mongodb-refuses-documents redrives what it dead-lettered.
+DEAD_LETTERING = set()
 
 FAULTS = {
     "kafka-broker-outage": kafka_broker_outage,
