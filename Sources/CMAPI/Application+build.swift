@@ -21,20 +21,22 @@ func buildRouter(
     let router = Router()
     router.add(middleware: MetricsMiddleware())
     PurchaseListRoutes(store: store).addRoutes(to: router)
+    let unavailableReason: @Sendable () async -> String? = {
+        if let reason = status.unavailableReason { return reason }
+        return await store.unavailableReason()
+    }
     ServiceRoutes.add(
         to: router, openAPIDocument: PackageResources.openapi_yaml, failure: failure,
-        unavailableReason: {
-            if let reason = status.unavailableReason { return reason }
-            return await store.unavailableReason()
-        })
+        unavailableReason: unavailableReason)
     let newestAge = Gauge(label: "cmapi_newest_stored_event_age_seconds")
     ShopMetrics.addRoute(to: router, registry: registry) {
         for (partition, behind) in await lag() {
-            Gauge(
-                label: "cmapi_consumer_lag_messages",
-                dimensions: [("topic", partition.topic), ("partition", String(partition.partition))]
-            ).record(behind)
+            let dimensions = [("topic", partition.topic), ("partition", String(partition.partition))]
+            Gauge(label: "cmapi_consumer_lag_messages", dimensions: dimensions).record(behind)
+            Gauge(label: "cmapi_oldest_unstored_event_age_seconds", dimensions: dimensions)
+                .record(status.oldestUnstoredAge(partition, lag: behind))
         }
+        await ServiceRoutes.recordHealth(failure: failure, unavailableReason: unavailableReason)
         if let newest = status.newestReceivedAt {
             newestAge.record(Timestamp.now.seconds(since: newest))
         }

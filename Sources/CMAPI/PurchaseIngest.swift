@@ -12,6 +12,7 @@ import Synchronization
 final class IngestStatus: Sendable {
     private struct State {
         var processed = 0
+        var partitions: [KafkaTopicPartition: PartitionProgress] = [:]
         var running = false
         var writeFailure: (reason: String, permanent: Bool)?
         var deadLetterFailure: String?
@@ -34,7 +35,51 @@ final class IngestStatus: Sendable {
 
     /// Events consumed and settled (stored, found already stored, or dead-lettered).
     var processed: Int { state.withLock { $0.processed } }
-    func settled(_ count: Int) { state.withLock { $0.processed += count } }
+
+    /// Per partition, the Kafka timestamps (milliseconds) freshness is computed from.
+    private struct PartitionProgress {
+        /// The oldest event read and not yet settled.
+        var oldestInHand: Int64?
+        /// The newest event settled.
+        var newestSettled: Int64?
+    }
+
+    /// Messages read from Kafka, not yet settled.
+    func read(_ messages: [KafkaConsumerMessage]) {
+        state.withLock { state in
+            for message in messages {
+                guard let time = message.timestampMilliseconds else { continue }
+                let oldest = state.partitions[message.topicPartition]?.oldestInHand
+                state.partitions[message.topicPartition, default: .init()].oldestInHand = min(oldest ?? time, time)
+            }
+        }
+    }
+
+    /// Messages settled (stored, found stored or dead-lettered) and committed.
+    func settled(_ messages: [KafkaConsumerMessage]) {
+        state.withLock { state in
+            state.processed += messages.count
+            for message in messages {
+                var progress = state.partitions[message.topicPartition, default: .init()]
+                progress.oldestInHand = nil
+                if let time = message.timestampMilliseconds {
+                    progress.newestSettled = max(progress.newestSettled ?? time, time)
+                }
+                state.partitions[message.topicPartition] = progress
+            }
+        }
+    }
+
+    /// Freshness: how old, in seconds, the oldest event of `partition` not yet stored is. Exact
+    /// for events read and held (a batch being written or retried); for events not read yet
+    /// (`lag` > 0 with nothing held) it is the age of the newest settled one, which the next
+    /// event is younger than; 0 when nothing is behind.
+    func oldestUnstoredAge(_ partition: KafkaTopicPartition, lag: Int64, now: Timestamp = .now) -> Double {
+        let progress = state.withLock { $0.partitions[partition] }
+        let since = progress?.oldestInHand ?? (lag > 0 ? progress?.newestSettled : nil)
+        guard let since else { return 0 }
+        return max(0, now.seconds(since: Timestamp(millisecondsSinceEpoch: since)))
+    }
 
     /// `receivedAt` of the newest purchase stored by this process.
     var newestReceivedAt: Timestamp? { state.withLock { $0.newestReceivedAt } }
@@ -158,6 +203,7 @@ struct PurchaseIngest: Service {
                     continue
                 }
                 guard !batch.isEmpty else { continue }
+                status.read(batch)
                 try await process(batch)
             }
         } catch {
@@ -218,6 +264,7 @@ struct PurchaseIngest: Service {
                 let slice = min(ContinuousClock.now.duration(to: until), settings.retryMaximum, .seconds(1))
                 let more = (try? await consumer.poll(maxMessages: settings.batchSize, maxWait: slice)) ?? []
                 if !more.isEmpty {
+                    status.read(more)
                     batch += more
                     guard let prepared = try await prepare(more) else { return }
                     purchases += prepared
@@ -227,7 +274,7 @@ struct PurchaseIngest: Service {
         }
         status.setWriteFailure(nil)
         await commit(batch)
-        status.settled(batch.count)
+        status.settled(batch)
         if paused {
             _ = try? await consumer.resume()
             logger.notice("MongoDB writes succeed again; consuming resumed")

@@ -21,6 +21,8 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
     let queueDepth = Gauge(label: "kafka_producer_queue_messages")
     ShopMetrics.addRoute(to: router, registry: registry) {
         queueDepth.record(publisher.queuedMessages)
+        await ServiceRoutes.recordHealth(
+            failure: { publisher.fatalFailure }, unavailableReason: { await publisher.unavailableReason() })
     }
     router.add(middleware: UnroutedRequestMiddleware(routes: router.routes))
     return router

@@ -1,4 +1,5 @@
 public import Hummingbird
+import Metrics
 import NIOCore
 
 /// The routes both services have besides their API.
@@ -38,5 +39,17 @@ public enum ServiceRoutes {
                 status: .ok, headers: [.contentType: "application/yaml"],
                 body: .init(byteBuffer: ByteBuffer(bytes: openAPIDocument)))
         }
+    }
+
+    /// Records what `/readyz` and `/healthz` would answer as gauges, for the alerts: `service_ready`
+    /// (1 when ready) and `service_broken` (1 when broken for good: liveness fails). Called when
+    /// `/metrics` is scraped.
+    public static func recordHealth(
+        failure: @Sendable () -> String?, unavailableReason: @Sendable () async -> String?
+    ) async {
+        let broken = failure() != nil
+        let ready = !broken ? await unavailableReason() == nil : false
+        Gauge(label: "service_ready").record(ready ? 1 : 0)
+        Gauge(label: "service_broken").record(broken ? 1 : 0)
     }
 }
