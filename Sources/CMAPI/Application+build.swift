@@ -36,7 +36,8 @@ func buildRouter(
             Gauge(label: "cmapi_oldest_unstored_event_age_seconds", dimensions: dimensions)
                 .record(status.oldestUnstoredAge(partition, lag: behind))
         }
-        await ServiceRoutes.recordHealth(failure: failure, unavailableReason: unavailableReason)
+        await ServiceRoutes.recordHealth(
+            service: "cm-api", failure: failure, unavailableReason: unavailableReason)
         if let newest = status.newestReceivedAt {
             newestAge.record(Timestamp.now.seconds(since: newest))
         }

@@ -22,6 +22,7 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
     ShopMetrics.addRoute(to: router, registry: registry) {
         queueDepth.record(publisher.queuedMessages)
         await ServiceRoutes.recordHealth(
+            service: "cm-server",
             failure: { publisher.fatalFailure }, unavailableReason: { await publisher.unavailableReason() })
     }
     router.add(middleware: UnroutedRequestMiddleware(routes: router.routes))

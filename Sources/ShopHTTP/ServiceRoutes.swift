@@ -41,15 +41,16 @@ public enum ServiceRoutes {
         }
     }
 
-    /// Records what `/readyz` and `/healthz` would answer as gauges, for the alerts: `service_ready`
-    /// (1 when ready) and `service_broken` (1 when broken for good: liveness fails). Called when
-    /// `/metrics` is scraped.
+    /// Records what `/readyz` and `/healthz` would answer as gauges, for the alerts:
+    /// `service_ready{shop_service}` (1 when ready) and `service_broken{shop_service}` (1 when broken
+    /// for good: liveness fails). The label names the service whatever labels the scrape adds (pod
+    /// annotations or a ServiceMonitor). Called when `/metrics` is scraped.
     public static func recordHealth(
-        failure: @Sendable () -> String?, unavailableReason: @Sendable () async -> String?
+        service: String, failure: @Sendable () -> String?, unavailableReason: @Sendable () async -> String?
     ) async {
         let broken = failure() != nil
         let ready = !broken ? await unavailableReason() == nil : false
-        Gauge(label: "service_ready").record(ready ? 1 : 0)
-        Gauge(label: "service_broken").record(broken ? 1 : 0)
+        Gauge(label: "service_ready", dimensions: [("shop_service", service)]).record(ready ? 1 : 0)
+        Gauge(label: "service_broken", dimensions: [("shop_service", service)]).record(broken ? 1 : 0)
     }
 }

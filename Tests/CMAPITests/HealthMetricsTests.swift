@@ -54,17 +54,17 @@ import Testing
                 try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
             }
             var text = try await metrics()
-            #expect(text.contains("service_ready 1"))
-            #expect(text.contains("service_broken 0"))
+            #expect(text.contains(#"service_ready{shop_service="cm-api"} 1"#))
+            #expect(text.contains(#"service_broken{shop_service="cm-api"} 0"#))
             #expect(text.contains(#"cmapi_oldest_unstored_event_age_seconds{topic="t",partition="3"} 0"#), "\(text)")
             store.setUnavailable("no primary")
             text = try await metrics()
-            #expect(text.contains("service_ready 0"))
+            #expect(text.contains(#"service_ready{shop_service="cm-api"} 0"#))
             store.setUnavailable(nil)
             broken.withLock { $0 = "Kafka consumer: fenced" }
             text = try await metrics()
-            #expect(text.contains("service_ready 0"))
-            #expect(text.contains("service_broken 1"))
+            #expect(text.contains(#"service_ready{shop_service="cm-api"} 0"#))
+            #expect(text.contains(#"service_broken{shop_service="cm-api"} 1"#))
         }
     }
 }
