@@ -16,7 +16,7 @@ K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4
 # write poison messages and read the dead-letter topic.
 RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1
 
-.PHONY: test test-k8s test-reliability test-launcher test-end-to-end run deps release lint build venv clean bench bench-mongo soak
+.PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end run deps release lint build venv clean bench bench-mongo soak
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
@@ -24,6 +24,7 @@ test: lint test-k8s build venv
 	$(MAKE) --no-print-directory test-end-to-end
 	$(MAKE) --no-print-directory test-launcher
 	$(MAKE) --no-print-directory test-reliability
+	$(MAKE) --no-print-directory test-monitoring
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
 # Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
@@ -54,6 +55,12 @@ soak: deps venv release
 
 # The charts in helm/ and the cluster pieces in k8s/, without a cluster: helm lint --strict, renders
 # validated against the Kubernetes and KEDA schemas, and what the charts promise (a few seconds).
+# Every alert and dashboard query of the charts, evaluated by a real Prometheus scraping the local
+# shop through faults (about a minute); the promtool unit tests are part of test-k8s.
+test-monitoring: venv
+	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/monitoring \
+		--pattern 'test_*.py' --verbose
+
 test-k8s: venv
 	$(VENV)/bin/python -m unittest discover --start-directory system-tests/k8s --pattern 'test_*.py'
 
