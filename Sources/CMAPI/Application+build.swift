@@ -37,7 +37,12 @@ func buildRouter(
                 .record(status.oldestUnstoredAge(partition, lag: behind))
         }
         await ServiceRoutes.recordHealth(
-            service: "cm-api", failure: failure, unavailableReason: unavailableReason)
+            service: "cm-api", failure: failure,
+            unavailableReason: {
+                // Never waits for MongoDB: a scrape must answer while it hangs.
+                if let reason = status.unavailableReason { return reason }
+                return await store.latestUnavailableReason()
+            })
         if let newest = status.newestReceivedAt {
             newestAge.record(Timestamp.now.seconds(since: newest))
         }

@@ -2,6 +2,7 @@ import Events
 import Foundation
 import Logging
 import Mongo
+import Synchronization
 
 /// The purchases in a MongoDB collection (`docs/CONTRACT.md`, "MongoDB"): `_id` is the
 /// purchaseId, so a redelivered event is a duplicate-key no-op; price is an exact Decimal128;
@@ -101,6 +102,10 @@ struct MongoPurchaseStore: PurchaseStore {
     func unavailableReason() async -> String? {
         await ping.failure().map { "MongoDB unreachable: \($0)" }
     }
+
+    func latestUnavailableReason() async -> String? {
+        await ping.latestFailure().map { "MongoDB unreachable: \($0)" }
+    }
 }
 
 extension StoredPurchase {
@@ -179,7 +184,8 @@ struct InvalidStoredPurchase: Error, CustomStringConvertible {
 }
 
 /// Asks MongoDB whether it answers, one ping at a time: a readiness probe every few seconds
-/// must not pile up pings (each holds a pool thread until the server selection timeout).
+/// must not pile up pings (each holds a pool thread until the server selection timeout, or the
+/// socket timeout when the server accepted the connection and went silent).
 actor MongoPing {
     /// How long readiness waits for MongoDB's answer. The chart's readiness probe must wait
     /// longer (its timeoutSeconds; a chart test holds the two together).
@@ -189,46 +195,64 @@ actor MongoPing {
     /// How long readiness waits for the answer.
     let wait: Duration
     private var inFlight: Task<String?, Never>?
+    /// The answer of the latest ping that finished: `nil` before any, `.some(nil)` when it answered.
+    private var latest: String??
 
     init(client: MongoClient, wait: Duration = MongoPing.defaultWait) {
         self.client = client
         self.wait = wait
     }
 
-    /// `nil` when MongoDB answered a ping within `wait`, else why not.
+    /// `nil` when MongoDB answered a ping within `wait`, else why not. Returns within `wait`
+    /// whatever the server does; the ping itself may go on, and the next call waits for it.
     func failure() async -> String? {
-        let task: Task<String?, Never>
-        if let inFlight {
-            task = inFlight
-        } else {
-            task = Task { [client] in
-                do {
-                    try await client.ping()
-                    return nil
-                } catch {
-                    return (error as? MongoError)?.message ?? "\(error)"
-                }
-            }
-            inFlight = task
-            Task {
-                _ = await task.value
-                self.finished(task)
-            }
-        }
-        let wait = self.wait
-        return await withTaskGroup(of: String?.self) { group in
-            group.addTask { await task.value }
-            group.addTask {
-                try? await Task.sleep(for: wait)
-                return "no answer to a ping within \(wait)"
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            return first
-        }
+        await Self.answer(of: ping(), within: wait)
     }
 
-    private func finished(_ task: Task<String?, Never>) {
+    /// The latest finished ping's answer, without waiting; starts a ping when none is running, so
+    /// the next call knows more. `nil` also before any ping finished.
+    func latestFailure() -> String? {
+        _ = ping()
+        return latest ?? nil
+    }
+
+    private func ping() -> Task<String?, Never> {
+        if let inFlight { return inFlight }
+        let task = Task { [client] in
+            do {
+                try await client.ping()
+                return String?.none
+            } catch {
+                return (error as? MongoError)?.message ?? "\(error)"
+            }
+        }
+        inFlight = task
+        Task {
+            let answer = await task.value
+            self.finished(task, answer)
+        }
+        return task
+    }
+
+    private func finished(_ task: Task<String?, Never>, _ answer: String?) {
+        latest = .some(answer)
         if inFlight == task { inFlight = nil }
+    }
+
+    /// The task's answer, or a time-out after `wait`: whichever comes first. (A task group would
+    /// wait for the ping even after the time-out: awaiting another task's value ignores
+    /// cancellation.)
+    private static func answer(of task: Task<String?, Never>, within wait: Duration) async -> String? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
+            let answered = Atomic<Bool>(false)
+            let first = { @Sendable (answer: String?) in
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) { continuation.resume(returning: answer) }
+            }
+            Task { first(await task.value) }
+            Task {
+                try? await Task.sleep(for: wait)
+                first("no answer to a ping within \(wait)")
+            }
+        }
     }
 }

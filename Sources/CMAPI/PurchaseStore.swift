@@ -23,6 +23,10 @@ protocol PurchaseStore: Sendable {
 
     /// `nil` when the store answers, else why not: what `GET /readyz` says.
     func unavailableReason() async -> String?
+
+    /// What ``unavailableReason()`` last found, without waiting for the store (for `/metrics`,
+    /// which must answer whatever the store does).
+    func latestUnavailableReason() async -> String?
 }
 
 /// What an insert did: how many purchases were new and how many were stored already.
@@ -138,6 +142,8 @@ final class InMemoryPurchaseStore: PurchaseStore {
     }
 
     func unavailableReason() async -> String? { state.withLock { $0.unavailable } }
+
+    func latestUnavailableReason() async -> String? { await unavailableReason() }
 
     private func check() throws(Unavailable) {
         if let reason = state.withLock({ $0.unavailable }) { throw Unavailable(description: reason) }

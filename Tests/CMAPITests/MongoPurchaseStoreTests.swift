@@ -150,4 +150,31 @@ func storedPurchase(
         #expect(await working.unavailableReason() == nil)
         await client.shutdown()
     }
+
+    /// A server that accepted the connection and went silent (frozen): readiness still answers
+    /// within its wait, and the metrics' view never waits for it at all.
+    @Test func aSilentServerMakesReadinessAnswerWithinItsWait() async throws {
+        let server = try SecantusServer()
+        let client = try MongoClient(uri: server.uri(serverSelectionTimeoutMS: 30_000))
+        let store = MongoPurchaseStore(
+            collection: client.collection("purchases", database: "silent"), readinessWait: .seconds(1),
+            logger: quietLogger)
+        #expect(await store.unavailableReason() == nil)
+        #expect(await store.latestUnavailableReason() == nil)
+        server.pause()
+        for _ in 0..<2 {
+            let start = ContinuousClock.now
+            let reason = await store.unavailableReason()
+            let elapsed = ContinuousClock.now - start
+            #expect(reason?.contains("no answer to a ping within 1") == true, "\(reason ?? "ready")")
+            #expect(elapsed < .milliseconds(1500), "readiness took \(elapsed) with a 1 s wait")
+            let latestStart = ContinuousClock.now
+            _ = await store.latestUnavailableReason()
+            #expect(ContinuousClock.now - latestStart < .milliseconds(100))
+        }
+        server.resume()
+        #expect(try await waitUntil(timeout: .seconds(40)) { await store.unavailableReason() == nil })
+        #expect(try await waitUntil(timeout: .seconds(5)) { await store.latestUnavailableReason() == nil })
+        await client.shutdown()
+    }
 }

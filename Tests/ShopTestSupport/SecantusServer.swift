@@ -56,10 +56,22 @@ public final class SecantusServer: @unchecked Sendable {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a
+    /// server that hangs or a network that drops packets.
+    public func pause() {
+        if let process { kill(process.processIdentifier, SIGSTOP) }
+    }
+
+    /// Thaws a frozen server (SIGCONT).
+    public func resume() {
+        if let process { kill(process.processIdentifier, SIGCONT) }
+    }
+
     /// Stops the server: SIGTERM, then SIGKILL after 5 s, since it waits for connected
     /// clients (a pool never disconnects on its own) before it exits.
     public func stop() {
         guard let process, process.isRunning else { return }
+        resume()
         process.terminate()
         let deadline = Date().addingTimeInterval(5)
         while process.isRunning, Date() < deadline { usleep(50_000) }
