@@ -195,10 +195,13 @@ def cm_api_sigkill(shop, load, down_seconds=2):
                          if key.startswith("cmapi_events_dead_lettered_total")))
 
     shop.pause("secantusdb")
-    held = wait_for(lambda: in_hand() > 0, 10, 0.1)
-    in_hand_at_kill = in_hand()
-    shop.kill("cm-api")
-    shop.resume("secantusdb")
+    try:
+        held = wait_for(lambda: in_hand() > 0, 10, 0.1)
+        in_hand_at_kill = in_hand()
+        shop.kill("cm-api")
+    finally:
+        # A failure above must not leave MongoDB frozen for every later scenario.
+        shop.resume("secantusdb")
     time.sleep(down_seconds)
     started = time.monotonic()
     shop.start_service("cm-api")
@@ -228,10 +231,12 @@ def cm_server_sigterm(shop, load, down_seconds=1):
     those requests wait for their acks while cm-server shuts down, and must get their 200."""
     bound = int(shop.extra_env.get("SHUTDOWN_TIMEOUT_MS", 25000)) / 1000
     shop.pause("kafka-mock")
-    held = wait_for(lambda: shop.metric("cm-server", "kafka_producer_queue_messages") >= 20, 10, 0.05)
-    term_at = time.monotonic()
-    shop.processes["cm-server"].send(signal.SIGTERM)
-    shop.resume("kafka-mock")
+    try:
+        held = wait_for(lambda: shop.metric("cm-server", "kafka_producer_queue_messages") >= 20, 10, 0.05)
+        term_at = time.monotonic()
+        shop.processes["cm-server"].send(signal.SIGTERM)
+    finally:
+        shop.resume("kafka-mock")
     status = shop.processes["cm-server"].wait(bound + 15)
     exited = time.monotonic()
     if status is None:
@@ -392,8 +397,10 @@ def cm_api_stalled(shop, load, stall_seconds=5):
         problems.append("the list readers got no answer before the stall")
     shop.pause("cm-api")
     paused_at = time.monotonic()
-    time.sleep(stall_seconds)
-    shop.resume("cm-api")
+    try:
+        time.sleep(stall_seconds)
+    finally:
+        shop.resume("cm-api")
     resumed_at = time.monotonic()
     # Reads sent once a stalled one would have timed out must be answered 200 again.
     wait_for(lambda: sum(1 for sent, _, _ in list(results) if sent >= resumed_at + timeout) >= 6, timeout + 20)
