@@ -28,7 +28,7 @@ test: lint test-k8s build venv
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
 # Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
-# documents, and seven faults under load with an exact accounting (about 3 minutes); and, without
+# documents, and nine faults under load with an exact accounting (about 4 minutes); and, without
 # a shop, what make soak's leak check counts and calls a leak.
 test-reliability: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/reliability \
