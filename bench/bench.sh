@@ -86,24 +86,38 @@ wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-# One wrk run: "requests/s p50 p99 errors", latencies in ms.
+# One wrk run: "requests/s p50 p99 errors cpu_us ctx", latencies in ms. With use_pid set, cpu_us is
+# that process's CPU time (user + system, /proc/PID/stat, in clock ticks of 1/CLK_TCK s) over the
+# measured window divided by the requests wrk completed, and ctx its context switches per request
+# (voluntary + involuntary, summed over its threads); "-" without a pid.
 # BENCH_LIST_CONNECTIONS (default 4) for the list: SecantusDB, a MongoDB in Python, answers a
 # sorted page in tens of milliseconds, and 64 waiting connections would only measure its queue.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+context_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
 measure() {
-    local output
+    local output ticks0=0 ticks1=0 switches0=0 switches1=0
+    if [ -n "${use_pid:-}" ]; then ticks0=$(cpu_ticks "$use_pid"); switches0=$(context_switches "$use_pid"); fi
     output=$(wrk -t"${use_threads:-$threads}" -c"${use_connections:-$connections}" -d"${seconds}s" --timeout 10s --latency "$@")
+    if [ -n "${use_pid:-}" ]; then ticks1=$(cpu_ticks "$use_pid"); switches1=$(context_switches "$use_pid"); fi
     echo "$output" >>"$data/wrk.log"
-    echo "$output" | awk '
+    echo "$output" | awk -v pid="${use_pid:-}" -v ticks=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" \
+        -v switches=$((switches1 - switches0)) '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /requests in/ { requests = $1 }
         /Requests\/sec:/ { rps = $2 }
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
         /Non-2xx or 3xx responses:/ { errors = $5 }
         /Socket errors:/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
-        END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, errors + 0 }'
+        END {
+            cpu = "-"; ctx = "-"
+            if (pid != "" && requests > 0) { cpu = sprintf("%.1f", ticks / hz * 1e6 / requests); ctx = sprintf("%.2f", switches / requests) }
+            printf "%.0f %.2f %.2f %d %s %s\n", rps, p50, p99, errors + 0, cpu, ctx
+        }'
 }
 
 row() { printf "| %-50s | %10s | %9s | %9s | %7s |\n" "$@"; }
+http_row() { printf "| %-50s | %10s | %9s | %9s | %7s | %10s | %10s |\n" "$@"; }
 
 brokers=$(cat "$data/kafka-bootstrap")
 shop_server=$(pid_of cm-server)
@@ -138,8 +152,9 @@ for _ in $(seq 300); do
 done
 [ "$stored" -ge 1000 ] || fail "only $stored of the reader's 1,000 purchases were listed within 60 s; logs in $data"
 list_connections=${BENCH_LIST_CONNECTIONS:-4}
-read -r list_rps list_p50 list_p99 list_err < <(use_connections=$list_connections measure "$server/getAllUserBuys/reader?limit=100")
-read -r api_rps api_p50 api_p99 api_err < <(use_connections=$list_connections measure "$api/buyList/reader?limit=100")
+shop_api=$(pid_of cm-api)
+read -r list_rps list_p50 list_p99 list_err list_cpu list_ctx < <(use_pid=$shop_server use_connections=$list_connections measure "$server/getAllUserBuys/reader?limit=100")
+read -r api_rps api_p50 api_p99 api_err api_cpu api_ctx < <(use_pid=$shop_api use_connections=$list_connections measure "$api/buyList/reader?limit=100")
 curl -fs "$api/buyList/reader?limit=100" >"$data/page.json" || fail "no page from cm-api"
 
 # 5. Freshness, with the whole shop running as it would: a steady rate of purchases, every 20th
@@ -154,13 +169,12 @@ fresh_p50=$(field p50_ms) fresh_p99=$(field p99_ms) fresh_max=$(field max_ms) fr
 # not during the dry run's, so they are paused (SIGSTOP) while cm-server is measured: the ratio is
 # cm-server with Kafka against cm-server without it. The shop's cm-api stays paused to the end, so
 # the backlog this leaves does not compete with the ingest measurements.
-shop_api=$(pid_of cm-api)
 shop_mongo=$(pid_of secantusdb)
 paused="$shop_api $shop_mongo"
 kill -STOP $paused
-read -r buy_rps buy_p50 buy_p99 buy_err < <(measure -s "$data/post.lua" "$server/buy")
-read -r dry_rps dry_p50 dry_p99 dry_err < <(measure -s "$data/post.lua" "$server/buy?dryRun=true")
-read -r hz_rps hz_p50 hz_p99 hz_err < <(measure "$server/healthz")
+read -r buy_rps buy_p50 buy_p99 buy_err buy_cpu buy_ctx < <(use_pid=$shop_server measure -s "$data/post.lua" "$server/buy")
+read -r dry_rps dry_p50 dry_p99 dry_err dry_cpu dry_ctx < <(use_pid=$shop_server measure -s "$data/post.lua" "$server/buy?dryRun=true")
+read -r hz_rps hz_p50 hz_p99 hz_err hz_cpu hz_ctx < <(use_pid=$shop_server measure "$server/healthz")
 
 # 3 (second part) and 4. A second cm-server whose cm-api is bench/fake_cm_api.py answering the page
 # saved above: straight from the fake against through cm-server is the proxy's own cost. One
@@ -175,8 +189,8 @@ bench_server_pid=$spawned
 wait_for_http "http://127.0.0.1:$fake_port/buyList/reader"
 wait_for_http "http://127.0.0.1:$bench_port/readyz"
 bench_server="http://127.0.0.1:$bench_port"
-read -r fake_rps fake_p50 fake_p99 fake_err < <(use_connections=1 use_threads=1 measure "http://127.0.0.1:$fake_port/buyList/reader?limit=100")
-read -r proxy_rps proxy_p50 proxy_p99 proxy_err < <(use_connections=1 use_threads=1 measure "$bench_server/getAllUserBuys/reader?limit=100")
+read -r fake_rps fake_p50 fake_p99 fake_err fake_cpu fake_ctx < <(use_connections=1 use_threads=1 measure "http://127.0.0.1:$fake_port/buyList/reader?limit=100")
+read -r proxy_rps proxy_p50 proxy_p99 proxy_err proxy_cpu proxy_ctx < <(use_pid=$bench_server_pid use_connections=1 use_threads=1 measure "$bench_server/getAllUserBuys/reader?limit=100")
 
 warmup=$((memory_purchases / 10))
 chunk=$((seconds < 5 ? 1 : 5))
@@ -253,7 +267,8 @@ api_rss=$(rss_mb "$shop_api" VmHWM)
 
 # Every figure must exist, or this run measured nothing.
 for value in "$buy_rps" "$dry_rps" "$hz_rps" "$list_rps" "$api_rps" "$fake_p50" "$proxy_p50" "$rss_warm" \
-    "$rss_end" "$base_rate" "$api_rate" "$base1_rate" "$api1_rate" "$fresh_samples"; do
+    "$rss_end" "$base_rate" "$api_rate" "$base1_rate" "$api1_rate" "$fresh_samples" "$buy_cpu" "$dry_cpu" "$hz_cpu" \
+    "$list_cpu" "$api_cpu" "$proxy_cpu"; do
     [ -n "$value" ] && [ "$value" != 0 ] || fail "a measurement is missing; logs in $data"
 done
 [ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] ||
@@ -266,15 +281,15 @@ batching=$(awk -v a="$api_rate" -v b="$api1_rate" 'BEGIN { printf "%.0f", a / b 
 growth=$((rss_end - rss_warm))
 
 table=$(
-    row "measurement" "requests/s" "p50 ms" "p99 ms" "errors"
-    row "--------------------------------------------------" "----------" "---------" "---------" "-------"
-    row "POST /buy (acks=all, idempotent)" "$buy_rps" "$buy_p50" "$buy_p99" "$buy_err"
-    row "POST /buy?dryRun=true (same body, no Kafka)" "$dry_rps" "$dry_p50" "$dry_p99" "$dry_err"
-    row "GET /healthz" "$hz_rps" "$hz_p50" "$hz_p99" "$hz_err"
-    row "GET /getAllUserBuys/reader?limit=100 (proxy, c$list_connections)" "$list_rps" "$list_p50" "$list_p99" "$list_err"
-    row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err"
-    row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err"
-    row "GET /getAllUserBuys/... via cm-server to it (c1)" "$proxy_rps" "$proxy_p50" "$proxy_p99" "$proxy_err"
+    http_row "measurement" "requests/s" "p50 ms" "p99 ms" "errors" "CPU µs/req" "ctx sw/req"
+    http_row "--------------------------------------------------" "----------" "---------" "---------" "-------" "----------" "----------"
+    http_row "POST /buy (acks=all, idempotent)" "$buy_rps" "$buy_p50" "$buy_p99" "$buy_err" "$buy_cpu" "$buy_ctx"
+    http_row "POST /buy?dryRun=true (same body, no Kafka)" "$dry_rps" "$dry_p50" "$dry_p99" "$dry_err" "$dry_cpu" "$dry_ctx"
+    http_row "GET /healthz" "$hz_rps" "$hz_p50" "$hz_p99" "$hz_err" "$hz_cpu" "$hz_ctx"
+    http_row "GET /getAllUserBuys/reader?limit=100 (proxy, c$list_connections)" "$list_rps" "$list_p50" "$list_p99" "$list_err" "$list_cpu" "$list_ctx"
+    http_row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err" "$api_cpu" "$api_ctx"
+    http_row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err" "$fake_cpu" "$fake_ctx"
+    http_row "GET /getAllUserBuys/... via cm-server to it (c1)" "$proxy_rps" "$proxy_p50" "$proxy_p99" "$proxy_err" "$proxy_cpu" "$proxy_ctx"
 )
 ingest_table=$(
     row "ingest (pre-loaded events -> SecantusDB)" "events" "seconds" "events/s" ""
@@ -285,6 +300,7 @@ ingest_table=$(
     row "cm-api, INGEST_BATCH_SIZE=1" "$ingest_events_single" "$api1_s" "$api1_rate" ""
 )
 summary=$(
+    echo "- service CPU per request (the headline: it does not move with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs**, list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46)"
     echo "- POST /buy throughput / dry-run throughput: **$ratio** (target >= 0.6)"
     echo "- ingest, cm-api / librdkafka+libmongoc baseline at batch 500: **$ingest_ratio** (target >= 0.8); batching buys cm-api **${batching}x** over batch 1"
     echo "- proxy overhead at p50 (via cm-server - straight, fixed-answer cm-api): **$overhead ms** (target < 1 ms)"
@@ -316,6 +332,8 @@ notes=""
     echo "binaries from $bin_shown started by scripts/shop.py. The reader has 1,000 purchases; a page is 100;"
     echo "the list runs at $list_connections connections (SecantusDB, a MongoDB in Python, is the bottleneck there), the"
     echo "proxy comparison at 1 (\`wrk -t1 -c1\`) against bench/fake_cm_api.py serving a page cm-api gave."
+    echo "CPU µs/req: the serving process's user + system CPU time (/proc/PID/stat) over the measured window"
+    echo "divided by the requests completed; ctx sw/req: its context switches (all threads) per request."
     echo "Errors: non-2xx answers plus wrk's socket errors and timeouts (10 s). cm-api and SecantusDB are"
     echo "paused (SIGSTOP) during the three cm-server lines so that ingest does not take the cores from one"
     echo "of them and not the others."
