@@ -28,6 +28,28 @@ public struct IdempotencyKey: Hashable, Sendable {
 }
 
 extension UUID {
+    /// The canonical text in lower case (`uuidString.lowercased()`), as the contract writes
+    /// purchaseIds, without Foundation's formatting and a second string for the case.
+    public var lowercasedString: String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(36)
+        appendLowercased(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends ``lowercasedString``'s text.
+    public func appendLowercased(to output: inout [UInt8]) {
+        withUnsafeBytes(of: uuid) { bytes in
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { output.append(UInt8(ascii: "-")) }
+                output.append(Self.lowercaseHex[Int(byte >> 4)])
+                output.append(Self.lowercaseHex[Int(byte & 0x0F)])
+            }
+        }
+    }
+
+    private static let lowercaseHex: [UInt8] = Array("0123456789abcdef".utf8)
+
     /// The namespace of name-based purchase ids (RFC 9562 version 5). Fixed forever: changing
     /// it would give a retried request a new id and so store it twice.
     static let purchaseNamespace = UUID(uuidString: "39704141-781a-495f-a038-3a37be9cccdb")!

@@ -103,15 +103,41 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// The instant in RFC 3339 UTC with milliseconds, e.g. `2024-05-31T15:54:32.204Z`.
     public var description: String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        appendRFC3339(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends ``description``'s text, without building a string.
+    public func appendRFC3339(to output: inout [UInt8]) {
         let (days, msOfDay) = millisecondsSinceEpoch.quotientAndRemainderFlooring(dividingBy: 86_400_000)
         let (year, month, day) = Self.civilFromDays(Int(days))
         let ms = Int(msOfDay)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        func digits(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                output.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(ms / 3_600_000, 2)):"
-            + "\(pad(ms / 60_000 % 60, 2)):\(pad(ms / 1000 % 60, 2)).\(pad(ms % 1000, 3))Z"
+        digits(year, 4)
+        output.append(UInt8(ascii: "-"))
+        digits(month, 2)
+        output.append(UInt8(ascii: "-"))
+        digits(day, 2)
+        output.append(UInt8(ascii: "T"))
+        digits(ms / 3_600_000, 2)
+        output.append(UInt8(ascii: ":"))
+        digits(ms / 60_000 % 60, 2)
+        output.append(UInt8(ascii: ":"))
+        digits(ms / 1000 % 60, 2)
+        output.append(UInt8(ascii: "."))
+        digits(ms % 1000, 3)
+        output.append(UInt8(ascii: "Z"))
     }
 
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool {

@@ -67,6 +67,50 @@ import Testing
         #expect(error?.description == reason)
     }
 
+    /// The hand-written value is byte for byte what `JSONEncoder` wrote before it (sorted keys,
+    /// slashes unescaped), for names with quotes, backslashes, slashes, non-ASCII and emoji.
+    @Test(arguments: [
+        ("joe", "005"), (#"a "quoted" name"#, #"back\slash"#), ("a/b/../c", "ünïcødé-ідентифікатор"),
+        ("😀 emoji 漢字", "id with spaces"), ("x", String(repeating: "y", count: 128)),
+    ])
+    func kafkaValueIsTheBytesJSONEncoderWrote(username: String, userid: String) throws {
+        struct Wire: Encodable {
+            var schemaVersion: Int
+            var purchaseId: String
+            var username: String
+            var userid: String
+            var price: String
+            var timestamp: String
+            var receivedAt: String
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for (hundredths, milliseconds) in [(0, 0), (119_530, 1_717_170_872_204), (999_999_999_999, 253_402_300_798_000)] {
+            let event = PurchaseEvent(
+                purchaseId: .randomPurchaseID(),
+                purchase: try Purchase(
+                    username: username, userid: userid, price: Price(hundredths: Int64(hundredths)),
+                    timestamp: Timestamp(millisecondsSinceEpoch: Int64(milliseconds))),
+                receivedAt: Timestamp(millisecondsSinceEpoch: Int64(milliseconds) + 7))
+            let expected = try encoder.encode(
+                Wire(
+                    schemaVersion: 1, purchaseId: event.purchaseId.uuidString.lowercased(), username: username,
+                    userid: userid, price: event.purchase.price.description,
+                    timestamp: event.purchase.timestamp.description, receivedAt: event.receivedAt.description))
+            #expect(event.kafkaValue() == Array(expected), "\(String(decoding: event.kafkaValue(), as: UTF8.self))")
+            #expect(try PurchaseEvent(kafkaValue: event.kafkaValue()) == event)
+        }
+    }
+
+    @Test func aPurchaseIdIsWrittenAsFoundationWritesItInLowerCase() {
+        for _ in 0..<1000 {
+            let id = UUID()
+            #expect(id.lowercasedString == id.uuidString.lowercased())
+        }
+        let fixed = UUID(uuidString: "39704141-781A-495F-A038-3A37BE9CCCDB")!
+        #expect(fixed.lowercasedString == "39704141-781a-495f-a038-3a37be9cccdb")
+    }
+
     @Test func idempotencyKeyGivesTheSamePurchaseIdForTheSameUserOnly() throws {
         let key = try IdempotencyKey("order-2024-05-31-0001")
         let first = UUID.purchaseID(userid: "005", idempotencyKey: key)
