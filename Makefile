@@ -20,6 +20,7 @@ RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
+	$(VENV)/bin/python bench/allocations.py .build/debug --check bench/allocations-debug.txt
 	$(VENV)/bin/python system-tests/browser/test_shop_page.py
 	$(MAKE) --no-print-directory test-end-to-end
 	$(MAKE) --no-print-directory test-launcher

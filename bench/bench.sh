@@ -9,6 +9,7 @@
 #   3. the list through cm-server against cm-api, and against a fixed-answer cm-api (proxy cost)
 #   4. memory: peak of each service, and cm-server's after 1,000,000 purchases
 #   5. freshness: POST /buy's 200 to GET /purchases/{id} at a steady 1,000 purchases/s
+#   6. heap allocations per request of cm-server (bench/allocations.py)
 #
 # BENCH_SMOKE=1 is the smoke run `make test` does on debug builds (a few seconds per part, small
 # counts, figures not compared with targets): it fails if any part cannot be measured.
@@ -262,6 +263,10 @@ read -r api_s api_rate ingest_api_rss < <(cm_api_rate batch500 500 "$ingest_even
 read -r base1_s base1_rate < <(baseline_rate batch1 1 "$ingest_events_single")
 read -r api1_s api1_rate _ < <(cm_api_rate batch1 1 "$ingest_events_single")
 
+# 6. Heap allocations per request (deterministic, unlike CPU time): bench/allocations.py.
+allocations=$("$python" "$root/bench/allocations.py" "$bin" --requests "$([ "$smoke" = 1 ] && echo 500 || echo 2000)")
+echo "$allocations" >>"$data/allocations.log"
+
 server_rss=$(rss_mb "$shop_server" VmHWM)
 api_rss=$(rss_mb "$shop_api" VmHWM)
 
@@ -300,7 +305,8 @@ ingest_table=$(
     row "cm-api, INGEST_BATCH_SIZE=1" "$ingest_events_single" "$api1_s" "$api1_rate" ""
 )
 summary=$(
-    echo "- service CPU per request (the headline: it does not move with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs**, list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46)"
+    echo "- service CPU per request (the headline figure: it moves less than requests/s with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs**, list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46)"
+    echo "- cm-server's heap allocations per request (bench/allocations.py, deterministic): ${allocations%% (*}"
     echo "- POST /buy throughput / dry-run throughput: **$ratio** (target >= 0.6)"
     echo "- ingest, cm-api / librdkafka+libmongoc baseline at batch 500: **$ingest_ratio** (target >= 0.8); batching buys cm-api **${batching}x** over batch 1"
     echo "- proxy overhead at p50 (via cm-server - straight, fixed-answer cm-api): **$overhead ms** (target < 1 ms)"

@@ -85,7 +85,9 @@ import Testing
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        for (hundredths, milliseconds) in [(0, 0), (119_530, 1_717_170_872_204), (999_999_999_999, 253_402_300_798_000)] {
+        for (hundredths, milliseconds) in [
+            (0, 0), (119_530, 1_717_170_872_204), (999_999_999_999, 253_402_300_798_000),
+        ] {
             let event = PurchaseEvent(
                 purchaseId: .randomPurchaseID(),
                 purchase: try Purchase(
