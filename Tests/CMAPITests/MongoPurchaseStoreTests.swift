@@ -167,10 +167,12 @@ func storedPurchase(
             let reason = await store.unavailableReason()
             let elapsed = ContinuousClock.now - start
             #expect(reason?.contains("no answer to a ping within 1") == true, "\(reason ?? "ready")")
-            #expect(elapsed < .milliseconds(1500), "readiness took \(elapsed) with a 1 s wait")
+            // Bounded by the wait, not by the ping (the socket timeout: 300 s). The margin is for
+            // a test run whose other suites keep the cooperative pool busy (3.8 s seen once in CI).
+            #expect(elapsed < .seconds(5), "readiness took \(elapsed) with a 1 s wait")
             let latestStart = ContinuousClock.now
             _ = await store.latestUnavailableReason()
-            #expect(ContinuousClock.now - latestStart < .milliseconds(100))
+            #expect(ContinuousClock.now - latestStart < .seconds(3), "the metrics' view waited for the ping")
         }
         server.resume()
         #expect(try await waitUntil(timeout: .seconds(40)) { await store.unavailableReason() == nil })

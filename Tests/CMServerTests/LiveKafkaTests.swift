@@ -146,7 +146,9 @@ struct LiveServer {
                 let start = ContinuousClock.now
                 try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
                 let elapsed = ContinuousClock.now - start
-                #expect(elapsed < .milliseconds(500), "readiness took \(elapsed) with a 5 s broker round trip")
+                // The old check answered after its 2 s metadata time-out; the margin below that is for
+                // a test run whose other suites keep the machine busy.
+                #expect(elapsed < .milliseconds(1500), "readiness took \(elapsed) with a 5 s broker round trip")
             }
             try server.cluster.setRoundTripTime(of: 1, to: .zero)
         }
