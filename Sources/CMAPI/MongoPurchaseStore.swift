@@ -194,9 +194,33 @@ actor MongoPing {
     let client: MongoClient
     /// How long readiness waits for the answer.
     let wait: Duration
-    private var inFlight: Task<String?, Never>?
+    private var inFlight: Ping?
     /// The answer of the latest ping that finished: `nil` before any, `.some(nil)` when it answered.
     private var latest: String??
+
+    /// One ping, and whether it has finished: a finished one is never handed out again, even
+    /// before the actor has heard of its end (which waits for a free thread of the pool), or a
+    /// readiness probe could get a success from before MongoDB stopped answering.
+    private final class Ping: Sendable {
+        final class Done: Sendable {
+            let flag = Atomic<Bool>(false)
+        }
+        let task: Task<String?, Never>
+        let done = Done()
+
+        init(_ client: MongoClient) {
+            let done = self.done
+            task = Task {
+                defer { done.flag.store(true, ordering: .releasing) }
+                do {
+                    try await client.ping()
+                    return String?.none
+                } catch {
+                    return (error as? MongoError)?.message ?? "\(error)"
+                }
+            }
+        }
+    }
 
     init(client: MongoClient, wait: Duration = MongoPing.defaultWait) {
         self.client = client
@@ -217,26 +241,19 @@ actor MongoPing {
     }
 
     private func ping() -> Task<String?, Never> {
-        if let inFlight { return inFlight }
-        let task = Task { [client] in
-            do {
-                try await client.ping()
-                return String?.none
-            } catch {
-                return (error as? MongoError)?.message ?? "\(error)"
-            }
-        }
-        inFlight = task
+        if let inFlight, !inFlight.done.flag.load(ordering: .acquiring) { return inFlight.task }
+        let ping = Ping(client)
+        inFlight = ping
         Task {
-            let answer = await task.value
-            self.finished(task, answer)
+            let answer = await ping.task.value
+            self.finished(ping, answer)
         }
-        return task
+        return ping.task
     }
 
-    private func finished(_ task: Task<String?, Never>, _ answer: String?) {
+    private func finished(_ ping: Ping, _ answer: String?) {
         latest = .some(answer)
-        if inFlight == task { inFlight = nil }
+        if inFlight === ping { inFlight = nil }
     }
 
     /// The task's answer, or a time-out after `wait`: whichever comes first. (A task group would
