@@ -203,7 +203,9 @@ import Testing
             }
             let elapsed = ContinuousClock.now - start
             #expect(error?.isTransient == true, "\(operation): \(String(describing: error))")
-            #expect(elapsed < .seconds(5), "\(operation) failed after \(elapsed); the bound is 1.5 s")
+            // Server selection gives up after 1.5 s; the margin is for a busy CI machine (5.7 s seen
+            // once). Without the bound libmongoc would try for its default 30 s.
+            #expect(elapsed < .seconds(8), "\(operation) failed after \(elapsed); the bound is 1.5 s")
         }
 
         try server.start()
