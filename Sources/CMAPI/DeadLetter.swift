@@ -28,7 +28,7 @@ struct DeadLetter: Sendable {
     var key: String? { record.key.map { String(decoding: $0, as: UTF8.self) } }
     /// The purchase it carries, when it is a well-formed purchase event.
     var purchaseID: String? {
-        (try? PurchaseEvent(kafkaValue: record.value)).map { $0.purchaseId.uuidString.lowercased() }
+        (try? PurchaseEvent(kafkaValue: record.value)).map { $0.purchaseId.lowercasedString }
     }
 
     static let reasonHeader = "dlq-reason"

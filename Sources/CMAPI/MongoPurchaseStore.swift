@@ -95,7 +95,7 @@ struct MongoPurchaseStore: PurchaseStore {
     }
 
     func purchase(id: UUID) async throws -> StoredPurchase? {
-        guard let document = try await collection.find(id: .string(id.uuidString.lowercased())) else { return nil }
+        guard let document = try await collection.find(id: .string(id.lowercasedString)) else { return nil }
         return try StoredPurchase(document: document)
     }
 

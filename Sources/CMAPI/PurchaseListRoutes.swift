@@ -23,7 +23,7 @@ enum PurchaseCursor {
         else { throw invalid }
         let parts = text.split(separator: ".", maxSplits: 1)
         guard parts.count == 2, let milliseconds = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])),
-            id.uuidString.lowercased() == parts[1]
+            id.lowercasedString == parts[1]
         else { throw invalid }
         return PurchasePageResumePoint(
             timestamp: Timestamp(millisecondsSinceEpoch: milliseconds), purchaseId: String(parts[1]))
@@ -82,7 +82,7 @@ struct PurchaseListRoutes {
         }
         do {
             guard let stored = try await store.purchase(id: id) else {
-                return .error(.notFound, "No purchase \(id.uuidString.lowercased()) is stored (yet)")
+                return .error(.notFound, "No purchase \(id.lowercasedString) is stored (yet)")
             }
             return .json(.ok, StoredPurchaseAnswer(stored))
         } catch {

@@ -138,7 +138,7 @@ final class InMemoryPurchaseStore: PurchaseStore {
 
     func purchase(id: UUID) async throws -> StoredPurchase? {
         try check()
-        return state.withLock { $0.purchases[id.uuidString.lowercased()] }
+        return state.withLock { $0.purchases[id.lowercasedString] }
     }
 
     func unavailableReason() async -> String? { state.withLock { $0.unavailable } }

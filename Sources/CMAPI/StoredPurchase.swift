@@ -10,7 +10,7 @@ struct StoredPurchase: Hashable, Sendable {
     var offset: Int64
 
     /// The purchase id as stored: the lowercase UUID text.
-    var id: String { event.purchaseId.uuidString.lowercased() }
+    var id: String { event.purchaseId.lowercasedString }
 
     /// Where this purchase stands in its user's list: lists are newest first by this point.
     var resumePoint: PurchasePageResumePoint {
