@@ -28,13 +28,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", exact: "1.4.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", exact: "2.5.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", exact: "5.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-system.git", exact: "1.8.1"),
     ],
     targets: [
         .systemLibrary(
@@ -79,6 +82,7 @@ let package = Package(
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: settings
         ),
@@ -96,6 +100,25 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        // Who a request is from (docs/SECURITY.md): bearer JWTs through jwt-kit, the principal in
+        // hummingbird-auth's request context, cm-api's service credential, rate limits.
+        .target(
+            name: "ShopAuth",
+            dependencies: [
+                "Events",
+                "ShopHTTP",
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: settings
+        ),
         .executableTarget(
             name: "CMServer",
             dependencies: [
@@ -110,7 +133,10 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "ShopAuth",
                 "ShopHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
             ],
             resources: [
                 .embedInCode("openapi.yaml"), .embedInCode("shop.html"), .embedInCode("shop.js"),
@@ -127,8 +153,10 @@ let package = Package(
                 "Events",
                 "Kafka",
                 "Mongo",
+                "ShopAuth",
                 "ShopHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -151,6 +179,16 @@ let package = Package(
         .executableTarget(
             name: "MongoBench", dependencies: ["Mongo"], path: "bench/MongoBench", swiftSettings: settings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: settings),
+        .testTarget(
+            name: "ShopAuthTests",
+            dependencies: [
+                "ShopAuth",
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: settings
+        ),
         .testTarget(
             name: "KafkaTests",
             dependencies: [
@@ -191,6 +229,7 @@ let package = Package(
                 "CMServer",
                 "Events",
                 "Kafka",
+                "ShopAuth",
                 "ShopTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
@@ -208,6 +247,7 @@ let package = Package(
                 "Events",
                 "Kafka",
                 "Mongo",
+                "ShopAuth",
                 "ShopTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),

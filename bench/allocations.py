@@ -73,7 +73,8 @@ def main():
         server = subprocess.Popen(
             [os.path.join(arguments.bin_dir, "cm-server")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env=dict(os.environ, LD_PRELOAD=shim, ALLOC_COUNT_FILE=counts, KAFKA_BROKERS=brokers, PORT=str(port),
-                     LOG_LEVEL="warning", CM_API_HOST="127.0.0.1:1"))
+                     LOG_LEVEL="warning", CM_API_HOST="127.0.0.1:1", RATE_LIMIT_BUY_PER_SECOND="0",
+                     RATE_LIMIT_LIST_PER_SECOND="0"))
         if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}", "/readyz")[0] == 200, 60):
             raise RuntimeError("cm-server did not become ready")
 

@@ -185,7 +185,8 @@ fake_port=$(free_port)
 bench_port=$(free_port)
 spawn fake-cm-api "$python" "$root/bench/fake_cm_api.py" "$fake_port" "$data/page.json"
 spawn bench-cm-server env KAFKA_BROKERS="$brokers" KAFKA_TOPIC=bench-memory PORT="$bench_port" \
-    CM_API_HOST="127.0.0.1:$fake_port" LOG_LEVEL=warning "$bin/cm-server"
+    CM_API_HOST="127.0.0.1:$fake_port" LOG_LEVEL=warning RATE_LIMIT_BUY_PER_SECOND=0 RATE_LIMIT_LIST_PER_SECOND=0 \
+    "$bin/cm-server"
 bench_server_pid=$spawned
 wait_for_http "http://127.0.0.1:$fake_port/buyList/reader"
 wait_for_http "http://127.0.0.1:$bench_port/readyz"

@@ -217,6 +217,10 @@ class Shop:
             self.mongodb_uri = "mongodb://127.0.0.1:%d/?serverSelectionTimeoutMS=2000" % self.ports["mongo"]
             say("MongoDB    %s (SecantusDB, data in %s)" % (self.mongodb_uri, os.path.join(self.data, "mongo")))
         common = dict(KAFKA_BROKERS=self.bootstrap, KAFKA_TOPIC=TOPIC, LOG_LEVEL=self.log_level)
+        # Every local client is 127.0.0.1, so per-address rate limits would throttle the load
+        # tests and the benchmark as one client: off unless asked for (env or `env=`).
+        for limit in ("RATE_LIMIT_BUY_PER_SECOND", "RATE_LIMIT_LIST_PER_SECOND"):
+            common[limit] = os.environ.get(limit, "0")
         api_env = dict(common, PORT=self.ports["api"], MONGODB_URI=self.mongodb_uri)
         if self.quick_fetch:
             api_env["KAFKA_FETCH_WAIT_MAX_MS"] = 10

@@ -6,21 +6,29 @@ import Logging
 import Metrics
 import NIOCore
 import ServiceLifecycle
+import ShopAuth
 import ShopHTTP
 
 /// cm-api's routes: the purchase lists, health, readiness and metrics.
 /// `lag` gives the consumer's lag per partition, exported at scrape time; `failure` says why
-/// the process is broken for good (a Kafka client's fatal error), failing its liveness.
+/// the process is broken for good (a Kafka client's fatal error), failing its liveness. `auth`
+/// guards the purchase routes: cm-server's service credential, then the caller's own token.
 func buildRouter(
     store: any PurchaseStore,
     status: IngestStatus,
+    auth: RouteAuth = .none,
     failure: @escaping @Sendable () -> String? = { nil },
     lag: @escaping @Sendable () async -> [KafkaTopicPartition: Int64] = { [:] }
-) -> Router<BasicRequestContext> {
+) -> Router<ShopRequestContext> {
     let registry = ShopMetrics.bootstrap()
-    let router = Router()
+    let router = Router(context: ShopRequestContext.self)
     router.add(middleware: MetricsMiddleware())
-    PurchaseListRoutes(store: store).addRoutes(to: router)
+    let purchaseRoutes = router.group()
+    if let serviceToken = auth.serviceToken {
+        purchaseRoutes.add(middleware: ServiceTokenMiddleware<ShopRequestContext>(token: serviceToken))
+    }
+    auth.protect(purchaseRoutes)
+    PurchaseListRoutes(store: store).addRoutes(to: purchaseRoutes)
     let unavailableReason: @Sendable () async -> String? = {
         if let reason = status.unavailableReason { return reason }
         return await store.unavailableReason()

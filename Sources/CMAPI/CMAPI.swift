@@ -6,6 +6,7 @@ import Kafka
 import Logging
 import Mongo
 import ServiceLifecycle
+import ShopAuth
 import ShopHTTP
 import ShopService
 
@@ -27,15 +28,19 @@ struct Serve: AsyncParsableCommand {
         abstract: "Runs the service: the ingest and the HTTP API (the default).")
 
     func run() async throws {
-        let configuration = ServiceMain.configuration(of: "cm-api") { config throws(ConfigurationError) in
-            try CMAPIConfiguration(config: config)
+        let (configuration, auth) = await ServiceMain.configuration(of: "cm-api") { config throws(ConfigurationError) in
+            let configuration = try CMAPIConfiguration(config: config)
+            return (
+                configuration,
+                try await RouteAuth(settings: configuration.auth, serviceToken: configuration.serviceToken)
+            )
         }
         await ServiceMain.run("cm-api", logLevel: configuration.logLevel) { logger in
-            try await Self.run(configuration, logger: logger)
+            try await Self.run(configuration, auth: auth, logger: logger)
         }
     }
 
-    static func run(_ configuration: CMAPIConfiguration, logger: Logger) async throws {
+    static func run(_ configuration: CMAPIConfiguration, auth: RouteAuth, logger: Logger) async throws {
         let mongo = try MongoClient(uri: configuration.mongoURI, appName: "cm-api")
         let store = MongoPurchaseStore(
             collection: mongo.collection(configuration.collection, database: configuration.database), logger: logger)
@@ -54,7 +59,7 @@ struct Serve: AsyncParsableCommand {
             settings: settings, status: status, logger: logger)
         let app = Application(
             router: buildRouter(
-                store: store, status: status,
+                store: store, status: status, auth: auth,
                 failure: {
                     consumer.fatalFailure.map { "Kafka consumer: \($0.message)" }
                         ?? deadLetters.fatalFailure.map { "dead-letter producer: \($0.message)" }

@@ -1,6 +1,7 @@
 import Configuration
 import Kafka
 import Logging
+import ShopAuth
 import ShopHTTP
 import ShopService
 
@@ -36,6 +37,11 @@ struct CMAPIConfiguration: Sendable {
     var shutdownTimeout: Duration
     /// `HTTP_IDLE_TIMEOUT_MS` (default 75000); see `ShopHTTPServer.idleTimeout`.
     var idleTimeout: Duration
+    /// `AUTH_MODE` and the token settings, as cm-server's (`docs/SECURITY.md`).
+    var auth: AuthSettings
+    /// `CM_API_SERVICE_TOKEN`: when set (always with `jwt`), the purchase routes answer only
+    /// requests that carry it.
+    var serviceToken: ServiceToken?
 
     init(config: ConfigReader) throws(ConfigurationError) {
         port = try config.port("port", default: 3000)
@@ -56,6 +62,8 @@ struct CMAPIConfiguration: Sendable {
         fetchWait = try config.milliseconds("kafka.fetch.wait.max.ms", default: 500, range: 1...10_000)
         shutdownTimeout = try config.milliseconds("shutdown.timeout.ms", default: 25_000, range: 1000...600_000)
         idleTimeout = try ShopHTTPServer.idleTimeout(config)
+        auth = try AuthSettings(config: config)
+        serviceToken = try ServiceToken.read(config)
     }
 }
 

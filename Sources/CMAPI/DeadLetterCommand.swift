@@ -119,7 +119,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
     /// Reads the Kafka settings from the environment (exit 78 on a bad one), and runs `body` with
     /// the tool; a Kafka error ends the command with its message and exit status 1.
     static func withTool<T>(_ body: (DeadLetterTool, KafkaConfiguration) async throws -> T) async throws -> T {
-        let (kafka, topic, level) = ServiceMain.configuration(of: "cm-api dlq") { config throws(ConfigurationError) in
+        let (kafka, topic, level) = await ServiceMain.configuration(of: "cm-api dlq") {
+            config throws(ConfigurationError) in
             (
                 try KafkaConfiguration(config: config), config.text("kafka.topic", default: "scalable-shop-purchases"),
                 try Logger.Level(config: config, default: .warning)

@@ -2,6 +2,7 @@ import Events
 import Foundation
 import Hummingbird
 import Logging
+import ShopAuth
 import ShopHTTP
 
 /// The opaque `cursor` of the purchase lists: where the next page starts, as base64url of
@@ -43,7 +44,7 @@ extension PurchaseListItem {
 struct PurchaseListRoutes {
     let store: any PurchaseStore
 
-    func addRoutes(to router: Router<some RequestContext>) {
+    func addRoutes(to router: RouterGroup<ShopRequestContext>) {
         router.get("buyList/:username") { request, context in
             await list(request: request, context: context)
         }
@@ -52,7 +53,7 @@ struct PurchaseListRoutes {
         }
     }
 
-    private func list(request: Request, context: some RequestContext) async -> Response {
+    private func list(request: Request, context: ShopRequestContext) async -> Response {
         let query: PurchaseListQuery<PurchasePageResumePoint>
         do {
             query = try PurchaseListQuery(request, context: context, cursor: PurchaseCursor.decode)
@@ -60,6 +61,10 @@ struct PurchaseListRoutes {
             return error.response
         }
         let limit = query.limit
+        if let principal = context.identity, !principal.mayRead(username: query.username) {
+            return .forbidden(
+                "Only your own purchases can be listed (or any, with the shop:admin scope)", scopeWouldAllow: true)
+        }
         do {
             // One more than asked tells whether there is a next page.
             let found = try await store.purchases(username: query.username, limit: limit + 1, after: query.cursor)
@@ -74,14 +79,17 @@ struct PurchaseListRoutes {
         }
     }
 
-    private func purchase(context: some RequestContext) async -> Response {
+    private func purchase(context: ShopRequestContext) async -> Response {
         guard let raw = context.parameters.get("purchaseId"), let id = UUID(uuidString: raw) else {
             return .error(
                 .badRequest, "Invalid purchaseId",
                 errors: [FieldError(field: "purchaseId", reason: "must be a UUID")])
         }
         do {
-            guard let stored = try await store.purchase(id: id) else {
+            // Someone else's receipt answers exactly as a missing one: no existence oracle.
+            guard let stored = try await store.purchase(id: id),
+                context.identity?.mayRead(purchaseOf: stored.event.purchase.userid) ?? true
+            else {
                 return .error(.notFound, "No purchase \(id.lowercasedString) is stored (yet)")
             }
             return .json(.ok, StoredPurchaseAnswer(stored))

@@ -5,15 +5,25 @@ import Logging
 import Metrics
 import NIOCore
 import ServiceLifecycle
+import ShopAuth
 import ShopHTTP
 
 /// The HTTP routes of cm-server.
-func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListClient) -> Router<BasicRequestContext> {
+/// `auth` decides who may call the public routes (`POST /buy`, `GET /getAllUserBuys`); the page,
+/// health, readiness, metrics and the OpenAPI document stay open (the ingress publishes only the
+/// page and the public routes).
+func buildRouter(
+    publisher: some PurchasePublisher, purchaseLists: PurchaseListClient, auth: RouteAuth = .none,
+    rateLimits: RateLimitSettings = .unlimited
+) -> Router<ShopRequestContext> {
     let registry = ShopMetrics.bootstrap()
-    let router = Router()
+    let router = Router(context: ShopRequestContext.self)
     router.add(middleware: MetricsMiddleware())
-    BuyController(publisher: publisher).addRoutes(to: router)
-    PurchaseListController(client: purchaseLists).addRoutes(to: router)
+    let publicRoutes = router.group()
+    auth.protect(publicRoutes)
+    let limiter = RateLimiter(settings: rateLimits)
+    BuyController(publisher: publisher, rateLimiter: limiter).addRoutes(to: publicRoutes)
+    PurchaseListController(client: purchaseLists, rateLimiter: limiter).addRoutes(to: publicRoutes)
     ShopPage.addRoutes(to: router)
     ServiceRoutes.add(
         to: router, openAPIDocument: PackageResources.openapi_yaml, failure: { publisher.fatalFailure },
@@ -34,6 +44,7 @@ func buildRouter(publisher: some PurchasePublisher, purchaseLists: PurchaseListC
 /// process's one HTTP client, for cm-api.
 func buildApplication(
     configuration: CMServerConfiguration,
+    auth: RouteAuth = .none,
     http: HTTPClient,
     logger: Logger
 ) throws -> some ApplicationProtocol {
@@ -46,7 +57,9 @@ func buildApplication(
         router: buildRouter(
             publisher: publisher,
             purchaseLists: PurchaseListClient(
-                http: http, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout)
+                http: http, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout,
+                serviceToken: auth.serviceToken),
+            auth: auth, rateLimits: configuration.rateLimits
         ),
         server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),

@@ -5,30 +5,35 @@ import Hummingbird
 import Kafka
 import Metrics
 import NIOCore
+import ShopAuth
 import ShopHTTP
 
 /// `POST /buy`: validates a purchase and answers only after Kafka acknowledged it.
 struct BuyController<Publisher: PurchasePublisher> {
     let publisher: Publisher
+    let rateLimiter: RateLimiter
     /// From handing the event to the producer to the broker's ack (or the failure).
     let produceAcknowledged = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "acked")])
     let produceFailed = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "failed")])
 
-    init(publisher: Publisher) {
+    init(publisher: Publisher, rateLimiter: RateLimiter = RateLimiter(settings: .unlimited)) {
         self.publisher = publisher
+        self.rateLimiter = rateLimiter
     }
     /// Bodies larger than this are refused with 413 (the contract's 16 KiB).
     static var maximumBodyBytes: Int { 16 * 1024 }
     /// What a 503 tells clients to wait before retrying, in seconds.
     static var retryAfterSeconds: Int { 1 }
 
-    func addRoutes(to router: Router<some RequestContext>) {
+    func addRoutes(to router: RouterGroup<ShopRequestContext>) {
         router.post("buy") { request, context in
-            try await buy(request: request, context: context)
+            try await rateLimiter.limited(.buy, request: request, context: context) {
+                try await buy(request: request, context: context)
+            }
         }
     }
 
-    private func buy(request: Request, context: some RequestContext) async throws -> Response {
+    private func buy(request: Request, context: ShopRequestContext) async throws -> Response {
         var request = request
         guard Self.isJSON(request.headers[.contentType]) else {
             return .error(.unsupportedMediaType, "Content-Type must be application/json")
@@ -63,6 +68,22 @@ struct BuyController<Publisher: PurchasePublisher> {
                 let all = errors.contains(dryRunError) ? errors : errors + dryRunError
                 return .error(.unprocessableContent, "Invalid purchase", errors: all)
             }
+        }
+        // With AUTH_MODE=jwt, one buys only as oneself (a dry run included: it validates exactly
+        // as a purchase would be).
+        if let principal = context.identity,
+            principal.userid != purchase.userid || principal.username != purchase.username
+        {
+            var errors: [FieldError] = []
+            if principal.userid != purchase.userid {
+                errors.append(FieldError(field: "userid", reason: "must be the signed-in user's (the token's sub)"))
+            }
+            if principal.username != purchase.username {
+                errors.append(
+                    FieldError(
+                        field: "username", reason: "must be the signed-in user's (the token's preferred_username)"))
+            }
+            return .forbidden("A purchase can only be made as the signed-in user", errors: errors)
         }
         if dryRun {
             return .json(.ok, bytes: DryRunAnswer.json)

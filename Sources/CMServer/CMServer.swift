@@ -1,18 +1,41 @@
+import ArgumentParser
 import AsyncHTTPClient
+import Configuration
+import Events
+import Foundation
 import Hummingbird
 import ServiceLifecycle
+import ShopAuth
 import ShopService
 
-/// cm-server, the customer-facing API: `POST /buy` produces purchases to Kafka.
+/// cm-server, the customer-facing API: `POST /buy` produces purchases to Kafka (`cm-server`, or
+/// `cm-server serve`); `cm-server token` mints a development token.
 @main
-struct CMServer {
-    static func main() async {
-        let configuration = ServiceMain.configuration(of: "cm-server") { config throws(ConfigurationError) in
-            try CMServerConfiguration(config: config)
+struct CMServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cm-server",
+        abstract: "Takes purchases over HTTP and produces them to Kafka.",
+        discussion: "Configured by environment variables only (docs/CONTRACT.md).",
+        subcommands: [Serve.self, Token.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// The service (what the container runs).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs the service (the default).")
+
+    func run() async throws {
+        let (configuration, auth) = await ServiceMain.configuration(of: "cm-server") {
+            config throws(ConfigurationError) in
+            let configuration = try CMServerConfiguration(config: config)
+            return (
+                configuration,
+                try await RouteAuth(settings: configuration.auth, serviceToken: configuration.serviceToken)
+            )
         }
         await ServiceMain.run("cm-server", logLevel: configuration.logLevel) { logger in
             try await HTTPClient.withHTTPClient(configuration: PurchaseListClient.httpConfiguration) { http in
-                let app = try buildApplication(configuration: configuration, http: http, logger: logger)
+                let app = try buildApplication(configuration: configuration, auth: auth, http: http, logger: logger)
                 // SIGTERM/SIGINT: the server stops accepting and finishes the requests in flight
                 // (each waits at most for its delivery), then the producer flushes; all within
                 // SHUTDOWN_TIMEOUT_MS, after which what is left is cancelled.
@@ -22,5 +45,47 @@ struct CMServer {
                 ).run()
             }
         }
+    }
+}
+
+/// `cm-server token`: an HS256 token signed with the local `AUTH_JWT_SECRET`, for trying
+/// `AUTH_MODE=jwt` with `make run` (README, "Signing in"). Not for production: there an identity
+/// provider issues the tokens and cm-server only holds its public keys (`AUTH_JWKS_FILE`).
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Prints a development bearer token signed with AUTH_JWT_SECRET.",
+        discussion: "Reads AUTH_JWT_SECRET (or SECRETS_DIR), AUTH_ISSUER and AUTH_AUDIENCE as the service does.")
+
+    @Option(help: "The user id (the token's sub, the purchase's userid).")
+    var sub: String
+    @Option(help: "The username (preferred_username, the purchase's username).")
+    var username: String
+    @Flag(help: "Adds the shop:admin scope: may read every user's purchases.")
+    var admin = false
+    @Option(help: "Lifetime in seconds (1 to 86400).")
+    var ttl = 3600
+
+    func validate() throws {
+        if let violation = Purchase.nameViolation(sub) { throw ValidationError("--sub \(violation)") }
+        if let violation = Purchase.nameViolation(username) { throw ValidationError("--username \(violation)") }
+        guard (1...86_400).contains(ttl) else { throw ValidationError("--ttl must be from 1 to 86400 seconds") }
+    }
+
+    func run() async throws {
+        let (secret, issuer, audience) = await ServiceMain.configuration(of: "cm-server token") {
+            config throws(ConfigurationError) in
+            let secret = try config.required("auth.jwt.secret", "the HS256 secret to sign with", isSecret: true)
+            guard secret.utf8.count >= AuthSettings.minimumSecretBytes else {
+                throw config.invalid("auth.jwt.secret", "must be at least \(AuthSettings.minimumSecretBytes) bytes")
+            }
+            return (
+                secret, try config.required("auth.issuer", "the iss to sign"),
+                try config.required("auth.audience", "the aud to sign")
+            )
+        }
+        let token = try await TokenMinter.token(
+            for: ShopPrincipal(userid: sub, username: username, isAdmin: admin), secret: secret, issuer: issuer,
+            audience: audience, lifetime: .seconds(ttl))
+        print(token)
     }
 }

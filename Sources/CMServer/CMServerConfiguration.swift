@@ -1,6 +1,7 @@
 import Configuration
 import Kafka
 import Logging
+import ShopAuth
 import ShopHTTP
 import ShopService
 
@@ -34,6 +35,12 @@ struct CMServerConfiguration: Sendable {
     var shutdownTimeout: Duration
     /// `HTTP_IDLE_TIMEOUT_MS` (default 75000); see `ShopHTTPServer.idleTimeout`.
     var idleTimeout: Duration
+    /// `AUTH_MODE` and the token settings (`docs/SECURITY.md`).
+    var auth: AuthSettings
+    /// `CM_API_SERVICE_TOKEN`: sent to cm-api with every list request; required with `jwt`.
+    var serviceToken: ServiceToken?
+    /// `RATE_LIMIT_*`: requests per principal on the public routes.
+    var rateLimits: RateLimitSettings
 
     init(config: ConfigReader) throws(ConfigurationError) {
         port = try config.port("port", default: 3001)
@@ -48,6 +55,9 @@ struct CMServerConfiguration: Sendable {
         shutdownTimeout = try config.milliseconds(
             "shutdown.timeout.ms", default: 25_000, range: 1000...600_000)
         idleTimeout = try ShopHTTPServer.idleTimeout(config)
+        auth = try AuthSettings(config: config)
+        serviceToken = try ServiceToken.read(config)
+        rateLimits = try RateLimitSettings(config: config)
         // A purchase in flight at SIGTERM waits for its delivery; the shutdown must outlast it.
         guard shutdownTimeout > deliveryTimeout + .seconds(5) else {
             throw config.invalid(

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Events
 import Foundation
 import NIOCore
+import ShopAuth
 
 /// Asks cm-api for a page of a user's purchases (`GET /buyList/{username}`), over the process's
 /// one shared `HTTPClient` (its connection pool is reused across requests).
@@ -11,6 +12,8 @@ struct PurchaseListClient: Sendable {
     let baseURL: String
     /// The whole exchange, connect to last byte; past it the caller answers 504.
     let timeout: Duration
+    /// Sent as `Shop-Service-Token`: cm-api answers only cm-server.
+    let serviceToken: ServiceToken?
 
     /// The largest answer accepted: 1,000 purchases of the largest fields fit well inside it.
     static let maximumResponseBytes = 4 * 1024 * 1024
@@ -27,10 +30,11 @@ struct PurchaseListClient: Sendable {
         return http
     }
 
-    init(http: HTTPClient, host: String, timeout: Duration) {
+    init(http: HTTPClient, host: String, timeout: Duration, serviceToken: ServiceToken? = nil) {
         self.http = http
         self.baseURL = "http://\(host)"
         self.timeout = timeout
+        self.serviceToken = serviceToken
     }
 
     /// Why a page could not be had from cm-api.
@@ -45,11 +49,16 @@ struct PurchaseListClient: Sendable {
         case timedOut
     }
 
-    func page(username: String, limit: Int, cursor: String?) async throws(Failure) -> PurchaseListPage {
+    /// `authorization`: the caller's own `Authorization` header, passed on for cm-api to verify.
+    func page(username: String, limit: Int, cursor: String?, authorization: String? = nil) async throws(Failure)
+        -> PurchaseListPage
+    {
         var url = "\(baseURL)/buyList/\(Self.percentEncoded(username))?limit=\(limit)"
         if let cursor { url += "&cursor=\(Self.percentEncoded(cursor))" }
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+        if let serviceToken { request.headers.add(name: ServiceToken.header.rawName, value: serviceToken.value) }
         let body: ByteBuffer
         let status: UInt
         do {

@@ -2,19 +2,23 @@ import Events
 import Foundation
 import Hummingbird
 import Logging
+import ShopAuth
 import ShopHTTP
 
 /// `GET /getAllUserBuys/{username}`: a user's purchases, newest first, read from cm-api.
 struct PurchaseListController {
     let client: PurchaseListClient
+    var rateLimiter = RateLimiter(settings: .unlimited)
 
-    func addRoutes(to router: Router<some RequestContext>) {
+    func addRoutes(to router: RouterGroup<ShopRequestContext>) {
         router.get("getAllUserBuys/:username") { request, context in
-            await list(request: request, context: context)
+            await rateLimiter.limited(.list, request: request, context: context) {
+                await list(request: request, context: context)
+            }
         }
     }
 
-    private func list(request: Request, context: some RequestContext) async -> Response {
+    private func list(request: Request, context: ShopRequestContext) async -> Response {
         let query: PurchaseListQuery<String>
         do {
             // cm-api reads the cursor; cm-server passes on any within the common rule.
@@ -23,8 +27,15 @@ struct PurchaseListController {
             return error.response
         }
         let username = query.username
+        if let principal = context.identity, !principal.mayRead(username: username) {
+            return .forbidden(
+                "Only your own purchases can be listed (or any, with the shop:admin scope)", scopeWouldAllow: true)
+        }
         do {
-            let page = try await client.page(username: username, limit: query.limit, cursor: query.cursor)
+            // cm-api checks the token again: it trusts no identity it did not verify itself.
+            let page = try await client.page(
+                username: username, limit: query.limit, cursor: query.cursor,
+                authorization: request.headers[.authorization])
             let answer = UserPurchases(username: username, purchases: page.purchases, nextCursor: page.nextCursor)
             return .json(.ok, bytes: answer.json)
         } catch {

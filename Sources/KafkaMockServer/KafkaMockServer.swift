@@ -16,7 +16,7 @@ import UnixSignals
 struct KafkaMockServer {
     static func main() async throws {
         let config = ConfigReader.shop()
-        let (brokers, partitions, topic) = ServiceMain.configuration(of: "kafka-mock", config: config) {
+        let (brokers, partitions, topic) = await ServiceMain.configuration(of: "kafka-mock", config: config) {
             config throws(ConfigurationError) in
             (
                 try config.integer("kafka.mock.brokers", default: 1, range: 1...9),

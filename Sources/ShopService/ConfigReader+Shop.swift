@@ -1,5 +1,6 @@
 public import Configuration
 import Foundation
+import SystemPackage
 
 /// A configuration variable that is missing or malformed. Its description is the one line the
 /// program prints before it stops with exit status 78 (`EX_CONFIG`).
@@ -22,10 +23,32 @@ extension ConfigReader {
     /// the contract's variable names (`KAFKA_BROKERS`). Values named secret are redacted in
     /// swift-configuration's own logs.
     public static func shop(environment variables: [String: String]? = nil) -> ConfigReader {
-        ConfigReader(
-            provider: EnvironmentVariablesProvider(
-                environmentVariables: variables ?? ProcessInfo.processInfo.environment,
-                secretsSpecifier: .dynamic { name, _ in name.hasSuffix("PASSWORD") || name.hasSuffix("SECRET") }))
+        ConfigReader(provider: environmentProvider(variables ?? ProcessInfo.processInfo.environment))
+    }
+
+    /// The process's configuration: its environment, then, when `SECRETS_DIR` names a directory,
+    /// one file per value in it, as Kubernetes mounts a Secret: `AUTH_JWT_SECRET` is read from
+    /// the file `auth-jwt-secret` (swift-configuration's `DirectoryFilesProvider`; every value
+    /// read there is a secret). A variable in the environment wins over a file.
+    public static func shop(secretsFrom variables: [String: String]) async throws(ConfigurationError) -> ConfigReader {
+        let environment = environmentProvider(variables)
+        guard let directory = variables["SECRETS_DIR"], !directory.isEmpty else {
+            return ConfigReader(provider: environment)
+        }
+        do {
+            let files = try await DirectoryFilesProvider(directoryPath: FilePath(directory))
+            return ConfigReader(providers: [environment, files])
+        } catch {
+            throw ConfigurationError(variable: "SECRETS_DIR", reason: "cannot be read: \(directory) (\(error))")
+        }
+    }
+
+    private static func environmentProvider(_ variables: [String: String]) -> EnvironmentVariablesProvider {
+        EnvironmentVariablesProvider(
+            environmentVariables: variables,
+            secretsSpecifier: .dynamic { name, _ in
+                name.hasSuffix("PASSWORD") || name.hasSuffix("SECRET") || name.hasSuffix("TOKEN")
+            })
     }
 
     /// The environment variable a key is read from: `cm.api.timeout.ms` -> `CM_API_TIMEOUT_MS`.

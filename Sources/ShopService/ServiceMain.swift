@@ -8,13 +8,20 @@ public import Logging
 public enum ServiceMain {
     /// Reads the configuration with `read`, or prints `<name>: <variable> <reason>` to standard
     /// error and exits 78.
-    public static func configuration<Settings>(
+    /// `config` defaults to the process's environment and `SECRETS_DIR`.
+    nonisolated(nonsending) public static func configuration<Settings>(
         of name: String,
-        config: ConfigReader = .shop(),
-        _ read: (ConfigReader) throws(ConfigurationError) -> Settings
-    ) -> Settings {
+        config: ConfigReader? = nil,
+        _ read: (ConfigReader) async throws(ConfigurationError) -> Settings
+    ) async -> Settings {
         do {
-            return try read(config)
+            let reader: ConfigReader
+            if let config {
+                reader = config
+            } else {
+                reader = try await .shop(secretsFrom: ProcessInfo.processInfo.environment)
+            }
+            return try await read(reader)
         } catch {
             FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
             exit(78)

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ShopAuth
 import ShopTestSupport
 import Testing
 
@@ -23,7 +24,18 @@ import Testing
         var consumerRunning = true
         /// A Kafka client of the process is broken for good.
         var broken = false
-        var description: String { "\(uri) -> \(status)" }
+        /// AUTH_MODE=jwt with a service token: who calls, or `nil` for AUTH_MODE=none.
+        var caller: Caller? = nil
+        var description: String { "\(uri) -> \(status)\(caller.map { " as \($0)" } ?? "")" }
+
+        enum Caller: Sendable {
+            /// Without cm-server's service token.
+            case stranger
+            /// Through cm-server, for joe (userid 1), whose purchase is stored.
+            case joe
+            /// Through cm-server, for bob.
+            case bob
+        }
     }
 
     static let storedID = UUID.randomPurchaseID()
@@ -36,6 +48,12 @@ import Testing
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/x", status: 400),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(UUID())", status: 404),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 503, mongoDown: true),
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 401, caller: .stranger),
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 403, caller: .bob),
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 200, caller: .joe),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 401, caller: .stranger),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 404, caller: .bob),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 200, caller: .joe),
         Case(operation: "GET /healthz", uri: "/healthz", status: 200),
         Case(operation: "GET /healthz", uri: "/healthz", status: 503, broken: true),
         Case(operation: "GET /readyz", uri: "/readyz", status: 200),
@@ -70,10 +88,29 @@ import Testing
         let status = IngestStatus()
         status.setRunning(testCase.consumerRunning)
         let broken = testCase.broken
+        var auth = RouteAuth.none
+        var headers: HTTPFields = [:]
+        if let caller = testCase.caller {
+            let secret = String(repeating: "s", count: 32)
+            let serviceToken = ServiceToken(String(repeating: "t", count: 32))!
+            auth = RouteAuth(
+                verifier: try await TokenVerifier(
+                    settings: AuthSettings(mode: .jwt, keys: .hmac(secret: secret), issuer: "i", audience: "a")),
+                serviceToken: serviceToken)
+            let who =
+                caller == .bob
+                ? ShopPrincipal(userid: "2", username: "bob") : ShopPrincipal(userid: "1", username: "joe")
+            let token = try await TokenMinter.token(
+                for: who, secret: secret, issuer: "i", audience: "a", lifetime: .seconds(600))
+            headers[.authorization] = "Bearer \(token)"
+            if caller != .stranger { headers[ServiceToken.header] = serviceToken.value }
+        }
+        let requestHeaders = headers
         let app = Application(
-            router: buildRouter(store: store, status: status, failure: { broken ? "Kafka consumer: fenced" : nil }))
+            router: buildRouter(
+                store: store, status: status, auth: auth, failure: { broken ? "Kafka consumer: fenced" : nil }))
         try await app.test(.router) { client in
-            try await client.execute(uri: testCase.uri, method: .get) { response in
+            try await client.execute(uri: testCase.uri, method: .get, headers: requestHeaders) { response in
                 #expect(Int(response.status.code) == testCase.status)
                 try Self.document.check(response, operation: testCase.operation)
             }

@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import Kafka
 import Logging
+import ShopAuth
 import ShopTestSupport
 import Testing
 
@@ -17,7 +18,7 @@ struct LiveServer {
     let cluster: KafkaMockCluster
     let topic: String
     let producer: KafkaProducer
-    let app: Application<RouterResponder<BasicRequestContext>>
+    let app: Application<RouterResponder<ShopRequestContext>>
 
     init(partitions: Int, deliveryTimeout: Duration? = nil, logLevel: Logger.Level = .error) throws {
         var logger = Logger(label: "cm-server-tests")

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ShopAuth
 import ShopTestSupport
 import Testing
 
@@ -25,6 +26,19 @@ import Testing
         var cmAPI: FakeCMAPI.Behaviour? = nil
         /// The publisher is broken for good (a fatal Kafka error).
         var broken = false
+        /// AUTH_MODE=jwt, with a rate limit of one request: who calls (see `Caller`).
+        var caller: Caller? = nil
+
+        enum Caller: Sendable {
+            /// No token.
+            case anonymous
+            /// joe (userid 005), the user of `originalBody`.
+            case joe
+            /// bob, who is not joe.
+            case bob
+            /// joe, on his second request: the limit's 429.
+            case joeAgain
+        }
 
         var description: String { "\(operation) \(uri)" }
     }
@@ -46,6 +60,17 @@ import Testing
             operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe",
             cmAPI: .status(.internalServerError, "{}")),
         Case(operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe", cmAPI: .slow(.seconds(30))),
+        Case(operation: "POST /buy", uri: "/buy", headers: json, body: originalBody, caller: .anonymous),
+        Case(operation: "POST /buy", uri: "/buy", headers: json, body: originalBody, caller: .bob),
+        Case(operation: "POST /buy", uri: "/buy", headers: json, body: originalBody, caller: .joeAgain),
+        Case(
+            operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe", cmAPI: .page(page),
+            caller: .anonymous),
+        Case(
+            operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe", cmAPI: .page(page), caller: .bob),
+        Case(
+            operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe", cmAPI: .page(page),
+            caller: .joeAgain),
         Case(operation: "GET /healthz", uri: "/healthz"),
         Case(operation: "GET /healthz", uri: "/healthz", broken: true),
         Case(operation: "GET /readyz", uri: "/readyz"),
@@ -80,6 +105,9 @@ import Testing
         ("POST /buy", 422), ("POST /buy", 503),
         ("GET /getAllUserBuys/{username}", 200), ("GET /getAllUserBuys/{username}", 400),
         ("GET /getAllUserBuys/{username}", 502), ("GET /getAllUserBuys/{username}", 504),
+        ("POST /buy", 401), ("POST /buy", 403), ("POST /buy", 429),
+        ("GET /getAllUserBuys/{username}", 401), ("GET /getAllUserBuys/{username}", 403),
+        ("GET /getAllUserBuys/{username}", 429),
         ("GET /healthz", 200), ("GET /healthz", 503), ("GET /readyz", 200), ("GET /readyz", 503), ("GET /metrics", 200),
         ("GET /openapi.yaml", 200), ("GET /", 200), ("GET /", 200), ("GET /shop.js", 200), ("GET /shop.css", 200),
     ]
@@ -98,11 +126,40 @@ import Testing
             // Generous for the answers (all suites start at once and the machine is busy), short
             // next to the slow case's 30 s.
             let lists = PurchaseListClient(http: .shared, host: host, timeout: .seconds(5))
-            let app = Application(router: buildRouter(publisher: publisher, purchaseLists: lists))
+            var auth = RouteAuth.none
+            var limits = RateLimitSettings.unlimited
+            var headers = testCase.headers
+            if let caller = testCase.caller {
+                let secret = String(repeating: "s", count: 32)
+                auth = RouteAuth(
+                    verifier: try await TokenVerifier(
+                        settings: AuthSettings(mode: .jwt, keys: .hmac(secret: secret), issuer: "i", audience: "a")))
+                limits = RateLimitSettings(buy: .init(perSecond: 1, burst: 1), lists: .init(perSecond: 1, burst: 1))
+                let who: ShopPrincipal? =
+                    switch caller {
+                    case .anonymous: nil
+                    case .joe, .joeAgain: ShopPrincipal(userid: "005", username: "joe")
+                    case .bob: ShopPrincipal(userid: "006", username: "bob")
+                    }
+                if let who {
+                    let token = try await TokenMinter.token(
+                        for: who, secret: secret, issuer: "i", audience: "a", lifetime: .seconds(600))
+                    headers[.authorization] = "Bearer \(token)"
+                }
+            }
+            let requestHeaders = headers
+            let app = Application(
+                router: buildRouter(publisher: publisher, purchaseLists: lists, auth: auth, rateLimits: limits))
             try await app.test(.router) { client in
                 let method = HTTPRequest.Method(String(testCase.operation.split(separator: " ")[0]))!
+                if testCase.caller == .joeAgain {
+                    try await client.execute(
+                        uri: testCase.uri, method: method, headers: requestHeaders,
+                        body: testCase.body.map { ByteBuffer(string: $0) }
+                    ) { response in #expect(response.status == .ok) }
+                }
                 try await client.execute(
-                    uri: testCase.uri, method: method, headers: testCase.headers,
+                    uri: testCase.uri, method: method, headers: requestHeaders,
                     body: testCase.body.map { ByteBuffer(string: $0) }
                 ) { response in
                     #expect(Int(response.status.code) == expected)

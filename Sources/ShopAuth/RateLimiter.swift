@@ -1,0 +1,258 @@
+public import Configuration
+import Foundation
+import HTTPTypes
+public import Hummingbird
+import Metrics
+import NIOCore
+public import ShopService
+import Synchronization
+
+/// `RATE_LIMIT_*` and `TRUSTED_PROXIES`: how many requests one principal may make on the public
+/// routes, per replica (each replica counts its own; N replicas allow up to N times as much).
+public struct RateLimitSettings: Sendable {
+    /// A token bucket: `perSecond` sustained, `burst` at once.
+    public struct Limit: Sendable, Equatable {
+        public var perSecond: Int
+        public var burst: Int
+
+        public init(perSecond: Int, burst: Int) {
+            self.perSecond = perSecond
+            self.burst = burst
+        }
+    }
+
+    /// `POST /buy`; `nil`: unlimited.
+    public var buy: Limit?
+    /// `GET /getAllUserBuys/{username}`; `nil`: unlimited.
+    public var lists: Limit?
+    /// Peers whose `X-Forwarded-For` is believed: the ingress controllers' addresses.
+    public var trustedProxies: [AddressRange]
+
+    public init(buy: Limit?, lists: Limit?, trustedProxies: [AddressRange] = []) {
+        self.buy = buy
+        self.lists = lists
+        self.trustedProxies = trustedProxies
+    }
+
+    public static let unlimited = RateLimitSettings(buy: nil, lists: nil)
+
+    /// `RATE_LIMIT_BUY_PER_SECOND` (default 20; 0 turns the limit off) and
+    /// `RATE_LIMIT_BUY_BURST` (default 40); `RATE_LIMIT_LIST_PER_SECOND` (default 50) and
+    /// `RATE_LIMIT_LIST_BURST` (default 100); `TRUSTED_PROXIES`: comma-separated addresses or
+    /// CIDR ranges (default none: `X-Forwarded-For` is ignored).
+    public init(config: ConfigReader) throws(ConfigurationError) {
+        func limit(_ name: String, perSecond: Int, burst: Int) throws(ConfigurationError) -> Limit? {
+            let rate = try config.integer("rate.limit.\(name).per.second", default: perSecond, range: 0...1_000_000)
+            guard rate > 0 else { return nil }
+            let burst = try config.integer("rate.limit.\(name).burst", default: max(burst, rate), range: 1...10_000_000)
+            return Limit(perSecond: rate, burst: burst)
+        }
+        buy = try limit("buy", perSecond: 20, burst: 40)
+        lists = try limit("list", perSecond: 50, burst: 100)
+        var ranges: [AddressRange] = []
+        for entry in (config.text("trusted.proxies") ?? "").split(separator: ",") {
+            let text = entry.trimmingCharacters(in: .whitespaces)
+            guard let range = AddressRange(text) else {
+                throw config.invalid(
+                    "trusted.proxies", "must be comma-separated IP addresses or CIDR ranges, got \"\(text)\"")
+            }
+            ranges.append(range)
+        }
+        trustedProxies = ranges
+    }
+}
+
+/// An IPv4 or IPv6 network, `10.0.0.0/8` or one address.
+public struct AddressRange: Sendable, Equatable {
+    let network: [UInt8]
+    let prefixLength: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard let first = parts.first, let bytes = Self.bytes(String(first)) else { return nil }
+        let length: Int
+        if parts.count == 2 {
+            guard let value = Int(parts[1]), (0...bytes.count * 8).contains(value) else { return nil }
+            length = value
+        } else {
+            length = bytes.count * 8
+        }
+        network = bytes
+        prefixLength = length
+    }
+
+    /// The address's bytes (4 or 16), or `nil` when `text` is not an IP address.
+    static func bytes(_ text: String) -> [UInt8]? {
+        guard let address = try? SocketAddress(ipAddress: text, port: 0) else { return nil }
+        return bytes(address)
+    }
+
+    static func bytes(_ address: SocketAddress) -> [UInt8]? {
+        switch address {
+        case .v4(let v4):
+            return withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
+        case .v6(let v6):
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is that IPv4 address.
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
+                return Array(bytes[12...])
+            }
+            return bytes
+        default:
+            return nil
+        }
+    }
+
+    public func contains(_ address: [UInt8]) -> Bool {
+        guard address.count == network.count else { return false }
+        var remaining = prefixLength
+        for index in 0..<network.count where remaining > 0 {
+            let bits = min(8, remaining)
+            let mask = UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+            if address[index] & mask != network[index] & mask { return false }
+            remaining -= bits
+        }
+        return true
+    }
+}
+
+/// Token buckets per principal and route: the token's subject, or the client's address for a
+/// request without one. Answers 429 with `Retry-After` and the IETF RateLimit fields, and counts
+/// what it refused in `http_rate_limited_total{route}`.
+public final class RateLimiter: Sendable {
+    public enum Route: String, Sendable {
+        case buy
+        case list
+    }
+
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    /// What one request was granted.
+    public struct Decision: Sendable {
+        public var allowed: Bool
+        /// Whole requests left in the bucket.
+        public var remaining: Int
+        /// Seconds until one more request is allowed (0 while some are left).
+        public var retryAfter: Int
+        /// Seconds until the bucket is full again.
+        public var reset: Int
+    }
+
+    public let settings: RateLimitSettings
+    private let buckets = Mutex<[String: Bucket]>([:])
+    /// Above this many principals the full buckets are forgotten (they are the same as new ones).
+    private static let pruneAbove = 100_000
+    private let refusedBuy = Counter(label: "http_rate_limited_total", dimensions: [("route", "buy")])
+    private let refusedList = Counter(label: "http_rate_limited_total", dimensions: [("route", "list")])
+
+    public init(settings: RateLimitSettings) {
+        self.settings = settings
+    }
+
+    func limit(_ route: Route) -> RateLimitSettings.Limit? {
+        switch route {
+        case .buy: settings.buy
+        case .list: settings.lists
+        }
+    }
+
+    /// Takes one request from `principal`'s bucket for `route`.
+    public func take(_ route: Route, principal: String, now: ContinuousClock.Instant = .now) -> Decision? {
+        guard let limit = limit(route) else { return nil }
+        let rate = Double(limit.perSecond)
+        let burst = Double(limit.burst)
+        let key = "\(route.rawValue) \(principal)"
+        let decision = buckets.withLock { buckets in
+            if buckets.count > Self.pruneAbove {
+                buckets = buckets.filter { _, bucket in
+                    bucket.tokens + Self.seconds(now - bucket.updated) * rate < burst
+                }
+            }
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
+            bucket.tokens = min(burst, bucket.tokens + Self.seconds(now - bucket.updated) * rate)
+            bucket.updated = now
+            let allowed = bucket.tokens >= 1
+            if allowed { bucket.tokens -= 1 }
+            buckets[key] = bucket
+            return Decision(
+                allowed: allowed, remaining: Int(bucket.tokens.rounded(.down)),
+                retryAfter: allowed ? 0 : Int(((1 - bucket.tokens) / rate).rounded(.up)),
+                reset: Int(((burst - bucket.tokens) / rate).rounded(.up)))
+        }
+        if !decision.allowed {
+            (route == .buy ? refusedBuy : refusedList).increment()
+        }
+        return decision
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// Who a request counts against: `sub:<userid>` with a verified token, else `addr:<client>`,
+    /// the client being the connection's peer or, when the peer is a trusted proxy, the nearest
+    /// untrusted address in `X-Forwarded-For`.
+    public func principal(request: Request, context: ShopRequestContext) -> String {
+        if let identity = context.identity { return "sub:\(identity.userid)" }
+        guard let peer = context.remoteAddress.flatMap(AddressRange.bytes) else { return "addr:unknown" }
+        return "addr:\(Self.text(clientAddress(peer: peer, forwardedFor: request.headers[values: .xForwardedFor])))"
+    }
+
+    func clientAddress(peer: [UInt8], forwardedFor: [String]) -> [UInt8] {
+        var client = peer
+        guard isTrusted(client) else { return client }
+        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        for hop in hops.reversed() {
+            // A hop that is not an address ends the chain: whoever wrote it is the last trusted one.
+            guard let address = AddressRange.bytes(hop) else { return client }
+            client = address
+            if !isTrusted(address) { return address }
+        }
+        return client
+    }
+
+    private func isTrusted(_ address: [UInt8]) -> Bool {
+        settings.trustedProxies.contains { $0.contains(address) }
+    }
+
+    private static func text(_ bytes: [UInt8]) -> String {
+        bytes.count == 4
+            ? bytes.map(String.init).joined(separator: ".")
+            : stride(from: 0, to: bytes.count, by: 2).map {
+                String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16)
+            }
+            .joined(separator: ":")
+    }
+
+    /// Runs `body` when `principal` has a request left on `route`; otherwise answers 429. Either
+    /// way the answer carries `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    public func limited(
+        _ route: Route, request: Request, context: ShopRequestContext, _ body: () async throws -> Response
+    ) async rethrows -> Response {
+        guard let limit = limit(route) else { return try await body() }
+        let decision = take(route, principal: principal(request: request, context: context))!
+        var response: Response
+        if decision.allowed {
+            response = try await body()
+        } else {
+            response = .error(
+                .tooManyRequests,
+                "Too many requests: at most \(limit.perSecond) per second (bursts of \(limit.burst)) on this route; "
+                    + "retry after \(decision.retryAfter) s")
+            response.headers[.retryAfter] = String(decision.retryAfter)
+        }
+        let window = Int((Double(limit.burst) / Double(limit.perSecond)).rounded(.up))
+        response.headers[.rateLimitPolicy] = "\"\(route.rawValue)\";q=\(limit.burst);w=\(window)"
+        response.headers[.rateLimit] = "\"\(route.rawValue)\";r=\(decision.remaining);t=\(decision.reset)"
+        return response
+    }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = Self("X-Forwarded-For")!
+    static let rateLimit = Self("RateLimit")!
+    static let rateLimitPolicy = Self("RateLimit-Policy")!
+}
