@@ -14,7 +14,7 @@ SELENIUM_PIN := selenium==4.51.0
 K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3
 # The reliability suite: OpenAPI fuzzing, and a Kafka client (its wheel carries librdkafka) to
 # write poison messages and read the dead-letter topic.
-RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1
+RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1 PyJWT==2.15.1 cryptography==50.0.2
 
 .PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end run deps release lint build venv clean bench bench-mongo soak
 
@@ -29,8 +29,9 @@ test: lint test-k8s build venv
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
 # Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
-# documents, and nine faults under load with an exact accounting (about 4 minutes); and, without
-# a shop, what make soak's leak check counts and calls a leak.
+# documents, and nine faults under load with an exact accounting (about 4 minutes); with
+# AUTH_MODE=jwt, 60 hostile token and access cases and a request flood (test_auth.py, about a
+# minute, docs/SECURITY.md); and, without a shop, what make soak's leak check counts and calls a leak.
 test-reliability: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/reliability \
 		--pattern 'test_*.py' --verbose
@@ -85,9 +86,9 @@ build:
 # SecantusDB, the MongoDB wire-protocol server the tests use (no MongoDB server is packaged here),
 # Selenium for the browser test of the shop page (Chromium itself comes from Debian), the
 # chart tests' Helm SDK and schema validators, and the reliability suite's tools.
-venv: $(VENV)/.installed-4
+venv: $(VENV)/.installed-5
 
-$(VENV)/.installed-4:
+$(VENV)/.installed-5:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(SECANTUS_PIN)' '$(SELENIUM_PIN)' $(K8S_PINS) \
 		$(RELIABILITY_PINS)
