@@ -144,8 +144,12 @@ def service_environment_names():
     maps them (`KAFKA_TOPIC`)."""
     names = set()
     reads = re.compile(r'\bconfig\.(?:text|required|port|integer|milliseconds|hostPort|hostPorts|choice)\(\s*"([a-z0-9.]+)"')
+    # Read before the reader exists: SECRETS_DIR, which adds the directory of secret files.
+    direct = re.compile(r'\bvariables\["([A-Z0-9_]+)"\]')
     for source in (ROOT / "Sources").rglob("*.swift"):
-        names.update(key.upper().replace(".", "_") for key in reads.findall(source.read_text()))
+        text = source.read_text()
+        names.update(key.upper().replace(".", "_") for key in reads.findall(text))
+        names.update(direct.findall(text))
     assert {"KAFKA_BROKERS", "MONGODB_URI", "PORT", "HTTP_IDLE_TIMEOUT_MS"} <= names, names
     return names
 
@@ -499,17 +503,28 @@ class NetworkTests(unittest.TestCase):
         pattern = re.compile("^" + path, re.IGNORECASE)
         seen = {}
         for public in ["/scalable-shop-cm-server/buy", "/scalable-shop-cm-server/getAllUserBuys/joe",
-                       "/scalable-shop-cm-server/healthz", "/scalable-shop-cm-server/"]:
+                       "/scalable-shop-cm-server/getAllUserBuys/a/b", "/scalable-shop-cm-server/shop.js",
+                       "/scalable-shop-cm-server/shop.css", "/scalable-shop-cm-server/"]:
             match = pattern.match(public)
             self.assertIsNotNone(match, public)
             seen[public] = match.expand(target.replace("$", "\\"))
         self.assertEqual(seen, {
             "/scalable-shop-cm-server/buy": "/buy",
             "/scalable-shop-cm-server/getAllUserBuys/joe": "/getAllUserBuys/joe",
-            "/scalable-shop-cm-server/healthz": "/healthz",
+            "/scalable-shop-cm-server/getAllUserBuys/a/b": "/getAllUserBuys/a/b",
+            "/scalable-shop-cm-server/shop.js": "/shop.js",
+            "/scalable-shop-cm-server/shop.css": "/shop.css",
             "/scalable-shop-cm-server/": "/",
         })
         self.assertIsNone(pattern.match("/other/buy"))
+        # Health, readiness, metrics and the OpenAPI document stay inside the cluster (issue 19:
+        # /readyz's reasons are internal detail, /metrics names every route and error).
+        for private in ["healthz", "readyz", "metrics", "openapi.yaml", "buyx", "getAllUserBuys/",
+                        "buy/../metrics", "BUY/../readyz", "shop.jsx"]:
+            self.assertIsNone(pattern.match("/scalable-shop-cm-server/" + private), private)
+        # ingress-nginx's own per-address limits in front of cm-server's per-principal ones.
+        self.assertEqual(annotations["nginx.ingress.kubernetes.io/limit-connections"], "20")
+        self.assertEqual(annotations["nginx.ingress.kubernetes.io/limit-rps"], "50")
         # The bare prefix goes to the page's URL with its trailing slash (relative URLs need it).
         slash = ingresses["cm-server-slash"]
         self.assertEqual(slash["metadata"]["annotations"]["nginx.ingress.kubernetes.io/permanent-redirect"],
@@ -531,6 +546,54 @@ class NetworkTests(unittest.TestCase):
                 self.assertEqual(of_kind(objects, "ServiceMonitor"), [])
                 monitor = of_kind(render(chart, ALL_FEATURES[chart]), "ServiceMonitor")[0]
                 self.assertEqual(monitor["spec"]["endpoints"][0]["path"], "/metrics")
+
+
+class AuthTests(unittest.TestCase):
+    """docs/SECURITY.md: auth on by default, secrets as files, never a public ingress without auth
+    unless chosen."""
+
+    def test_both_charts_turn_jwt_on_by_default_with_the_secret_mounted_as_files(self):
+        for chart in CHARTS:
+            with self.subTest(chart=chart):
+                spec = of_kind(render(chart), "Deployment")[0]["spec"]["template"]["spec"]
+                container = spec["containers"][0]
+                env = env_of(container)
+                self.assertEqual(env["AUTH_MODE"]["value"], "jwt")
+                self.assertEqual(env["SECRETS_DIR"]["value"], "/etc/scalable-shop/secrets")
+                self.assertIn("AUTH_ISSUER", env)
+                self.assertIn("AUTH_AUDIENCE", env)
+                # Secrets are files, never environment variables.
+                for name in ("AUTH_JWT_SECRET", "CM_API_SERVICE_TOKEN"):
+                    self.assertNotIn(name, env)
+                mount = next(m for m in container["volumeMounts"] if m["name"] == "auth-secrets")
+                self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/etc/scalable-shop/secrets", True))
+                volume = next(v for v in spec["volumes"] if v["name"] == "auth-secrets")
+                self.assertEqual(volume["secret"]["secretName"], "scalable-shop-auth")
+                jwks = {"auth": {"jwksConfigMap": {"name": "idp-keys", "key": "keys.json"}}}
+                spec = of_kind(render(chart, jwks), "Deployment")[0]["spec"]["template"]["spec"]
+                self.assertEqual(env_of(spec["containers"][0])["AUTH_JWKS_FILE"]["value"],
+                                 "/etc/scalable-shop/jwks/keys.json")
+                self.assertIn({"name": "auth-jwks", "configMap": {"name": "idp-keys"}}, spec["volumes"])
+                none = of_kind(render(chart, {"auth": {"mode": "none"}}), "Deployment")[0]["spec"]["template"]["spec"]
+                self.assertEqual(env_of(none["containers"][0])["AUTH_MODE"]["value"], "none")
+                self.assertNotIn("volumes", none)
+                with self.assertRaisesRegex(Exception, "auth.mode jwt needs auth.issuer"):
+                    render(chart, {"auth": {"issuer": ""}})
+
+    def test_a_public_ingress_without_auth_must_be_chosen(self):
+        public = {"ingress": {"enabled": True, "host": "shop.example.com"}}
+        with self.assertRaisesRegex(Exception, "ingress.allowUnauthenticated"):
+            render("cm-server", deep_merge(public, {"auth": {"mode": "none"}}))
+        chosen = deep_merge(public, {"auth": {"mode": "none"}, "ingress": {"allowUnauthenticated": True}})
+        self.assertEqual(len(of_kind(render("cm-server", chosen), "Ingress")), 2)
+        self.assertEqual(len(of_kind(render("cm-server", public), "Ingress")), 2)
+
+    def test_rate_limits_reach_the_service(self):
+        values = {"rateLimits": {"buy": {"perSecond": 5, "burst": 9}, "trustedProxies": ["10.0.0.0/8", "fd00::/8"]}}
+        env = env_of(of_kind(render("cm-server", values), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0])
+        self.assertEqual({name: env[name]["value"] for name in env if name.startswith(("RATE_", "TRUSTED_"))}, {
+            "RATE_LIMIT_BUY_PER_SECOND": "5", "RATE_LIMIT_BUY_BURST": "9", "RATE_LIMIT_LIST_PER_SECOND": "50",
+            "RATE_LIMIT_LIST_BURST": "100", "TRUSTED_PROXIES": "10.0.0.0/8,fd00::/8"})
 
 
 class AgreementTests(unittest.TestCase):

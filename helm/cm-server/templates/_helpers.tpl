@@ -67,6 +67,12 @@ app.kubernetes.io/component: helm-test
 Refuse values that would deploy something broken, at render time, with the reason.
 */}}
 {{- define "cm-server.validate" -}}
+{{- if and (eq .Values.auth.mode "jwt") (or (not .Values.auth.issuer) (not .Values.auth.audience) (not .Values.auth.secretName)) }}
+{{- fail "auth.mode jwt needs auth.issuer, auth.audience and auth.secretName (the Secret holding cm-api-service-token)" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (ne .Values.auth.mode "jwt") (not .Values.ingress.allowUnauthenticated) }}
+{{- fail "ingress.enabled with auth.mode none publishes POST /buy and every purchase list to anyone: set auth.mode jwt, or ingress.allowUnauthenticated true if that is meant" }}
+{{- end }}
 {{- if not .Values.kafka.brokers }}
 {{- fail "kafka.brokers is required: the Kafka bootstrap servers, host:port[,host:port...]" }}
 {{- end }}
@@ -84,5 +90,53 @@ Refuse values that would deploy something broken, at render time, with the reaso
 {{- end }}
 {{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.host) }}
 {{- fail "ingress.tls.enabled needs ingress.host: a certificate is for a host name" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Authentication (docs/SECURITY.md): the environment, and the Secret and key set as files.
+*/}}
+{{- define "cm-server.authEnv" -}}
+- name: AUTH_MODE
+  value: {{ .Values.auth.mode | quote }}
+{{- if eq .Values.auth.mode "jwt" }}
+- name: AUTH_ISSUER
+  value: {{ .Values.auth.issuer | quote }}
+- name: AUTH_AUDIENCE
+  value: {{ .Values.auth.audience | quote }}
+- name: AUTH_CLOCK_LEEWAY_S
+  value: {{ .Values.auth.clockLeewaySeconds | quote }}
+- name: SECRETS_DIR
+  value: /etc/scalable-shop/secrets
+{{- if .Values.auth.jwksConfigMap.name }}
+- name: AUTH_JWKS_FILE
+  value: /etc/scalable-shop/jwks/{{ .Values.auth.jwksConfigMap.key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cm-server.authVolumeMounts" -}}
+{{- if eq .Values.auth.mode "jwt" }}
+- name: auth-secrets
+  mountPath: /etc/scalable-shop/secrets
+  readOnly: true
+{{- if .Values.auth.jwksConfigMap.name }}
+- name: auth-jwks
+  mountPath: /etc/scalable-shop/jwks
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cm-server.authVolumes" -}}
+{{- if eq .Values.auth.mode "jwt" }}
+- name: auth-secrets
+  secret:
+    secretName: {{ .Values.auth.secretName }}
+{{- if .Values.auth.jwksConfigMap.name }}
+- name: auth-jwks
+  configMap:
+    name: {{ .Values.auth.jwksConfigMap.name }}
+{{- end }}
 {{- end }}
 {{- end }}
