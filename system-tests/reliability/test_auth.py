@@ -18,7 +18,9 @@ import hmac
 import http.client
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import uuid
@@ -103,13 +105,23 @@ def jwks_document():
 
 def setUpModule():
     global HS, JWKS
-    common = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE,
-              "CM_API_SERVICE_TOKEN": SERVICE_TOKEN, "CM_API_TIMEOUT_MS": 2000}
-    HS = Shop(env=dict(common, AUTH_JWT_SECRET=SECRET)).start()
+    common = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE, "CM_API_TIMEOUT_MS": 2000}
+    # The HS256 shop reads its secrets from files, as the charts mount them (SECRETS_DIR); the
+    # JWKS shop from the environment.
+    HS = Shop(env=dict(common, SECRETS_DIR=secrets_directory())).start()
     jwks_file = os.path.join(HS.data, "jwks.json")
     with open(jwks_file, "w") as f:
         json.dump(jwks_document(), f)
-    JWKS = Shop(env=dict(common, AUTH_JWKS_FILE=jwks_file)).start()
+    JWKS = Shop(env=dict(common, AUTH_JWKS_FILE=jwks_file, CM_API_SERVICE_TOKEN=SERVICE_TOKEN)).start()
+
+
+def secrets_directory():
+    """A directory as Kubernetes mounts a Secret: one file per key."""
+    directory = tempfile.mkdtemp(prefix="shop-secrets.")
+    for name, value in (("auth-jwt-secret", SECRET), ("cm-api-service-token", SERVICE_TOKEN)):
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(value + "\n")
+    return directory
 
 
 def tearDownModule():
@@ -189,6 +201,32 @@ class TestHS256(AuthCase):
                             ("valid in 5 s", hs256(claims(nbf=now + 5)))):
             status, _, body = request(port, "POST", "/buy?dryRun=true", bearer(token), purchase(ALICE))
             self.assertEqual(status, 200, f"{name}: {body}")
+
+    def test_the_development_minter_signs_what_the_service_accepts(self):
+        minter = [os.path.join(HS.bin_dir, "cm-server"), "token"]
+        env = {"PATH": os.environ.get("PATH", ""), "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE,
+               "SECRETS_DIR": HS.extra_env["SECRETS_DIR"]}
+        token = subprocess.run(minter + ["--sub", "a-001", "--username", "alice"], env=env, capture_output=True,
+                               text=True, timeout=60, check=True).stdout.strip()
+        port = HS.ports["server"]
+        status, _, body = request(port, "POST", "/buy?dryRun=true", bearer(token), purchase(ALICE))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(jwt.decode(token, SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)["sub"],
+                         "a-001", "PyJWT reads what the minter signs")
+        admin = subprocess.run(minter + ["--sub", "ops", "--username", "ops", "--admin", "--ttl", "60"], env=env,
+                               capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        status, _, body = request(port, "GET", "/getAllUserBuys/alice", bearer(admin))
+        self.assertEqual(status, 200, body)
+        self.assertIn(self.alice_purchase, body.decode())
+        # Without the secret it says which variable, and exits 78 (EX_CONFIG); a bad user, 64.
+        missing = subprocess.run(minter + ["--sub", "a", "--username", "a"], env=dict(env, SECRETS_DIR=""),
+                                 capture_output=True, text=True, timeout=60)
+        self.assertEqual(missing.returncode, 78, missing.stderr)
+        self.assertIn("AUTH_JWT_SECRET", missing.stderr)
+        bad = subprocess.run(minter + ["--sub", "a\tb", "--username", "a"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        self.assertEqual(bad.returncode, 64, bad.stderr)
+        self.assertIn("control characters", bad.stderr)
 
     def test_forged_expired_and_malformed_tokens_are_401(self):
         now = int(time.time())
