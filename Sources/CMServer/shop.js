@@ -11,6 +11,66 @@
 
   $("timestamp").value = new Date().toISOString();
 
+  // The bearer token (AUTH_MODE=jwt): kept in this tab only (sessionStorage), never in
+  // localStorage or a cookie. Its claims are read here only to say who is signed in and fill the
+  // form; cm-server verifies the token on every request.
+  const tokenKey = "scalable-shop-token";
+  let token = sessionStorage.getItem(tokenKey);
+
+  function claimsOf(text) {
+    const parts = text.split(".");
+    if (parts.length !== 3) return null;
+    try {
+      const json = atob(parts[1].replace(/-/g, "+").replace(/_/g, "/"));
+      const bytes = Uint8Array.from(json, (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      return claims && typeof claims === "object" ? claims : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function showSignedIn() {
+    const claims = token ? claimsOf(token) : null;
+    $("sign-out").hidden = !claims;
+    if (!claims) {
+      $("who").textContent = "Not signed in. A shop that requires it (AUTH_MODE=jwt) needs a token.";
+      return;
+    }
+    const admin = String(claims.scope || "").split(" ").includes("shop:admin") ? ", may read every user" : "";
+    const expires = typeof claims.exp === "number" ? "; expires " + new Date(claims.exp * 1000).toISOString() : "";
+    $("who").textContent = "Signed in as " + claims.preferred_username + " (user id " + claims.sub + admin + ")" + expires;
+  }
+
+  function useToken() {
+    const text = $("token").value.trim().replace(/^Bearer\s+/i, "");
+    $("token-error").textContent = "";
+    const claims = claimsOf(text);
+    if (!claims) {
+      $("token-error").textContent = "This is not a JWT (three base64url parts separated by dots)";
+      $("token").focus();
+      return;
+    }
+    token = text;
+    sessionStorage.setItem(tokenKey, token);
+    $("token").value = "";
+    if (typeof claims.preferred_username === "string") $("username").value = claims.preferred_username;
+    if (typeof claims.sub === "string") $("userid").value = claims.sub;
+    showSignedIn();
+    say("", false);
+  }
+
+  function signOut() {
+    token = null;
+    sessionStorage.removeItem(tokenKey);
+    showSignedIn();
+  }
+
+  function withToken(options) {
+    if (!token) return options;
+    return { ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + token } };
+  }
+
   function say(text, failed) {
     $("message").textContent = text;
     $("message").className = failed ? "failed" : "";
@@ -28,10 +88,10 @@
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), seconds * 1000);
     try {
-      const response = await fetch(new URL(path, base), { ...options, signal: controller.signal });
+      const response = await fetch(new URL(path, base), { ...withToken(options), signal: controller.signal });
       let body = {};
       try { body = await response.json(); } catch (_) { body = {}; }
-      return { status: response.status, body };
+      return { status: response.status, body, retryAfter: response.headers.get("Retry-After") };
     } catch (error) {
       return { status: 0, body: { message: error.name === "AbortError" ? "cm-server did not answer in time; try again" : "cm-server cannot be reached; try again" } };
     } finally {
@@ -39,7 +99,16 @@
     }
   }
 
-  function showErrors(body) {
+  // 401, 403 and 429 say what to do; other errors name the field they are about.
+  function showErrors(body, status, retryAfter) {
+    if (status === 401) {
+      $("token-error").textContent = token ? "The shop refused this token; paste a new one" : "Paste a token to sign in";
+      $("token").focus();
+      return say("Sign in first: " + (body.message || "a token is required"), true);
+    }
+    if (status === 429) {
+      return say("Too many requests: try again in " + (retryAfter || "a few") + " s", true);
+    }
     let placed = false;
     for (const error of body.errors || []) {
       if (fields.includes(error.field)) {
@@ -52,7 +121,7 @@
       const first = fields.find((name) => $(name).getAttribute("aria-invalid") === "true");
       if (first) $(first).focus();
     }
-    say(body.message || "The request failed", true);
+    say((status === 403 ? "Not allowed: " : "") + (body.message || "The request failed"), true);
   }
 
   function row(item, state) {
@@ -90,9 +159,9 @@
       $("purchases").tBodies[0].replaceChildren();
     }
     $("list").disabled = true;
-    const { status, body } = await call(listPath(listedUser, more ? cursor : null), {}, 10);
+    const { status, body, retryAfter } = await call(listPath(listedUser, more ? cursor : null), {}, 10);
     $("list").disabled = false;
-    if (status !== 200) return showErrors(body);
+    if (status !== 200) return showErrors(body, status, retryAfter);
     const tbody = $("purchases").tBodies[0];
     for (const item of body.purchases || []) tbody.appendChild(row(item, "stored"));
     cursor = body.nextCursor || null;
@@ -122,13 +191,13 @@
     if ($("timestamp").value.trim() !== "") purchase.timestamp = $("timestamp").value.trim();
     $("buy").disabled = true;
     say("Sending…", false);
-    const { status, body } = await call("buy", {
+    const { status, body, retryAfter } = await call("buy", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(purchase),
     }, 20);
     $("buy").disabled = false;
-    if (status !== 200) return showErrors(body);
+    if (status !== 200) return showErrors(body, status, retryAfter);
     say("Sent to Kafka: " + body.purchaseId + " (partition " + body.partition + ", offset " + body.offset + "); waiting until it is stored", false);
     if (listedUser !== purchase.username) {
       listedUser = purchase.username;
@@ -140,9 +209,78 @@
     const tr = row({ purchaseId: body.purchaseId, timestamp: purchase.timestamp || "", price: purchase.price, userid: purchase.userid }, "sent");
     tbody.insertBefore(tr, tbody.firstChild);
     $("timestamp").value = new Date().toISOString();
+
+  // The bearer token (AUTH_MODE=jwt): kept in this tab only (sessionStorage), never in
+  // localStorage or a cookie. Its claims are read here only to say who is signed in and fill the
+  // form; cm-server verifies the token on every request.
+  const tokenKey = "scalable-shop-token";
+  let token = sessionStorage.getItem(tokenKey);
+
+  function claimsOf(text) {
+    const parts = text.split(".");
+    if (parts.length !== 3) return null;
+    try {
+      const json = atob(parts[1].replace(/-/g, "+").replace(/_/g, "/"));
+      const bytes = Uint8Array.from(json, (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      return claims && typeof claims === "object" ? claims : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function showSignedIn() {
+    const claims = token ? claimsOf(token) : null;
+    $("sign-out").hidden = !claims;
+    if (!claims) {
+      $("who").textContent = "Not signed in. A shop that requires it (AUTH_MODE=jwt) needs a token.";
+      return;
+    }
+    const admin = String(claims.scope || "").split(" ").includes("shop:admin") ? ", may read every user" : "";
+    const expires = typeof claims.exp === "number" ? "; expires " + new Date(claims.exp * 1000).toISOString() : "";
+    $("who").textContent = "Signed in as " + claims.preferred_username + " (user id " + claims.sub + admin + ")" + expires;
+  }
+
+  function useToken() {
+    const text = $("token").value.trim().replace(/^Bearer\s+/i, "");
+    $("token-error").textContent = "";
+    const claims = claimsOf(text);
+    if (!claims) {
+      $("token-error").textContent = "This is not a JWT (three base64url parts separated by dots)";
+      $("token").focus();
+      return;
+    }
+    token = text;
+    sessionStorage.setItem(tokenKey, token);
+    $("token").value = "";
+    if (typeof claims.preferred_username === "string") $("username").value = claims.preferred_username;
+    if (typeof claims.sub === "string") $("userid").value = claims.sub;
+    showSignedIn();
+    say("", false);
+  }
+
+  function signOut() {
+    token = null;
+    sessionStorage.removeItem(tokenKey);
+    showSignedIn();
+  }
+
+  function withToken(options) {
+    if (!token) return options;
+    return { ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + token } };
+  }
     follow(purchase.username, body.purchaseId);
   }
 
+  $("use-token").addEventListener("click", useToken);
+  $("token").addEventListener("keydown", (event) => { if (event.key === "Enter") useToken(); });
+  $("sign-out").addEventListener("click", signOut);
+  showSignedIn();
+  if (token) {
+    const claims = claimsOf(token);
+    if (claims && typeof claims.preferred_username === "string") $("username").value = claims.preferred_username;
+    if (claims && typeof claims.sub === "string") $("userid").value = claims.sub;
+  }
   $("buy-form").addEventListener("submit", buy);
   $("list").addEventListener("click", () => list(false));
   $("more").addEventListener("click", () => list(true));

@@ -5,7 +5,9 @@ binaries, free ports, a throwaway data folder), puts a path-prefix proxy in fron
 ingress-nginx's /scalable-shop-cm-server/, and drives the page with Selenium:
 three purchases listed newest first and marked stored, a 422 shown next to its field, an XSS
 username shown as text, the page working under the prefix; screenshots at desktop and phone
-width go to .build/screenshots/.
+width go to .build/screenshots/. Then a second shop with AUTH_MODE=jwt: the page asks for a
+token on 401, says who is signed in, buys and lists with it, shows 403 and 429 as messages, and
+keeps the token in the tab's sessionStorage only.
 """
 
 import http.server
@@ -18,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 
+import jwt
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -53,7 +56,7 @@ def prefix_proxy(target_port):
             body = self.rfile.read(length) if length else None
             request = urllib.request.Request(
                 "http://127.0.0.1:%d%s" % (target_port, self.path[len(PREFIX):]), data=body, method=self.command)
-            for name in ("Content-Type", "Accept", "Idempotency-Key"):
+            for name in ("Content-Type", "Accept", "Idempotency-Key", "Authorization"):
                 if self.headers.get(name):
                     request.add_header(name, self.headers[name])
             try:
@@ -229,5 +232,107 @@ def main():
         shutil.rmtree(data, ignore_errors=True)
 
 
+SECRET = "browser-test-secret-of-at-least-32-bytes"
+
+
+def token_for(sub, username, **extra):
+    claims = {"sub": sub, "preferred_username": username, "iss": "browser-test", "aud": "scalable-shop",
+              "exp": int(time.time()) + 600}
+    claims.update(extra)
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def jwt_mode():
+    shop = Shop(bin_dir=os.path.join(ROOT, ".build", "debug"), env={
+        "AUTH_MODE": "jwt", "AUTH_JWT_SECRET": SECRET, "AUTH_ISSUER": "browser-test", "AUTH_AUDIENCE": "scalable-shop",
+        "CM_API_SERVICE_TOKEN": "browser-test-service-token-of-32-bytes", "RATE_LIMIT_BUY_PER_SECOND": 1,
+        "RATE_LIMIT_BUY_BURST": 2})
+    try:
+        shop.start()
+    except RuntimeError:
+        shop.stop()
+        raise
+    proxy = prefix_proxy(shop.ports["server"])
+    driver = None
+    try:
+        driver = browser()
+        wait = WebDriverWait(driver, 30)
+        base = "http://127.0.0.1:%d%s/" % (proxy.server_address[1], PREFIX)
+        driver.get(base)
+        assert driver.find_element(By.ID, "who").text.startswith("Not signed in"), driver.find_element(By.ID, "who").text
+
+        # Without a token: the 401 asks for one and puts the cursor in the token field.
+        fill(driver, username="alice")
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: message(d).startswith("Sign in first"))
+        assert driver.switch_to.active_element.get_attribute("id") == "token"
+        assert driver.find_element(By.ID, "token-error").text == "Paste a token to sign in"
+
+        # Not a JWT: said next to the field, nothing stored.
+        fill(driver, token="not-a-token")
+        driver.find_element(By.ID, "use-token").click()
+        assert "not a JWT" in driver.find_element(By.ID, "token-error").text
+
+        # Alice's token: who is signed in, the form filled, a purchase bought and listed.
+        fill(driver, token=token_for("a-001", "alice"))
+        driver.find_element(By.ID, "use-token").click()
+        assert driver.find_element(By.ID, "who").text.startswith("Signed in as alice (user id a-001)")
+        assert driver.find_element(By.ID, "userid").get_attribute("value") == "a-001"
+        assert driver.find_element(By.ID, "token").get_attribute("value") == ""
+        buy(driver, wait, price="7.70", timestamp="2024-03-01T00:00:00.000Z")
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 1)
+        driver.save_screenshot(os.path.join(SCREENSHOTS, "shop-signed-in.png"))
+
+        # Another user's list, or buying in another name: 403, said so.
+        fill(driver, username="bob")
+        driver.find_element(By.ID, "list").click()
+        wait.until(lambda d: message(d).startswith("Not allowed:"))
+        fill(driver, username="alice", userid="b-002", price="1.00")
+        driver.find_element(By.ID, "buy").click()
+        wait.until(lambda d: message(d).startswith("Not allowed:"))
+        assert "sub" in driver.find_element(By.ID, "userid-error").text, driver.find_element(By.ID, "userid-error").text
+
+        # A flood of alice's own requests: the page's purchase meets the limit and says when to retry.
+        stop = threading.Event()
+        alice = token_for("a-001", "alice")
+
+        def flood():
+            while not stop.is_set():
+                request = urllib.request.Request(
+                    base + "buy?dryRun=true", method="POST", data=b'{"username":"alice","userid":"a-001","price":"1"}',
+                    headers={"Content-Type": "application/json", "Authorization": "Bearer " + alice})
+                try:
+                    urllib.request.urlopen(request, timeout=10).read()
+                except urllib.error.HTTPError:
+                    pass
+                time.sleep(0.02)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            fill(driver, userid="a-001", price="2.00")
+            driver.find_element(By.ID, "buy").click()
+            wait.until(lambda d: message(d).startswith("Too many requests: try again in 1 s"))
+        finally:
+            stop.set()
+            flooder.join()
+
+        # The token lives in this tab's sessionStorage only: a reload keeps it, sign-out drops it.
+        assert driver.execute_script("return window.localStorage.length") == 0
+        driver.get(base)
+        assert driver.find_element(By.ID, "who").text.startswith("Signed in as alice")
+        driver.find_element(By.ID, "sign-out").click()
+        assert driver.find_element(By.ID, "who").text.startswith("Not signed in")
+        assert driver.execute_script("return window.sessionStorage.length") == 0
+        print("browser test (AUTH_MODE=jwt) passed")
+    finally:
+        if driver is not None:
+            driver.quit()
+        proxy.shutdown()
+        shop.stop()
+
+
 if __name__ == "__main__":
     main()
+    jwt_mode()
