@@ -30,8 +30,8 @@ test: lint test-k8s build venv
 
 # Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
 # documents, and nine faults under load with an exact accounting (about 4 minutes); with
-# AUTH_MODE=jwt, 60 hostile token and access cases and a request flood (test_auth.py, about a
-# minute, docs/SECURITY.md); and, without a shop, what make soak's leak check counts and calls a leak.
+# AUTH_MODE=jwt, 74 hostile token and access cases, the corpus and schemathesis with a token, a
+# request flood (test_auth.py, about 2 minutes, docs/SECURITY.md); and, without a shop, what make soak's leak check counts and calls a leak.
 test-reliability: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/reliability \
 		--pattern 'test_*.py' --verbose

@@ -29,8 +29,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
+import bad_input  # noqa: E402
+import test_reliability  # noqa: E402  (its fuzz(); the module, so its tests are not collected here)
 from shop import Shop, wait_for  # noqa: E402
 
 ISSUER = "https://id.scalable-shop.test/"
@@ -105,7 +108,9 @@ def jwks_document():
 
 def setUpModule():
     global HS, JWKS
-    common = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE, "CM_API_TIMEOUT_MS": 2000}
+    # The idle and cm-api timeouts of the reliability suite's shop, which the corpus expects.
+    common = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE, "CM_API_TIMEOUT_MS": 1000,
+              "HTTP_IDLE_TIMEOUT_MS": test_reliability.IDLE_TIMEOUT_S * 1000}
     # The HS256 shop reads its secrets from files, as the charts mount them (SECRETS_DIR); the
     # JWKS shop from the environment.
     HS = Shop(env=dict(common, SECRETS_DIR=secrets_directory())).start()
@@ -227,6 +232,33 @@ class TestHS256(AuthCase):
                              timeout=60)
         self.assertEqual(bad.returncode, 64, bad.stderr)
         self.assertIn("control characters", bad.stderr)
+
+    def corpus_headers(self):
+        """An admin's token (the corpus reads several users' lists) for the corpus' own user."""
+        token = hs256(claims(("c-1", "corpus"), scope="shop:admin", exp=int(time.time()) + 3600))
+        return [f"Authorization: Bearer {token}", f"Shop-Service-Token: {SERVICE_TOKEN}"]
+
+    def test_the_bad_input_corpus_answers_as_documented_with_a_token(self):
+        headers = "".join(header + "\r\n" for header in self.corpus_headers()).encode()
+        before = HS.topic_end_offsets()
+        failures = []
+        for name, service, data, allowed, check in bad_input.corpus():
+            # After the request line, when there is one: the raw cases stay as malformed as they are.
+            line_end = data.find(b"\r\n")
+            if line_end > 0 and data[:line_end].endswith(b"HTTP/1.1"):
+                data = data[:line_end + 2] + headers + data[line_end + 2:]
+            answer = bad_input.send(HS.ports["server" if service == "cm-server" else "api"], data)
+            problem = bad_input.judge(name, allowed, check, answer, test_reliability.IDLE_TIMEOUT_S)
+            if problem:
+                failures.append(f"{name}: {problem}")
+        self.assertEqual(failures, [], "\n".join(failures))
+        self.assertEqual(HS.topic_end_offsets(), before, "a refused request reached the topic")
+
+    def test_schemathesis_with_a_token(self):
+        for service in ("cm-server", "cm-api"):
+            result, summary = test_reliability.fuzz(HS, service, 50, self.corpus_headers())
+            print(f"\n  {summary} (AUTH_MODE=jwt)")
+            self.assertEqual(result.returncode, 0, result.stdout[-8000:] + result.stderr[-2000:])
 
     def test_forged_expired_and_malformed_tokens_are_401(self):
         now = int(time.time())
