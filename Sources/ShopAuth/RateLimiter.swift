@@ -37,18 +37,17 @@ public struct RateLimitSettings: Sendable {
     public static let unlimited = RateLimitSettings(buy: nil, lists: nil)
 
     /// `RATE_LIMIT_BUY_PER_SECOND` (default 20; 0 turns the limit off) and
-    /// `RATE_LIMIT_BUY_BURST` (default 40); `RATE_LIMIT_LIST_PER_SECOND` (default 50) and
-    /// `RATE_LIMIT_LIST_BURST` (default 100); `TRUSTED_PROXIES`: comma-separated addresses or
+    /// `RATE_LIMIT_BUY_BURST` (default twice the rate); `RATE_LIMIT_LIST_PER_SECOND` (default 50)
+    /// and `RATE_LIMIT_LIST_BURST` (default twice the rate); `TRUSTED_PROXIES`: comma-separated addresses or
     /// CIDR ranges (default none: `X-Forwarded-For` is ignored).
     public init(config: ConfigReader) throws(ConfigurationError) {
-        func limit(_ name: String, perSecond: Int, burst: Int) throws(ConfigurationError) -> Limit? {
-            let rate = try config.integer("rate.limit.\(name).per.second", default: perSecond, range: 0...1_000_000)
-            guard rate > 0 else { return nil }
-            let burst = try config.integer("rate.limit.\(name).burst", default: max(burst, rate), range: 1...10_000_000)
-            return Limit(perSecond: rate, burst: burst)
-        }
-        buy = try limit("buy", perSecond: 20, burst: 40)
-        lists = try limit("list", perSecond: 50, burst: 100)
+        let buyRate = try config.integer("rate.limit.buy.per.second", default: 20, range: 0...1_000_000)
+        let buyBurst = try config.integer("rate.limit.buy.burst", default: 2 * max(buyRate, 1), range: 1...10_000_000)
+        buy = buyRate > 0 ? Limit(perSecond: buyRate, burst: buyBurst) : nil
+        let listRate = try config.integer("rate.limit.list.per.second", default: 50, range: 0...1_000_000)
+        let listBurst = try config.integer(
+            "rate.limit.list.burst", default: 2 * max(listRate, 1), range: 1...10_000_000)
+        lists = listRate > 0 ? Limit(perSecond: listRate, burst: listBurst) : nil
         var ranges: [AddressRange] = []
         for entry in (config.text("trusted.proxies") ?? "").split(separator: ",") {
             let text = entry.trimmingCharacters(in: .whitespaces)
