@@ -47,11 +47,11 @@ ALL_FEATURES = {
         "imagePullSecrets": [{"name": "registry"}],
     },
 }
-# The other branches: CPU autoscaling, no SASL, no autoscaling, ingress without a host.
+# The other branches: CPU autoscaling, no SASL, no autoscaling, ingress without TLS.
 VARIANTS = {
     "cm-server": [
         {"autoscaling": {"enabled": True, "type": "cpu"}},
-        {"kafka": {"sasl": {"enabled": False}}, "ingress": {"enabled": True}},
+        {"kafka": {"sasl": {"enabled": False}}, "ingress": {"enabled": True, "host": "shop.example.com"}},
     ],
     "cm-api": [
         {"autoscaling": {"enabled": False}},
@@ -206,6 +206,8 @@ class SchemaValidationTests(unittest.TestCase):
                 ({"autoscaling": {"type": "memory"}}, "/autoscaling/type"),
                 ({"ingress": {"pathPrefix": "no-slash"}}, "/ingress/pathPrefix"),
                 ({"kafka": {"sasl": {"mechanism": "GSSAPI"}}}, "/kafka/sasl/mechanism"),
+                # Kubernetes 1.30 rejects a preStop sleep of 0 seconds.
+                ({"preStopSleepSeconds": 0}, "/preStopSleepSeconds"),
                 ({"replicas": 3}, "replicas"),
             ],
             "cm-api": [
@@ -214,6 +216,7 @@ class SchemaValidationTests(unittest.TestCase):
                 ({"credentials": {"mongodbUri": "postgres://x"}}, "/credentials/mongodbUri"),
                 ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
                 ({"ingest": {"batchSize": 0}}, "/ingest/batchSize"),
+                ({"preStopSleepSeconds": 0}, "/preStopSleepSeconds"),
             ],
         }
         for chart, cases in bad.items():
@@ -231,6 +234,11 @@ class SchemaValidationTests(unittest.TestCase):
              "minReplicas must not exceed"),
             ("cm-server", {"ingress": {"enabled": True, "tls": {"enabled": True, "secretName": "tls"}}},
              "needs ingress.host"),
+            # use-regex on a host-less Ingress switches regex matching on for all of them.
+            ("cm-server", {"ingress": {"enabled": True}}, "needs ingress.host"),
+            ("cm-server", {"autoscaling": {"enabled": True, "type": "keda"},
+                           "metrics": {"podAnnotations": False, "serviceMonitor": {"enabled": False}}},
+             "nothing would scrape it"),
             ("cm-api", {"credentials": {"existingSecret": ""}}, "MongoDB credentials"),
             ("cm-api", {"autoscaling": {"maxReplicas": 13}}, "exceeds kafka.topicPartitions (12)"),
             ("cm-api", {"kafka": {"topicPartitions": 6}}, "exceeds kafka.topicPartitions (6)"),
@@ -426,6 +434,12 @@ class AutoscalingTests(unittest.TestCase):
         self.assertIn("fallback", scaled["spec"])
         self.assertNotIn("replicas", deployment["spec"], "KEDA owns the replica count")
 
+    def test_a_fallback_never_scales_down_below_what_runs(self):
+        for chart, values in [("cm-api", {}), ("cm-server", {"autoscaling": {"enabled": True}})]:
+            fallback = of_kind(render(chart, values), "ScaledObject")[0]["spec"]["fallback"]
+            with self.subTest(chart=chart):
+                self.assertEqual(fallback["behavior"], "currentReplicasIfHigher")
+
     def test_scale_up_is_fast_and_scale_down_slow(self):
         for chart, values in [("cm-api", {}), ("cm-server", {"autoscaling": {"enabled": True}}),
                               ("cm-server", {"autoscaling": {"enabled": True, "type": "cpu"}})]:
@@ -457,6 +471,10 @@ class AutoscalingTests(unittest.TestCase):
         trigger = of_kind(objects, "ScaledObject")[0]["spec"]["triggers"][0]
         self.assertEqual(trigger["type"], "prometheus")
         self.assertIn("rate(http_requests_total{", trigger["metadata"]["query"])
+        # Only labels both scrape modes give (a "service" label exists with a ServiceMonitor only;
+        # test_live_queries.py runs the query against a real Prometheus), and no data is an error.
+        self.assertNotIn("service=", trigger["metadata"]["query"])
+        self.assertEqual(trigger["metadata"]["ignoreNullValues"], "false")
         self.assertEqual(of_kind(objects, "HorizontalPodAutoscaler"), [])
         self.assertNotIn("replicas", of_kind(objects, "Deployment")[0]["spec"])
         cpu = render("cm-server", {"autoscaling": {"enabled": True, "type": "cpu"}})

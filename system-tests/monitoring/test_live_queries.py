@@ -30,6 +30,7 @@ import yaml  # noqa: E402
 
 from shop import TOPIC, Shop, free_port, http_get, wait_for  # noqa: E402
 from test_alerts import dashboard, rule_groups  # noqa: E402  (the charts, rendered)
+from test_charts import NAMESPACE, of_kind, render  # noqa: E402
 
 CHARTS = ("cm-api", "cm-server")
 
@@ -66,8 +67,11 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": rule_files,
+            # The labels the charts' default scraping gives (pod annotations, Prometheus'
+            # kubernetes-pods job): namespace and pod; only a ServiceMonitor adds "service".
             "scrape_configs": [
-                {"job_name": name, "static_configs": [{"targets": [urllib.parse.urlsplit(url).netloc]}]}
+                {"job_name": name, "static_configs": [{"targets": [urllib.parse.urlsplit(url).netloc],
+                                                       "labels": {"namespace": NAMESPACE, "pod": f"{name}-0"}}]}
                 for name, url in (("cm-api", shop.api_url), ("cm-server", shop.server_url))
             ],
         }
@@ -213,6 +217,12 @@ class LiveQueries(unittest.TestCase):
                 for target in panel["targets"]:
                     if not prometheus.query(target["expr"]):
                         empty.append(f"{chart} panel {panel['title']!r}: {target['expr']}")
+        # KEDA's query for cm-server (ignoreNullValues false: an empty answer would be an error and
+        # the fallback, never a scale to the minimum).
+        scaled = of_kind(render("cm-server", {"autoscaling": {"enabled": True, "type": "keda"}}), "ScaledObject")[0]
+        keda_query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+        if not prometheus.query(keda_query):
+            empty.append(f"cm-server ScaledObject: {keda_query}")
         self.assertEqual(empty, [], "queries that found nothing")
 
 

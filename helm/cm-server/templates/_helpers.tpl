@@ -88,8 +88,11 @@ Refuse values that would deploy something broken, at render time, with the reaso
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
-{{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.host) }}
-{{- fail "ingress.tls.enabled needs ingress.host: a certificate is for a host name" }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.host) }}
+{{- fail "ingress.enabled needs ingress.host: the Ingress uses a regex path, and ingress-nginx's use-regex on an Ingress without a host turns regex matching on for every host-less Ingress of the controller" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (eq .Values.autoscaling.type "keda") (not .Values.autoscaling.keda.query) (not (or .Values.metrics.podAnnotations .Values.metrics.serviceMonitor.enabled)) }}
+{{- fail "autoscaling.type keda scales on cm-server's request rate from Prometheus, but metrics.podAnnotations and metrics.serviceMonitor.enabled are both off: nothing would scrape it (or give autoscaling.keda.query)" }}
 {{- end }}
 {{- end }}
 
