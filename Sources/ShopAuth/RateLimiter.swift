@@ -141,14 +141,25 @@ public final class RateLimiter: Sendable {
     }
 
     public let settings: RateLimitSettings
-    private let buckets = Mutex<[String: Bucket]>([:])
+    private let buckets = Mutex<[BucketKey: Bucket]>([:])
     /// Above this many principals the full buckets are forgotten (they are the same as new ones).
     private static let pruneAbove = 100_000
     private let refusedBuy = Counter(label: "http_rate_limited_total", dimensions: [("route", "buy")])
     private let refusedList = Counter(label: "http_rate_limited_total", dimensions: [("route", "list")])
 
+    /// `RateLimit-Policy` of each route, the same on every answer: made once.
+    private let buyPolicy: String
+    private let listPolicy: String
+
     public init(settings: RateLimitSettings) {
         self.settings = settings
+        func policy(_ route: Route, _ limit: RateLimitSettings.Limit?) -> String {
+            guard let limit else { return "" }
+            let window = Int((Double(limit.burst) / Double(limit.perSecond)).rounded(.up))
+            return "\"\(route.rawValue)\";q=\(limit.burst);w=\(window)"
+        }
+        buyPolicy = policy(.buy, settings.buy)
+        listPolicy = policy(.list, settings.lists)
     }
 
     func limit(_ route: Route) -> RateLimitSettings.Limit? {
@@ -158,12 +169,56 @@ public final class RateLimiter: Sendable {
         }
     }
 
+    /// Whom a bucket belongs to: a token's subject, or a client address (16 bytes; IPv4 as
+    /// IPv4-mapped IPv6). Hashed as it is: no text is made per request.
+    public enum Principal: Hashable, Sendable {
+        case subject(String)
+        case address(UInt64, UInt64)
+        case unknown
+
+        /// The peer's address as it is, without making an array (the path of every request when
+        /// no proxy is trusted).
+        init(_ address: SocketAddress) {
+            switch address {
+            case .v4(let v4):
+                self = .address(0, 0x0000_ffff_0000_0000 | UInt64(UInt32(bigEndian: v4.address.sin_addr.s_addr)))
+            case .v6(let v6):
+                let (high, low) = withUnsafeBytes(of: v6.address.sin6_addr) { raw in
+                    (
+                        UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                        UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                    )
+                }
+                self = .address(high, low)
+            default:
+                self = .unknown
+            }
+        }
+
+        init(address bytes: [UInt8]) {
+            var mapped = bytes
+            if bytes.count == 4 { mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + bytes }
+            guard mapped.count == 16 else {
+                self = .unknown
+                return
+            }
+            let high = mapped[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let low = mapped[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            self = .address(high, low)
+        }
+    }
+
+    private struct BucketKey: Hashable {
+        var route: Route
+        var principal: Principal
+    }
+
     /// Takes one request from `principal`'s bucket for `route`.
-    public func take(_ route: Route, principal: String, now: ContinuousClock.Instant = .now) -> Decision? {
+    public func take(_ route: Route, principal: Principal, now: ContinuousClock.Instant = .now) -> Decision? {
         guard let limit = limit(route) else { return nil }
         let rate = Double(limit.perSecond)
         let burst = Double(limit.burst)
-        let key = "\(route.rawValue) \(principal)"
+        let key = BucketKey(route: route, principal: principal)
         let decision = buckets.withLock { buckets in
             if buckets.count > Self.pruneAbove {
                 buckets = buckets.filter { _, bucket in
@@ -191,19 +246,22 @@ public final class RateLimiter: Sendable {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
-    /// Who a request counts against: `sub:<userid>` with a verified token, else `addr:<client>`,
+    /// Who a request counts against: the verified token's subject, else the client's address,
     /// the client being the connection's peer or, when the peer is a trusted proxy, the nearest
     /// untrusted address in `X-Forwarded-For`.
-    public func principal(request: Request, context: ShopRequestContext) -> String {
-        if let identity = context.identity { return "sub:\(identity.userid)" }
-        guard let peer = context.remoteAddress.flatMap(AddressRange.bytes) else { return "addr:unknown" }
-        return "addr:\(Self.text(clientAddress(peer: peer, forwardedFor: request.headers[values: .xForwardedFor])))"
+    public func principal(request: Request, context: ShopRequestContext) -> Principal {
+        if let identity = context.identity { return .subject(identity.userid) }
+        guard let remote = context.remoteAddress else { return .unknown }
+        guard !settings.trustedProxies.isEmpty else { return Principal(remote) }
+        guard let peer = AddressRange.bytes(remote) else { return .unknown }
+        return Principal(address: clientAddress(peer: peer, forwardedFor: request.headers[values: .xForwardedFor]))
     }
 
-    func clientAddress(peer: [UInt8], forwardedFor: [String]) -> [UInt8] {
+    /// `forwardedFor` is read only when the peer is a trusted proxy.
+    func clientAddress(peer: [UInt8], forwardedFor: @autoclosure () -> [String]) -> [UInt8] {
         var client = peer
         guard isTrusted(client) else { return client }
-        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        let hops = forwardedFor().flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
         for hop in hops.reversed() {
             // A hop that is not an address ends the chain: whoever wrote it is the last trusted one.
             guard let address = AddressRange.bytes(hop) else { return client }
@@ -214,16 +272,7 @@ public final class RateLimiter: Sendable {
     }
 
     private func isTrusted(_ address: [UInt8]) -> Bool {
-        settings.trustedProxies.contains { $0.contains(address) }
-    }
-
-    private static func text(_ bytes: [UInt8]) -> String {
-        bytes.count == 4
-            ? bytes.map(String.init).joined(separator: ".")
-            : stride(from: 0, to: bytes.count, by: 2).map {
-                String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16)
-            }
-            .joined(separator: ":")
+        !settings.trustedProxies.isEmpty && settings.trustedProxies.contains { $0.contains(address) }
     }
 
     /// Runs `body` when `principal` has a request left on `route`; otherwise answers 429. Either
@@ -243,8 +292,7 @@ public final class RateLimiter: Sendable {
                     + "retry after \(decision.retryAfter) s")
             response.headers[.retryAfter] = String(decision.retryAfter)
         }
-        let window = Int((Double(limit.burst) / Double(limit.perSecond)).rounded(.up))
-        response.headers[.rateLimitPolicy] = "\"\(route.rawValue)\";q=\(limit.burst);w=\(window)"
+        response.headers[.rateLimitPolicy] = route == .buy ? buyPolicy : listPolicy
         response.headers[.rateLimit] = "\"\(route.rawValue)\";r=\(decision.remaining);t=\(decision.reset)"
         return response
     }

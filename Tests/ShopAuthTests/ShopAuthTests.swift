@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import JWTKit
+import NIOCore
 import ShopService
 import Testing
 
@@ -147,15 +148,15 @@ private func config(_ variables: [String: String]) -> ConfigReader {
         let limiter = RateLimiter(
             settings: RateLimitSettings(buy: .init(perSecond: 2, burst: 3), lists: nil))
         let start = ContinuousClock.now
-        let burst = (0..<4).map { _ in limiter.take(.buy, principal: "sub:a", now: start)!.allowed }
+        let burst = (0..<4).map { _ in limiter.take(.buy, principal: .subject("a"), now: start)!.allowed }
         #expect(burst == [true, true, true, false])
-        let refused = limiter.take(.buy, principal: "sub:a", now: start)!
+        let refused = limiter.take(.buy, principal: .subject("a"), now: start)!
         #expect(refused.retryAfter == 1 && refused.remaining == 0)
         // Another principal has its own bucket; half a second refills one request.
-        #expect(limiter.take(.buy, principal: "sub:b", now: start)!.allowed)
-        #expect(limiter.take(.buy, principal: "sub:a", now: start + .milliseconds(500))!.allowed)
-        #expect(!limiter.take(.buy, principal: "sub:a", now: start + .milliseconds(500))!.allowed)
-        #expect(limiter.take(.list, principal: "sub:a", now: start) == nil, "no list limit: unlimited")
+        #expect(limiter.take(.buy, principal: .subject("b"), now: start)!.allowed)
+        #expect(limiter.take(.buy, principal: .subject("a"), now: start + .milliseconds(500))!.allowed)
+        #expect(!limiter.take(.buy, principal: .subject("a"), now: start + .milliseconds(500))!.allowed)
+        #expect(limiter.take(.list, principal: .subject("a"), now: start) == nil, "no list limit: unlimited")
     }
 
     @Test func forwardedForIsBelievedOnlyFromTrustedProxies() throws {
@@ -172,6 +173,15 @@ private func config(_ variables: [String: String]) -> ConfigReader {
         // A spoofed left-most entry does not matter; garbage ends the chain at the last proxy.
         #expect(limiter.clientAddress(peer: proxy, forwardedFor: ["not-an-address"]) == proxy)
         #expect(AddressRange("::1")!.contains(AddressRange.bytes("::1")!))
+        // A peer read straight from its socket address is the same principal as through the
+        // byte path, IPv4 and IPv6, and an IPv4 client equals its IPv4-mapped IPv6 form.
+        for text in ["192.0.2.1", "2001:db8::7", "::ffff:192.0.2.1"] {
+            let address = try SocketAddress(ipAddress: text, port: 1)
+            #expect(RateLimiter.Principal(address) == RateLimiter.Principal(address: AddressRange.bytes(address)!))
+        }
+        #expect(
+            RateLimiter.Principal(try SocketAddress(ipAddress: "::ffff:192.0.2.1", port: 1))
+                == RateLimiter.Principal(try SocketAddress(ipAddress: "192.0.2.1", port: 1)))
         #expect(AddressRange("10.0.0.0/33") == nil && AddressRange("example.com") == nil)
     }
 
