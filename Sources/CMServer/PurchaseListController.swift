@@ -11,9 +11,13 @@ struct PurchaseListController {
     var rateLimiter = RateLimiter(settings: .unlimited)
 
     func addRoutes(to router: RouterGroup<ShopRequestContext>) {
-        router.get("getAllUserBuys/:username") { request, context in
-            await rateLimiter.limited(.list, request: request, context: context) {
-                await list(request: request, context: context)
+        // The second route: the same list for a username whose %2F a proxy decoded into more
+        // path segments (ingress-nginx's rewrite does); PurchaseListQuery joins them back.
+        for path in ["getAllUserBuys/:username", "getAllUserBuys/:username/**"] {
+            router.get(RouterPath(path)) { request, context in
+                await rateLimiter.limited(.list, request: request, context: context) {
+                    await list(request: request, context: context)
+                }
             }
         }
     }

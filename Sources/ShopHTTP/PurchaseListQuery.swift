@@ -24,9 +24,15 @@ public struct PurchaseListQuery<Cursor: Sendable>: Sendable {
         context: some RequestContext,
         cursor decodeCursor: (String) throws(FieldError) -> Cursor
     ) throws(Invalid) {
-        // The router hands the path segment over still percent-encoded.
-        guard let raw = context.parameters.get("username"), let username = raw.removingPercentEncoding else {
-            throw Invalid(message: "The username is not valid percent-encoding", errors: [])
+        // The router hands the path segments over still percent-encoded. A username with a `/`
+        // arrives as more segments when a proxy decoded its %2F (ingress-nginx's rewrite does):
+        // the catch-all route's rest joins back into it.
+        let invalid = Invalid(message: "The username is not valid percent-encoding", errors: [])
+        guard let first = context.parameters.get("username")?.removingPercentEncoding else { throw invalid }
+        var username = first
+        for segment in context.parameters.getCatchAll() {
+            guard let text = segment.removingPercentEncoding else { throw invalid }
+            username += "/" + text
         }
         var errors: [FieldError] = []
         if let violation = Purchase.nameViolation(username) {

@@ -90,9 +90,15 @@ import Testing
 
     @Test func theRouterHasExactlyTheDocumentedOperations() {
         let router = buildRouter(publisher: InMemoryPublisher(), purchaseLists: .unreachable)
+        // A route that ends in `/**` is its operation's own for a username whose %2F a proxy
+        // decoded (PurchaseListController).
         let routed = Set(
-            router.routes.map { "\($0.method) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)" })
+            router.routes.map {
+                "\($0.method) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)"
+                    .replacing("/**", with: "")
+            })
         #expect(routed == Self.document.operations)
+        #expect(router.routes.filter { $0.path.description.hasSuffix("/**") }.count == 1)
     }
 
     @Test func everyDocumentedResponseIsExercisedHere() {

@@ -97,6 +97,9 @@ extension PurchaseListClient {
         ("%E5%BC%A0%E4%BC%9F", "张伟"),
         ("caf%C3%A9", "café"),
         ("plus+sign", "plus+sign"),
+        // As ingress-nginx's rewrite passes a%2Fb on: decoded into two segments.
+        ("a/b", "a/b"),
+        ("a/b%20c/%C3%A9", "a/b c/é"),
     ])
     func usernamesArePercentDecodedAndReachCmAPIIntact(path: String, username: String) async throws {
         let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))
