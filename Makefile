@@ -5,6 +5,8 @@
 #               reliability suite (bad input, fuzzing, faults under load) and the benchmark's smoke run.
 #   make run    install what is missing, build in release mode, run the whole shop on localhost.
 #   make soak   (not part of make test) ten minutes of load with a random fault every 30 s.
+#   make fleet  (not part of make test) replicas behind nginx as the Ingress configures it, with
+#               Prometheus (scripts/fleet.py; make test-fleet tests it).
 
 SWIFT        ?= swift
 VENV         ?= .venv
@@ -16,7 +18,7 @@ K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4
 # write poison messages and read the dead-letter topic.
 RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1 PyJWT==2.15.1 cryptography==50.0.2
 
-.PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end run deps release lint build venv clean bench bench-mongo soak
+.PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end test-fleet run fleet deps release lint build venv clean bench bench-mongo soak
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
@@ -26,6 +28,7 @@ test: lint test-k8s build venv
 	$(MAKE) --no-print-directory test-launcher
 	$(MAKE) --no-print-directory test-reliability
 	$(MAKE) --no-print-directory test-monitoring
+	$(MAKE) --no-print-directory test-fleet
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
 # Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
@@ -63,11 +66,26 @@ test-monitoring: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/monitoring \
 		--pattern 'test_*.py' --verbose
 
+# The fleet (scripts/fleet.py, debug binaries, about 20 s): two cm-server and two cm-api replicas
+# behind nginx configured from the cm-server chart's rendered Ingress, Prometheus scraping each:
+# the original URLs, the page under the prefix, the bare-prefix redirect, nothing private
+# published, usernames nginx decodes before its rewrite, every replica serving.
+test-fleet: venv
+	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/fleet \
+		--pattern 'test_*.py' --verbose
+
 test-k8s: venv
 	$(VENV)/bin/python -m unittest discover --start-directory system-tests/k8s --pattern 'test_*.py'
 
 run: deps venv release
 	$(VENV)/bin/python scripts/shop.py
+
+# The shop as the cluster runs it (scripts/fleet.py): FLEET_SERVERS cm-server and FLEET_APIS cm-api
+# replicas (2 and 2) behind nginx on INGRESS_PORT (8080) as the chart's Ingress configures it,
+# Prometheus on PROMETHEUS_PORT (9090), AUTH_MODE=jwt; it prints the URLs and a token.
+fleet: venv release
+	scripts/install-deps.sh nginx prometheus
+	$(VENV)/bin/python scripts/fleet.py
 
 # Debian packages: librdkafka, libmongoc, pkg-config, curl, wrk (installed only when missing).
 deps:

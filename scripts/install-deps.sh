@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the local stack need, only if any is missing.
+# Arguments name more packages (make fleet adds nginx and prometheus).
 set -euo pipefail
 
-packages=(librdkafka-dev libmongoc-dev libbson-dev pkg-config make curl wrk gcc)
+packages=(librdkafka-dev libmongoc-dev libbson-dev pkg-config make curl wrk gcc "$@")
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()
 for package in "${packages[@]}"; do

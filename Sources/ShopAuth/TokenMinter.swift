@@ -11,6 +11,8 @@ public enum TokenMinter {
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         let seconds = TimeInterval(lifetime.components.seconds)
+        // Whole seconds: some libraries refuse a NumericDate with a fraction.
+        let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let claims = ShopClaims(
             sub: SubjectClaim(value: principal.userid), preferredUsername: principal.username,
             scope: principal.isAdmin ? ShopPrincipal.adminScope : nil,

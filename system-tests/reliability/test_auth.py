@@ -216,8 +216,10 @@ class TestHS256(AuthCase):
         port = HS.ports["server"]
         status, _, body = request(port, "POST", "/buy?dryRun=true", bearer(token), purchase(ALICE))
         self.assertEqual(status, 200, body)
-        self.assertEqual(jwt.decode(token, SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)["sub"],
-                         "a-001", "PyJWT reads what the minter signs")
+        decoded = jwt.decode(token, SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
+        self.assertEqual(decoded["sub"], "a-001", "PyJWT reads what the minter signs")
+        self.assertTrue(all(isinstance(decoded[claim], int) for claim in ("exp", "iat")),
+                        f"NumericDates in whole seconds: {decoded}")
         admin = subprocess.run(minter + ["--sub", "ops", "--username", "ops", "--admin", "--ttl", "60"], env=env,
                                capture_output=True, text=True, timeout=60, check=True).stdout.strip()
         status, _, body = request(port, "GET", "/getAllUserBuys/alice", bearer(admin))

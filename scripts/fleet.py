@@ -1,0 +1,295 @@
+"""The fleet on one machine (make fleet): the shop as the cluster runs it.
+
+K cm-server and M cm-api replicas (FLEET_SERVERS and FLEET_APIS, default 2 and 2) on kafka-mock
+and SecantusDB, all in one consumer group; nginx (Debian's package) in front as the ingress on
+http://localhost:8080/scalable-shop-cm-server/ (INGRESS_PORT), configured from the cm-server
+chart's rendered Ingress objects the way ingress-nginx turns an Ingress into nginx configuration
+(regex location, rewrite-target, x-forwarded-prefix, body size, read timeout, limit-connections,
+limit-rps, permanent-redirect; anything else is the controller's 404); and Prometheus (Debian's
+package) scraping every replica with the labels the charts' pod-annotation scraping gives
+(namespace, pod). Authentication is on as the charts set it (AUTH_MODE=jwt, HS256 with a secret
+of the fleet's own, mounted as files in SECRETS_DIR); the fleet prints a token.
+
+Only the cm-server chart's Ingress is translated: the subset of ingress-nginx's annotations the
+chart uses. An annotation the translation does not know stops the fleet rather than being ignored.
+
+`python scripts/fleet.py` runs it until SIGINT or SIGTERM (then everything stops); the Fleet class
+is what the fleet tests start.
+"""
+
+import base64
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from shop import ROOT, Process, Shop, Stop, _stop_on_signal, free_port, http_get  # noqa: E402
+
+NAMESPACE = "scalable-shop"
+ISSUER = "scalable-shop"
+AUDIENCE = "scalable-shop"
+# The annotations translate_ingress() knows; any other on a rendered Ingress stops the fleet.
+KNOWN_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/use-regex", "nginx.ingress.kubernetes.io/rewrite-target",
+    "nginx.ingress.kubernetes.io/x-forwarded-prefix", "nginx.ingress.kubernetes.io/proxy-body-size",
+    "nginx.ingress.kubernetes.io/proxy-read-timeout", "nginx.ingress.kubernetes.io/limit-connections",
+    "nginx.ingress.kubernetes.io/limit-rps", "nginx.ingress.kubernetes.io/permanent-redirect",
+}
+# ingress-nginx's defaults where the translation needs them (its ConfigMap's documented values).
+LIMIT_BURST_MULTIPLIER = 5
+LIMIT_STATUS = 503
+PERMANENT_REDIRECT_CODE = 301
+
+
+def render_ingresses(host, values=None):
+    """The cm-server chart's Ingress objects, rendered with `host` (helm's Go SDK, no binary)."""
+    import helm_python as helm  # helm-python-sdk, in the venv
+    import yaml
+
+    chart = helm.Chart.load(os.path.join(ROOT, "helm", "cm-server"))
+    merged = {"ingress": {"enabled": True, "host": host}}
+    for key, value in (values or {}).items():
+        merged[key] = value
+    manifests = chart.render(merged, name="cm-server", namespace=NAMESPACE, is_install=True)
+    return [doc for path, text in manifests.items() if not path.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(text) if doc and doc["kind"] == "Ingress"]
+
+
+def translate_ingress(ingresses, upstreams, port, folder):
+    """nginx.conf for `ingresses` as ingress-nginx would write it (the parts the chart uses), with
+    the Service's endpoints as `upstreams` ("host:port")."""
+    zones, locations = [], []
+    for ingress in ingresses:
+        name = ingress["metadata"]["name"]
+        notes = ingress["metadata"].get("annotations", {})
+        unknown = set(notes) - KNOWN_ANNOTATIONS
+        if unknown:
+            raise RuntimeError(f"Ingress {name}: the fleet does not translate {sorted(unknown)}")
+        regex = notes.get("nginx.ingress.kubernetes.io/use-regex") == "true"
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                lines = []
+                # ingress-nginx: a regex path is a case-insensitive location anchored at the start.
+                if regex:
+                    head = f'location ~* "^{path["path"]}" {{'
+                else:
+                    head = f'location {path["path"]} {{'
+                if "nginx.ingress.kubernetes.io/permanent-redirect" in notes:
+                    lines.append(f'return {PERMANENT_REDIRECT_CODE} {notes["nginx.ingress.kubernetes.io/permanent-redirect"]};')
+                    locations.append((head, lines))
+                    continue
+                if "nginx.ingress.kubernetes.io/limit-connections" in notes:
+                    zone = f"{name}_conn"
+                    zones.append(f"limit_conn_zone $binary_remote_addr zone={zone}:5m;")
+                    lines.append(f'limit_conn {zone} {notes["nginx.ingress.kubernetes.io/limit-connections"]};')
+                    lines.append(f"limit_conn_status {LIMIT_STATUS};")
+                if "nginx.ingress.kubernetes.io/limit-rps" in notes:
+                    zone = f"{name}_rps"
+                    rps = int(notes["nginx.ingress.kubernetes.io/limit-rps"])
+                    zones.append(f"limit_req_zone $binary_remote_addr zone={zone}:5m rate={rps}r/s;")
+                    lines.append(f"limit_req zone={zone} burst={rps * LIMIT_BURST_MULTIPLIER} nodelay;")
+                    lines.append(f"limit_req_status {LIMIT_STATUS};")
+                if "nginx.ingress.kubernetes.io/proxy-body-size" in notes:
+                    lines.append(f'client_max_body_size {notes["nginx.ingress.kubernetes.io/proxy-body-size"]};')
+                if "nginx.ingress.kubernetes.io/proxy-read-timeout" in notes:
+                    lines.append(f'proxy_read_timeout {notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]}s;')
+                if "nginx.ingress.kubernetes.io/x-forwarded-prefix" in notes:
+                    lines.append(f'proxy_set_header X-Forwarded-Prefix "{notes["nginx.ingress.kubernetes.io/x-forwarded-prefix"]}";')
+                if "nginx.ingress.kubernetes.io/rewrite-target" in notes:
+                    lines.append(f'rewrite "(?i){path["path"]}" {notes["nginx.ingress.kubernetes.io/rewrite-target"]} break;')
+                lines += [
+                    "proxy_http_version 1.1;",
+                    'proxy_set_header Connection "";',
+                    "proxy_set_header Host $host;",
+                    # ingress-nginx without use-forwarded-headers: the client is whoever connected.
+                    "proxy_set_header X-Forwarded-For $remote_addr;",
+                    "proxy_set_header X-Real-IP $remote_addr;",
+                    "proxy_set_header X-Request-ID $request_id;",
+                    "proxy_next_upstream error timeout;",
+                    "proxy_pass http://upstream_balancer;",
+                ]
+                locations.append((head, lines))
+    servers = "\n".join(f"    server {upstream} max_fails=0;" for upstream in upstreams)
+    zone_lines = "\n".join(f"  {zone}" for zone in sorted(set(zones)))
+    body = "\n".join(f"    {head}\n" + "".join(f"      {line}\n" for line in lines) + "    }" for head, lines in locations)
+    temp = {name: os.path.join(folder, name) for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    return f"""# Written by scripts/fleet.py from the cm-server chart's rendered Ingress objects.
+daemon off;
+worker_processes 1;
+pid {os.path.join(folder, "nginx.pid")};
+error_log {os.path.join(folder, "error.log")} warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {os.path.join(folder, "access.log")};
+  client_body_temp_path {temp["body"]};
+  proxy_temp_path {temp["proxy"]};
+  fastcgi_temp_path {temp["fastcgi"]};
+  uwsgi_temp_path {temp["uwsgi"]};
+  scgi_temp_path {temp["scgi"]};
+  # ingress-nginx's upstream keep-alive (60 s, under the services' 75 s idle timeout).
+  upstream upstream_balancer {{
+{servers}
+    keepalive 320;
+    keepalive_timeout 60s;
+  }}
+{zone_lines}
+  server {{
+    listen 127.0.0.1:{port} default_server;
+{body}
+    # The controller's default backend: anything no Ingress routes.
+    location / {{ return 404; }}
+  }}
+}}
+"""
+
+
+class Fleet(Shop):
+    """The shop with `servers` cm-server and `apis` cm-api replicas, nginx and Prometheus."""
+
+    def __init__(self, servers=2, apis=2, ingress_port=None, prometheus_port=None, env=None, **options):
+        self.secrets_dir = tempfile.mkdtemp(prefix="fleet-secrets.")
+        self.secret = base64.b64encode(secrets.token_bytes(32)).decode()
+        for name, value in (("auth-jwt-secret", self.secret),
+                            ("cm-api-service-token", base64.b64encode(secrets.token_bytes(32)).decode())):
+            with open(os.path.join(self.secrets_dir, name), "w") as f:
+                f.write(value)
+        auth = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE, "SECRETS_DIR": self.secrets_dir,
+                # The ingress is the only proxy; its address is where X-Forwarded-For is believed.
+                "TRUSTED_PROXIES": "127.0.0.1"}
+        super().__init__(env=dict(auth, **(env or {})), **options)
+        self.servers, self.apis = servers, apis
+        self.ingress_port = ingress_port or free_port()
+        self.prometheus_port = prometheus_port or free_port()
+        self.ingress_url = f"http://localhost:{self.ingress_port}/scalable-shop-cm-server/"
+        self.prometheus_url = f"http://127.0.0.1:{self.prometheus_port}"
+        self.replica_ports = {}
+
+    def replicas(self, service):
+        """The names of `service`'s replicas, in start order (the first is Shop's own)."""
+        return [name for name in self.processes if name == service or name.startswith(service + "-")]
+
+    def replica_url(self, name):
+        return f"http://127.0.0.1:{self.replica_ports[name]}"
+
+    def add_replica(self, service):
+        """Starts one more replica of `service` like the first, on a port of its own; its name."""
+        count = len(self.replicas(service)) + 1
+        name = f"{service}-{count}"
+        first = self.processes[service]
+        port = free_port()
+        self.processes[name] = Process(name, first.argv, dict(first.env, PORT=str(port)), self.log_dir)
+        self.replica_ports[name] = port
+        self.processes[name].start()
+        self._wait(name, lambda: http_get(self.replica_url(name), "/readyz")[0] == 200, 120)
+        return name
+
+    def start(self, say=lambda line: None):
+        super().start(say)
+        self.replica_ports["cm-server"] = self.ports["server"]
+        self.replica_ports["cm-api"] = self.ports["api"]
+        for _ in range(self.apis - 1):
+            say(f"cm-api     {self.replica_url(self.add_replica('cm-api'))}")
+        for _ in range(self.servers - 1):
+            say(f"cm-server  {self.replica_url(self.add_replica('cm-server'))}")
+        self.start_ingress()
+        say(f"ingress    {self.ingress_url} (nginx, from the cm-server chart's Ingress)")
+        self.start_prometheus()
+        say(f"Prometheus {self.prometheus_url}")
+        return self
+
+    def start_ingress(self):
+        folder = os.path.join(self.data, "nginx")
+        os.makedirs(folder, exist_ok=True)
+        upstreams = [f"127.0.0.1:{self.replica_ports[name]}" for name in self.replicas("cm-server")]
+        self.ingresses = render_ingresses("localhost")
+        config = os.path.join(folder, "nginx.conf")
+        with open(config, "w") as f:
+            f.write(translate_ingress(self.ingresses, upstreams, self.ingress_port, folder))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.processes["nginx"] = Process("nginx", [nginx, "-e", os.path.join(folder, "error.log"), "-p", folder,
+                                                    "-c", config], self._environment(), self.log_dir)
+        self.processes["nginx"].start()
+        self._wait("nginx", lambda: self._listening(self.ingress_port), 30)
+
+    def start_prometheus(self):
+        import yaml
+
+        folder = os.path.join(self.data, "prometheus")
+        os.makedirs(folder, exist_ok=True)
+        jobs = []
+        for service in ("cm-server", "cm-api"):
+            targets = [{"targets": [f"127.0.0.1:{self.replica_ports[name]}"],
+                        "labels": {"namespace": NAMESPACE, "pod": name}} for name in self.replicas(service)]
+            jobs.append({"job_name": service, "static_configs": targets})
+        config = os.path.join(folder, "prometheus.yml")
+        with open(config, "w") as f:
+            yaml.safe_dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                            "scrape_configs": jobs}, f)
+        prometheus = shutil.which("prometheus") or "/usr/bin/prometheus"
+        self.processes["prometheus"] = Process(
+            "prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={folder}/data",
+                           f"--web.listen-address=127.0.0.1:{self.prometheus_port}"], self._environment(), self.log_dir)
+        self.processes["prometheus"].start()
+        self._wait("prometheus", lambda: http_get(self.prometheus_url, "/-/ready")[0] == 200, 60)
+
+    def token(self, sub, username, admin=False):
+        """A token as `cm-server token` mints it, with the fleet's secret."""
+        command = [os.path.join(self.bin_dir, "cm-server"), "token", "--sub", sub, "--username", username]
+        env = {"PATH": os.environ.get("PATH", ""), "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE,
+               "SECRETS_DIR": self.secrets_dir}
+        return subprocess.run(command + (["--admin"] if admin else []), env=env, capture_output=True, text=True,
+                              timeout=60, check=True).stdout.strip()
+
+    def stop(self, say=lambda line: None):
+        # The front first, then the extra replicas (newest first), then the shop as Shop stops it.
+        for name in ["prometheus", "nginx"] + [n for n in reversed(list(self.processes)) if re.search(r"-\d+$", n)]:
+            if name in self.processes:
+                self.processes[name].stop()
+        super().stop(say)
+        shutil.rmtree(self.secrets_dir, ignore_errors=True)
+
+
+def main():
+    env = os.environ
+    fleet = Fleet(servers=int(env.get("FLEET_SERVERS") or 2), apis=int(env.get("FLEET_APIS") or 2),
+                  ingress_port=int(env.get("INGRESS_PORT") or 8080),
+                  prometheus_port=int(env.get("PROMETHEUS_PORT") or 9090),
+                  bin_dir=env.get("BIN_DIR") or os.path.join(ROOT, ".build", "release"), log_level="info")
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, _stop_on_signal)
+    status = 1
+    try:
+        fleet.start(say=lambda line: print(line, flush=True))
+        token = fleet.token("005", "joe")
+        print(f"""
+The fleet is up: {fleet.ingress_url} (logs: {fleet.log_dir}; Ctrl-C stops everything)
+
+  TOKEN={token}
+  curl -X POST {fleet.ingress_url}buy -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' -d '{{"username":"joe","userid":"005","price":"1195.30"}}'
+  curl -H "Authorization: Bearer $TOKEN" {fleet.ingress_url}getAllUserBuys/joe
+  Prometheus: {fleet.prometheus_url}/graph""", flush=True)
+        exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        name = next((n for n, p in fleet.processes.items() if p.popen.pid == exited.si_pid), exited.si_pid)
+        print(f"{name} stopped (status {exited.si_status}); the others stop too", flush=True)
+    except Stop as received:
+        print(f"{received}: stopping", flush=True)
+        status = 130
+    except RuntimeError as failure:
+        print(f"make fleet: {failure}", file=sys.stderr, flush=True)
+    finally:
+        for each in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(each, signal.SIG_IGN)
+        fleet.stop(say=lambda line: print(line, flush=True))
+        print("stopped", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The fleet through its ingress (make test runs this; make fleet is the same fleet by hand).
+
+Two cm-server and two cm-api replicas behind Debian's nginx configured from the cm-server
+chart's rendered Ingress (scripts/fleet.py), with AUTH_MODE=jwt as the charts default: the
+original public URLs, the page and its assets under the prefix, the bare-prefix redirect, the
+routes the Ingress must not publish, usernames that nginx decodes before its rewrite, and both
+replicas serving, as the fleet's own Prometheus sees it.
+"""
+
+import http.client
+import json
+import os
+import sys
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from fleet import Fleet  # noqa: E402
+from shop import wait_for  # noqa: E402
+
+FLEET = None
+PREFIX = "/scalable-shop-cm-server"
+
+
+def setUpModule():
+    global FLEET
+    FLEET = Fleet(bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
+    try:
+        FLEET.start()
+    except Exception:
+        FLEET.stop()
+        raise
+
+
+def tearDownModule():
+    FLEET.stop()
+
+
+def through_ingress(method, path, token=None, body=None, headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", FLEET.ingress_port, timeout=30)
+    try:
+        all_headers = {"Host": "localhost"}
+        if token:
+            all_headers["Authorization"] = "Bearer " + token
+        if body is not None:
+            all_headers["Content-Type"] = "application/json"
+            body = json.dumps(body).encode()
+        all_headers.update(headers or {})
+        connection.request(method, path, body=body, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+class ThroughTheIngress(unittest.TestCase):
+    def test_the_original_urls_buy_and_list(self):
+        token = FLEET.token("005", "joe")
+        status, _, body = through_ingress("POST", PREFIX + "/buy", token,
+                                          {"username": "joe", "userid": "005", "price": "1195.30"})
+        self.assertEqual(status, 200, body)
+        purchase = json.loads(body)["purchaseId"]
+
+        def listed():
+            status, _, body = through_ingress("GET", PREFIX + "/getAllUserBuys/joe", token)
+            return status == 200 and purchase in body.decode()
+
+        self.assertTrue(wait_for(listed, 30), "the purchase was not listed through the ingress")
+        status, headers, _ = through_ingress("POST", PREFIX + "/buy", None, {"username": "joe", "userid": "005",
+                                                                             "price": "1.00"})
+        self.assertEqual(status, 401)
+        self.assertTrue(headers["www-authenticate"].startswith("Bearer"))
+
+    def test_the_page_its_assets_and_the_bare_prefix(self):
+        status, headers, body = through_ingress("GET", PREFIX + "/", headers={"Accept": "text/html"})
+        self.assertEqual(status, 200)
+        self.assertIn(b"<title>Scalable Shop</title>", body)
+        for asset, kind in (("shop.js", "text/javascript"), ("shop.css", "text/css")):
+            status, headers, _ = through_ingress("GET", f"{PREFIX}/{asset}")
+            self.assertEqual((status, headers["content-type"].split(";")[0]), (200, kind), asset)
+        status, headers, _ = through_ingress("GET", PREFIX)
+        self.assertEqual(status, 301)
+        self.assertEqual(headers["location"], "http://localhost/scalable-shop-cm-server/")
+
+    def test_only_the_public_routes_are_published(self):
+        for path in ("healthz", "readyz", "metrics", "openapi.yaml", "buy/../metrics", "nope"):
+            status, _, body = through_ingress("GET", f"{PREFIX}/{path}")
+            self.assertEqual(status, 404, f"{path}: {body[:200]!r}")
+            self.assertNotIn(b"kafka_", body)
+        self.assertEqual(through_ingress("GET", "/metrics")[0], 404)
+
+    def test_usernames_nginx_decodes_before_its_rewrite(self):
+        # nginx decodes the path before the regex capture: a%2Fb reaches cm-server as
+        # /getAllUserBuys/a/b, which it lists as the user "a/b".
+        names = ["a/b", "100%", "joe smith", "élève", "a?b", "x#y", "+plus"]
+        bought = {}
+        for number, name in enumerate(names):
+            token = FLEET.token(f"u-{number}", name)
+            status, _, body = through_ingress("POST", PREFIX + "/buy", token,
+                                              {"username": name, "userid": f"u-{number}", "price": "2.00"})
+            self.assertEqual(status, 200, f"{name}: {body}")
+            bought[name] = (token, json.loads(body)["purchaseId"])
+        for name, (token, purchase) in bought.items():
+            path = f"{PREFIX}/getAllUserBuys/{urllib.parse.quote(name, safe='')}"
+
+            def listed():
+                status, _, body = through_ingress("GET", path, token)
+                if status != 200:
+                    return False
+                answer = json.loads(body)
+                return answer["username"] == name and [p["purchaseId"] for p in answer["purchases"]] == [purchase]
+
+            self.assertTrue(wait_for(listed, 30), f"{name!r} ({path}): {through_ingress('GET', path, token)}")
+
+    def test_every_replica_serves_and_prometheus_scrapes_them_all(self):
+        token = FLEET.token("006", "ann")
+        for _ in range(40):
+            status, _, body = through_ingress("POST", PREFIX + "/buy?dryRun=true", token,
+                                              {"username": "ann", "userid": "006", "price": "1.00"})
+            self.assertEqual(status, 200, body)
+        query = 'sum by (pod) (http_requests_total{namespace="scalable-shop",route="/buy"})'
+        url = FLEET.prometheus_url + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+
+        def pods():
+            with urllib.request.urlopen(url, timeout=10) as response:
+                result = json.load(response)["data"]["result"]
+            return {series["metric"]["pod"] for series in result if float(series["value"][1]) > 0}
+
+        self.assertTrue(wait_for(lambda: pods() == set(FLEET.replicas("cm-server")), 30),
+                        f"pods serving /buy: {pods()}, replicas {FLEET.replicas('cm-server')}")
+        ups = json.load(urllib.request.urlopen(FLEET.prometheus_url + "/api/v1/targets", timeout=10))
+        self.assertEqual(len([t for t in ups["data"]["activeTargets"] if t["health"] == "up"]), 4)
+
+
+if __name__ == "__main__":
+    unittest.main()
