@@ -1,0 +1,206 @@
+"""How KEDA 2.18 and the HorizontalPodAutoscaler decide cm-api's replica count (issue 18, part 2).
+
+The decision model only, as pure functions of what they read, so that it can be checked against
+their documented behaviour without a cluster; every parameter comes from the cm-api chart's
+rendered ScaledObject (`ScalingSpec.from_scaled_object`), with time compressed by a stated factor.
+The controller that reads the lag from the broker and starts and stops replicas of the fleet
+builds on it.
+
+KEDA's Apache Kafka scaler (pkg/scalers/kafka_scaler.go, getLagForPartition and getTotalLag):
+    lag of a partition = end offset - committed offset; with no committed offset: the end offset
+    under offsetResetPolicy earliest, 1 under latest (0 for either with scaleToZeroOnInvalidOffset);
+    with excludePersistentLag a partition whose committed offset did not move since the previous
+    poll counts 0 (but still counts for activity); without allowIdleConsumers (or with
+    limitToPartitionsWithLag) the total is capped at lagThreshold times the partitions (times the
+    partitions with lag); active when the lag, persistent lag included, exceeds
+    activationLagThreshold.
+The HorizontalPodAutoscaler (pkg/controller/podautoscaler, AverageValue external metric):
+    desired = ceil(total / lagThreshold), unless total / (lagThreshold * current) is within the
+    10 % tolerance of 1; then the stabilisation windows (up: the smallest recommendation in the
+    window, down: the largest), the scaling policies over their periods (selectPolicy Max picks
+    the policy that allows the biggest change), and min/max replicas.
+KEDA's fallback: after failureThreshold failed reads, fallback.replicas, or with behavior
+    currentReplicasIfHigher the current count when it is higher.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+TOLERANCE = 0.1
+
+
+@dataclass
+class Policy:
+    kind: str  # "Pods" or "Percent"
+    value: int
+    period: float  # seconds, compressed
+
+
+@dataclass
+class Rules:
+    window: float  # stabilizationWindowSeconds, compressed
+    policies: list
+    select: str = "Max"
+
+
+@dataclass
+class ScalingSpec:
+    min_replicas: int
+    max_replicas: int
+    polling_interval: float
+    lag_threshold: int
+    activation_lag_threshold: int
+    offset_reset_policy: str
+    allow_idle_consumers: bool
+    exclude_persistent_lag: bool
+    limit_to_partitions_with_lag: bool
+    scale_to_zero_on_invalid_offset: bool
+    fallback_failures: int
+    fallback_replicas: int
+    fallback_behavior: str
+    up: Rules
+    down: Rules
+    compression: float = 1.0
+
+    @classmethod
+    def from_scaled_object(cls, scaled, compression=1.0):
+        """The spec of a rendered ScaledObject with one kafka trigger; times divided by `compression`."""
+        spec = scaled["spec"]
+        trigger = spec["triggers"][0]
+        assert trigger["type"] == "kafka" and trigger.get("metricType", "AverageValue") == "AverageValue", trigger
+        meta = trigger["metadata"]
+        flag = lambda name: str(meta.get(name, "false")).lower() == "true"  # noqa: E731
+        behavior = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {})
+
+        def rules(direction, default_window):
+            given = behavior.get(direction, {})
+            policies = [Policy(p["type"], int(p["value"]), p["periodSeconds"] / compression)
+                        for p in given.get("policies", [])]
+            return Rules(given.get("stabilizationWindowSeconds", default_window) / compression, policies,
+                         given.get("selectPolicy", "Max"))
+
+        fallback = spec.get("fallback", {})
+        return cls(
+            min_replicas=int(spec.get("minReplicaCount", 0)), max_replicas=int(spec.get("maxReplicaCount", 100)),
+            polling_interval=spec.get("pollingInterval", 30) / compression,
+            lag_threshold=int(meta.get("lagThreshold", 10)),
+            activation_lag_threshold=int(meta.get("activationLagThreshold", 0)),
+            offset_reset_policy=meta.get("offsetResetPolicy", "latest"),
+            allow_idle_consumers=flag("allowIdleConsumers"), exclude_persistent_lag=flag("excludePersistentLag"),
+            limit_to_partitions_with_lag=flag("limitToPartitionsWithLag"),
+            scale_to_zero_on_invalid_offset=flag("scaleToZeroOnInvalidOffset"),
+            fallback_failures=int(fallback.get("failureThreshold", 0)), fallback_replicas=int(fallback.get("replicas", 0)),
+            fallback_behavior=fallback.get("behavior", "static"),
+            up=rules("scaleUp", 0), down=rules("scaleDown", 300), compression=compression)
+
+
+@dataclass
+class KafkaLag:
+    """KEDA's Kafka scaler: the metric and activity from the offsets it reads each poll."""
+    spec: ScalingSpec
+    previous: dict = field(default_factory=dict)  # partition -> committed offset at the last poll
+
+    def read(self, partitions):
+        """`partitions`: {partition: (committed offset or None, end offset)}. Returns (metric,
+        active, lag with the persistent lag, partitions with lag)."""
+        spec = self.spec
+        total = with_persistent = with_lag = 0
+        for partition, (committed, end) in sorted(partitions.items()):
+            if committed is None:
+                if spec.scale_to_zero_on_invalid_offset:
+                    lag = persistent = 0
+                elif spec.offset_reset_policy == "latest":
+                    lag = persistent = 1
+                else:
+                    lag = persistent = end
+            else:
+                lag = persistent = end - committed
+                if spec.exclude_persistent_lag:
+                    if partition in self.previous and self.previous[partition] == committed:
+                        lag = 0
+                    else:
+                        self.previous[partition] = committed
+            total += lag
+            with_persistent += persistent
+            with_lag += 1 if lag > 0 else 0
+        if not spec.allow_idle_consumers or spec.limit_to_partitions_with_lag:
+            bound = with_lag if spec.limit_to_partitions_with_lag else len(partitions)
+            if total // spec.lag_threshold > bound:
+                total = bound * spec.lag_threshold
+        return total, with_persistent > spec.activation_lag_threshold, with_persistent, with_lag
+
+
+@dataclass
+class Autoscaler:
+    """The HorizontalPodAutoscaler over KEDA's metric, with KEDA's fallback. `decide` is called
+    once per polling interval with the time (seconds), the running replicas and the metric (None
+    when it could not be read); it returns the replicas wanted and the reason."""
+    spec: ScalingSpec
+    recommendations: list = field(default_factory=list)  # (time, replicas)
+    events: list = field(default_factory=list)  # (time, change)
+    failures: int = 0
+
+    def decide(self, now, current, metric):
+        spec = self.spec
+        if metric is None:
+            self.failures += 1
+            if spec.fallback_failures and self.failures >= spec.fallback_failures:
+                wanted = spec.fallback_replicas
+                if spec.fallback_behavior == "currentReplicasIfHigher":
+                    wanted = max(current, spec.fallback_replicas)
+                elif spec.fallback_behavior == "currentReplicas":
+                    wanted = current
+                elif spec.fallback_behavior == "currentReplicasIfLower":
+                    wanted = min(current, spec.fallback_replicas)
+                return self._record(now, current, wanted, f"fallback ({self.failures} failed reads)")
+            return current, f"metric unreadable ({self.failures} of {spec.fallback_failures})"
+        self.failures = 0
+        ratio = metric / (spec.lag_threshold * current) if current else math.inf
+        raw = current if abs(ratio - 1) <= TOLERANCE else math.ceil(metric / spec.lag_threshold)
+        stabilized = self._stabilize(now, current, raw)
+        wanted = self._limit(now, current, stabilized)
+        return self._record(now, current, wanted,
+                            f"lag {metric} / threshold {spec.lag_threshold}: raw {raw}, stabilized {stabilized}")
+
+    def _record(self, now, current, wanted, reason):
+        wanted = max(self.spec.min_replicas, min(self.spec.max_replicas, wanted))
+        if wanted != current:
+            self.events.append((now, wanted - current))
+        return wanted, reason
+
+    def _stabilize(self, now, current, raw):
+        up = down = raw
+        for time, replicas in self.recommendations:
+            if time > now - self.spec.up.window:
+                up = min(up, replicas)
+            if time > now - self.spec.down.window:
+                down = max(down, replicas)
+        horizon = max(self.spec.up.window, self.spec.down.window)
+        self.recommendations = [(t, r) for t, r in self.recommendations if t > now - horizon] + [(now, raw)]
+        return min(max(current, up), down)
+
+    def _changed_within(self, now, period, sign):
+        return sum(change for time, change in self.events if time > now - period and change * sign > 0)
+
+    def _limit(self, now, current, desired):
+        if desired > current:
+            limits = []
+            for policy in self.spec.up.policies:
+                start = current - self._changed_within(now, policy.period, 1)
+                limits.append(start + policy.value if policy.kind == "Pods"
+                              else math.ceil(start * (1 + policy.value / 100)))
+            if self.spec.up.select == "Disabled":
+                return current
+            if limits:
+                desired = min(desired, max(limits) if self.spec.up.select == "Max" else min(limits))
+        elif desired < current:
+            limits = []
+            for policy in self.spec.down.policies:
+                start = current - self._changed_within(now, policy.period, -1)  # removals are negative
+                limits.append(start - policy.value if policy.kind == "Pods"
+                              else math.floor(start * (1 - policy.value / 100)))
+            if self.spec.down.select == "Disabled":
+                return current
+            if limits:
+                desired = max(desired, min(limits) if self.spec.down.select == "Max" else max(limits))
+        return desired
