@@ -18,7 +18,7 @@ K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4
 # write poison messages and read the dead-letter topic.
 RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1 PyJWT==2.15.1 cryptography==50.0.2
 
-.PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end test-fleet run fleet deps release lint build venv clean bench bench-mongo soak
+.PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end test-fleet scale-test run fleet deps release lint build venv clean bench bench-mongo soak
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
@@ -66,13 +66,21 @@ test-monitoring: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/monitoring \
 		--pattern 'test_*.py' --verbose
 
-# The fleet (scripts/fleet.py, debug binaries, about 20 s): two cm-server and two cm-api replicas
-# behind nginx configured from the cm-server chart's rendered Ingress, Prometheus scraping each:
-# the original URLs, the page under the prefix, the bare-prefix redirect, nothing private
-# published, usernames nginx decodes before its rewrite, every replica serving.
+# The fleet (scripts/fleet.py, debug binaries, about 2 minutes): two cm-server and two cm-api
+# replicas behind nginx configured from the cm-server chart's rendered Ingress, Prometheus scraping
+# each: the original URLs, the page under the prefix, the bare-prefix redirect, nothing private
+# published, usernames nginx decodes before its rewrite, every replica serving; the autoscaler's
+# model against KEDA's and the HPA's rules; and the burst scenario, time compressed 20-fold.
 test-fleet: venv
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/fleet \
 		--pattern 'test_*.py' --verbose
+
+# The scaling scenarios at full length (release binaries, time compressed 10-fold, a 30 s burst):
+# one line each, scenario=NAME acknowledged=N stored=N missing=0 duplicated=0 replicas=...
+scale-test: venv release
+	scripts/install-deps.sh nginx prometheus
+	SCALE_COMPRESSION=10 SCALE_BURST_SECONDS=30 BIN_DIR=.build/release $(VENV)/bin/python -m unittest \
+		system-tests/fleet/test_scale.py
 
 test-k8s: venv
 	$(VENV)/bin/python -m unittest discover --start-directory system-tests/k8s --pattern 'test_*.py'

@@ -24,6 +24,7 @@ KEDA's fallback: after failureThreshold failed reads, fallback.replicas, or with
 """
 
 import math
+import time
 from dataclasses import dataclass, field
 
 TOLERANCE = 0.1
@@ -204,3 +205,73 @@ class Autoscaler:
             if limits:
                 desired = max(desired, min(limits) if self.spec.down.select == "Max" else max(limits))
         return desired
+
+
+class Controller:
+    """Applies the model to a running fleet's cm-api replicas, as KEDA and the HPA would: every
+    polling interval it reads the group's committed offsets and the partitions' end offsets from
+    the broker with a real Kafka client (confluent-kafka; OffsetFetch and ListOffsets, joining no
+    group), decides, and starts replicas or stops the newest with SIGTERM and the chart's grace
+    period. Each decision is logged with its inputs; `samples` keeps them for the picture."""
+
+    def __init__(self, fleet, spec, topic, group, grace=30, log=print):
+        import threading
+
+        self.fleet, self.spec, self.topic, self.group, self.grace, self.log = fleet, spec, topic, group, grace, log
+        self.lag = KafkaLag(spec)
+        self.scaler = Autoscaler(spec)
+        self.samples = []  # (seconds, replicas, metric, lag, committed total)
+        self.sequence = [len(fleet.replicas("cm-api"))]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
+        self._consumer = None
+
+    def offsets(self):
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer({"bootstrap.servers": self.fleet.bootstrap, "group.id": self.group,
+                                       "enable.auto.commit": False})
+        partitions = sorted(self._consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions)
+        committed = self._consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=10)
+        result = {}
+        for tp in committed:
+            end = self._consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), timeout=10)[1]
+            result[tp.partition] = (tp.offset if tp.offset >= 0 else None, end)
+        return result
+
+    def start(self):
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def _run(self):
+        while not self._stop.is_set():
+            now = time.monotonic() - self.started
+            current = len(self.fleet.replicas("cm-api"))
+            try:
+                partitions = self.offsets()
+                metric, active, lag, with_lag = self.lag.read(partitions)
+                committed = sum(c or 0 for c, _ in partitions.values())
+            except Exception as error:  # the broker unreachable: KEDA's failed read
+                metric, active, lag, with_lag, committed = None, False, None, None, None
+                self.log(f"autoscaler t={now:.1f}s read failed: {error}")
+            wanted, reason = self.scaler.decide(now, current, metric)
+            self.samples.append((now, current, metric, lag, committed))
+            self.log(f"autoscaler t={now:.1f}s lag={lag} partitions_with_lag={with_lag} active={active} "
+                     f"metric={metric} replicas={current} -> {wanted}: {reason}")
+            while len(self.fleet.replicas("cm-api")) < wanted and not self._stop.is_set():
+                self.fleet.add_replica("cm-api")
+            while len(self.fleet.replicas("cm-api")) > wanted and not self._stop.is_set():
+                self.fleet.remove_replica("cm-api", self.grace)
+            if wanted != self.sequence[-1]:
+                self.sequence.append(wanted)
+            # The polling interval is the controller's own period (a schedule, not a wait for a
+            # condition): KEDA polls on a timer too.
+            self._stop.wait(max(0.0, self.spec.polling_interval - (time.monotonic() - self.started - now)))

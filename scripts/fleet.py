@@ -53,9 +53,14 @@ def render_ingresses(host, values=None):
     import yaml
 
     chart = helm.Chart.load(os.path.join(ROOT, "helm", "cm-server"))
-    merged = {"ingress": {"enabled": True, "host": host}}
-    for key, value in (values or {}).items():
-        merged[key] = value
+    def merge(base, override):
+        result = dict(base)
+        for key, value in override.items():
+            result[key] = merge(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) \
+                else value
+        return result
+
+    merged = merge({"ingress": {"enabled": True, "host": host}}, values or {})
     manifests = chart.render(merged, name="cm-server", namespace=NAMESPACE, is_install=True)
     return [doc for path, text in manifests.items() if not path.endswith("NOTES.txt")
             for doc in yaml.safe_load_all(text) if doc and doc["kind"] == "Ingress"]
@@ -152,17 +157,22 @@ http {{
 class Fleet(Shop):
     """The shop with `servers` cm-server and `apis` cm-api replicas, nginx and Prometheus."""
 
-    def __init__(self, servers=2, apis=2, ingress_port=None, prometheus_port=None, env=None, **options):
+    def __init__(self, servers=2, apis=2, ingress_port=None, prometheus_port=None, env=None, auth=True, **options):
         self.secrets_dir = tempfile.mkdtemp(prefix="fleet-secrets.")
         self.secret = base64.b64encode(secrets.token_bytes(32)).decode()
         for name, value in (("auth-jwt-secret", self.secret),
                             ("cm-api-service-token", base64.b64encode(secrets.token_bytes(32)).decode())):
             with open(os.path.join(self.secrets_dir, name), "w") as f:
                 f.write(value)
-        auth = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE, "SECRETS_DIR": self.secrets_dir,
-                # The ingress is the only proxy; its address is where X-Forwarded-For is believed.
-                "TRUSTED_PROXIES": "127.0.0.1"}
-        super().__init__(env=dict(auth, **(env or {})), **options)
+        settings = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE,
+                    "SECRETS_DIR": self.secrets_dir,
+                    # The ingress is the only proxy; its address is where X-Forwarded-For is believed.
+                    "TRUSTED_PROXIES": "127.0.0.1"}
+        # auth=False: the original contract behind the ingress, chosen explicitly as the chart asks.
+        self.chart_values = {} if auth else {"auth": {"mode": "none"}, "ingress": {"allowUnauthenticated": True}}
+        if not auth:
+            settings = {"AUTH_MODE": "none", "TRUSTED_PROXIES": "127.0.0.1"}
+        super().__init__(env=dict(settings, **(env or {})), **options)
         self.servers, self.apis = servers, apis
         self.ingress_port = ingress_port or free_port()
         self.prometheus_port = prometheus_port or free_port()
@@ -189,6 +199,15 @@ class Fleet(Shop):
         self._wait(name, lambda: http_get(self.replica_url(name), "/readyz")[0] == 200, 120)
         return name
 
+    def remove_replica(self, service, grace=None):
+        """Stops the newest extra replica of `service` as Kubernetes does (SIGTERM, SIGKILL after
+        the grace period); its name and exit status."""
+        name = [n for n in self.replicas(service) if n != service][-1]
+        status = self.processes[name].stop(signal.SIGTERM, grace or 30)
+        del self.processes[name]
+        del self.replica_ports[name]
+        return name, status
+
     def start(self, say=lambda line: None):
         super().start(say)
         self.replica_ports["cm-server"] = self.ports["server"]
@@ -207,7 +226,7 @@ class Fleet(Shop):
         folder = os.path.join(self.data, "nginx")
         os.makedirs(folder, exist_ok=True)
         upstreams = [f"127.0.0.1:{self.replica_ports[name]}" for name in self.replicas("cm-server")]
-        self.ingresses = render_ingresses("localhost")
+        self.ingresses = render_ingresses("localhost", self.chart_values)
         config = os.path.join(folder, "nginx.conf")
         with open(config, "w") as f:
             f.write(translate_ingress(self.ingresses, upstreams, self.ingress_port, folder))

@@ -1,0 +1,70 @@
+"""Scaling scenarios on the fleet (scripts/fleet.py) under the autoscaler (scripts/autoscaler.py),
+each ending in the exact accounting of the reliability suite and the replica counts the
+autoscaler went through:
+
+    scenario=NAME acknowledged=N stored=N missing=0 duplicated=0 replicas=2,6,5,4,3,2
+
+burst   cm-api's replicas are paused while a burst of purchases is acknowledged, so a backlog
+        builds as it would behind a slow store; then they resume and the autoscaler, reading the
+        lag from the broker, scales out toward the partitions, the backlog drains through the
+        rebalances, and it scales back in one replica per period after the stabilisation window.
+"""
+
+import os
+import signal
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "system-tests", "k8s"))
+sys.path.insert(0, os.path.join(ROOT, "system-tests", "reliability"))
+
+from accounting import Load, account  # noqa: E402
+from autoscaler import Controller, ScalingSpec  # noqa: E402
+from shop import TOPIC, wait_for  # noqa: E402
+from test_charts import of_kind, render  # noqa: E402
+
+
+def chart_spec(compression, values):
+    """The cm-api chart's ScaledObject and grace period for `values`, times divided by `compression`."""
+    objects = render("cm-api", values)
+    spec = ScalingSpec.from_scaled_object(of_kind(objects, "ScaledObject")[0], compression)
+    grace = of_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    return spec, grace
+
+
+def burst(fleet, compression=20, lag_threshold=500, rate=400, seconds=10, log=print):
+    """Returns (accounting, controller)."""
+    spec, grace = chart_spec(compression, {"autoscaling": {"lagThreshold": lag_threshold}})
+    load = Load(fleet.server_url, "burst", rate)
+    apis = fleet.replicas("cm-api")
+    for name in apis:
+        fleet.processes[name].send(signal.SIGSTOP)
+    try:
+        load.start()
+        time.sleep(seconds)  # the burst's length: the load runs on its own schedule meanwhile
+        load.stop()
+    finally:
+        for name in apis:
+            fleet.processes[name].send(signal.SIGCONT)
+    log(f"burst: {len(load.acknowledged)} purchases acknowledged while cm-api was paused")
+    controller = Controller(fleet, spec, TOPIC, "scalable-shop", grace=grace, log=log).start()
+    try:
+        minimum = spec.min_replicas
+        scaled_out = wait_for(lambda: max(controller.sequence) > minimum, 60)
+        drained = wait_for(lambda: controller.samples and controller.samples[-1][3] == 0, 120)
+        # Back to the minimum: the window, then one replica per period.
+        back = wait_for(lambda: len(fleet.replicas("cm-api")) == minimum and controller.sequence[-1] == minimum,
+                        spec.down.window + (max(controller.sequence) - minimum + 2) * spec.down.policies[0].period + 30)
+    finally:
+        controller.stop()
+    accounting = account(load, fleet.api_url, settle=120)
+    accounting.scaled_out, accounting.drained, accounting.back = scaled_out, drained, back
+    return accounting, controller
+
+
+def line(name, accounting, controller):
+    return (f"scenario={name} acknowledged={accounting.acknowledged} stored={accounting.stored} "
+            f"missing={len(accounting.missing)} duplicated={accounting.duplicated} "
+            f"replicas={','.join(str(r) for r in controller.sequence)}")
