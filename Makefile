@@ -79,7 +79,7 @@ test-fleet: venv
 # one line each, scenario=NAME acknowledged=N stored=N missing=0 duplicated=0 replicas=...
 scale-test: venv release
 	scripts/install-deps.sh nginx prometheus
-	SCALE_COMPRESSION=10 SCALE_BURST_SECONDS=30 BIN_DIR=.build/release $(VENV)/bin/python -m unittest \
+	SCALE_FULL=1 SCALE_COMPRESSION=10 SCALE_BURST_SECONDS=30 BIN_DIR=.build/release $(VENV)/bin/python -m unittest \
 		system-tests/fleet/test_scale.py
 
 test-k8s: venv

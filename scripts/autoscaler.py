@@ -225,6 +225,8 @@ class Controller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
         self._consumer = None
+        # Called with each poll's offsets: what a second model would decide from the same read.
+        self.observer = None
 
     def offsets(self):
         from confluent_kafka import Consumer, TopicPartition
@@ -259,6 +261,8 @@ class Controller:
                 partitions = self.offsets()
                 metric, active, lag, with_lag = self.lag.read(partitions)
                 committed = sum(c or 0 for c, _ in partitions.values())
+                if self.observer:
+                    self.observer(partitions, now, current)
             except Exception as error:  # the broker unreachable: KEDA's failed read
                 metric, active, lag, with_lag, committed = None, False, None, None, None
                 self.log(f"autoscaler t={now:.1f}s read failed: {error}")
@@ -267,7 +271,7 @@ class Controller:
             self.log(f"autoscaler t={now:.1f}s lag={lag} partitions_with_lag={with_lag} active={active} "
                      f"metric={metric} replicas={current} -> {wanted}: {reason}")
             while len(self.fleet.replicas("cm-api")) < wanted and not self._stop.is_set():
-                self.fleet.add_replica("cm-api")
+                self.fleet.add_replica("cm-api", wait=False)
             while len(self.fleet.replicas("cm-api")) > wanted and not self._stop.is_set():
                 self.fleet.remove_replica("cm-api", self.grace)
             if wanted != self.sequence[-1]:

@@ -187,8 +187,10 @@ class Fleet(Shop):
     def replica_url(self, name):
         return f"http://127.0.0.1:{self.replica_ports[name]}"
 
-    def add_replica(self, service):
-        """Starts one more replica of `service` like the first, on a port of its own; its name."""
+    def add_replica(self, service, wait=True):
+        """Starts one more replica of `service` like the first, on a port of its own; its name.
+        `wait`: until it is ready (a replica that cannot become ready, MongoDB down say, is still
+        a replica, as a pod is: the autoscaler does not wait)."""
         count = len(self.replicas(service)) + 1
         name = f"{service}-{count}"
         first = self.processes[service]
@@ -196,7 +198,8 @@ class Fleet(Shop):
         self.processes[name] = Process(name, first.argv, dict(first.env, PORT=str(port)), self.log_dir)
         self.replica_ports[name] = port
         self.processes[name].start()
-        self._wait(name, lambda: http_get(self.replica_url(name), "/readyz")[0] == 200, 120)
+        if wait:
+            self._wait(name, lambda: http_get(self.replica_url(name), "/readyz")[0] == 200, 120)
         return name
 
     def remove_replica(self, service, grace=None):

@@ -8,6 +8,10 @@ burst   cm-api's replicas are paused while a burst of purchases is acknowledged,
         builds as it would behind a slow store; then they resume and the autoscaler, reading the
         lag from the broker, scales out toward the partitions, the backlog drains through the
         rebalances, and it scales back in one replica per period after the stabilisation window.
+mongodb-down   MongoDB stops while purchases keep coming: lag that no replica can drain. The
+        autoscaler runs the chart's setting (excludePersistentLag true) and, beside it on the same
+        offsets, a shadow with excludePersistentLag false; the first must hold its replicas, the
+        shadow shows what KEDA would otherwise do. Then MongoDB returns and everything drains.
 """
 
 import os
@@ -21,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "system-tests", "k8s"))
 sys.path.insert(0, os.path.join(ROOT, "system-tests", "reliability"))
 
 from accounting import Load, account  # noqa: E402
-from autoscaler import Controller, ScalingSpec  # noqa: E402
+from autoscaler import Autoscaler, Controller, KafkaLag, ScalingSpec  # noqa: E402
 from shop import TOPIC, wait_for  # noqa: E402
 from test_charts import of_kind, render  # noqa: E402
 
@@ -62,6 +66,47 @@ def burst(fleet, compression=20, lag_threshold=500, rate=400, seconds=10, log=pr
     accounting = account(load, fleet.api_url, settle=120)
     accounting.scaled_out, accounting.drained, accounting.back = scaled_out, drained, back
     return accounting, controller
+
+
+def mongodb_down(fleet, compression=20, lag_threshold=500, rate=200, polls=12, log=print):
+    """Returns (accounting, controller, shadow sequence)."""
+    spec, grace = chart_spec(compression, {"autoscaling": {"lagThreshold": lag_threshold}})
+    shadow_spec, _ = chart_spec(compression, {"autoscaling": {"lagThreshold": lag_threshold,
+                                                              "excludePersistentLag": False}})
+    assert spec.exclude_persistent_lag and not shadow_spec.exclude_persistent_lag
+    shadow_lag, shadow = KafkaLag(shadow_spec), Autoscaler(shadow_spec)
+    shadow_sequence = [len(fleet.replicas("cm-api"))]
+    controller = Controller(fleet, spec, TOPIC, "scalable-shop", grace=grace, log=log)
+
+    def with_shadow(partitions, now, current):
+        metric = shadow_lag.read(partitions)[0]
+        wanted, reason = shadow.decide(now, shadow_sequence[-1], metric)
+        if wanted != shadow_sequence[-1]:
+            shadow_sequence.append(wanted)
+        log(f"shadow (excludePersistentLag false) t={now:.1f}s metric={metric} -> {wanted}: {reason}")
+
+    controller.observer = with_shadow
+    load = Load(fleet.server_url, "mongodb-down", rate).start()
+    try:
+        # The group has committed on every partition (a group that never did has no offset to
+        # stand still: KEDA counts its whole backlog, excludePersistentLag or not).
+        wait_for(lambda: all(committed is not None for committed, _ in controller.offsets().values()), 60)
+        # The autoscaler was watching before MongoDB went (KEDA polls all along).
+        controller.start()
+        wait_for(lambda: len(controller.samples) >= 2, 30)
+        fleet.kill("secantusdb")
+        down_from = len(controller.samples)
+        # The autoscaler's own polls while MongoDB is down (its period, not a wait for a condition).
+        wait_for(lambda: len(controller.samples) >= down_from + polls, polls * spec.polling_interval * 4 + 30)
+        held = list(controller.sequence)
+        fleet.start_service("secantusdb")
+    finally:
+        load.stop()
+    drained = wait_for(lambda: controller.samples and controller.samples[-1][3] == 0, 180)
+    controller.stop()
+    accounting = account(load, fleet.api_url, settle=120)
+    accounting.held, accounting.drained = held, drained
+    return accounting, controller, shadow_sequence
 
 
 def line(name, accounting, controller):

@@ -23,6 +23,7 @@ class SpecFromTheChart(unittest.TestCase):
         self.assertEqual((spec.min_replicas, spec.max_replicas, spec.lag_threshold), (2, 12, 5000))
         self.assertEqual((spec.offset_reset_policy, spec.allow_idle_consumers, spec.activation_lag_threshold),
                          ("earliest", False, 0))
+        self.assertTrue(spec.exclude_persistent_lag, "lag that cannot drain adds no replicas (docs/SCALING.md)")
         self.assertEqual((spec.fallback_failures, spec.fallback_replicas, spec.fallback_behavior),
                          (3, 4, "currentReplicasIfHigher"))
         # Times compressed tenfold: 15 s polling, 300 s scale-down window, 120 s per removed pod.
@@ -41,9 +42,7 @@ class KafkaScaler(unittest.TestCase):
         self.assertEqual((metric, active), (0, False))
 
     def test_exclude_persistent_lag_drops_a_stuck_partition_from_the_metric_not_from_activity(self):
-        spec = chart_spec()
-        spec.exclude_persistent_lag = True
-        lag = KafkaLag(spec)
+        lag = KafkaLag(chart_spec())
         stuck = {0: (10, 9_000), 1: (50, 60)}
         self.assertEqual(lag.read(stuck)[0], 9_000)  # first sight: counted
         metric, active, with_persistent, _ = lag.read(stuck)  # nothing moved: excluded

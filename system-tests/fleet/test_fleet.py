@@ -132,8 +132,14 @@ class ThroughTheIngress(unittest.TestCase):
 
         self.assertTrue(wait_for(lambda: pods() == set(FLEET.replicas("cm-server")), 30),
                         f"pods serving /buy: {pods()}, replicas {FLEET.replicas('cm-server')}")
-        ups = json.load(urllib.request.urlopen(FLEET.prometheus_url + "/api/v1/targets", timeout=10))
-        self.assertEqual(len([t for t in ups["data"]["activeTargets"] if t["health"] == "up"]), 4)
+
+        def targets_up():
+            with urllib.request.urlopen(FLEET.prometheus_url + "/api/v1/targets", timeout=10) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+            return len(targets) == 4 and all(target["health"] == "up" for target in targets)
+
+        # Each target is "unknown" until its first scrape.
+        self.assertTrue(wait_for(targets_up, 30), "every replica scraped")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""make test's short version of make scale-test: the burst scenario on a fleet without
-authentication (the load and the accounting talk to the services directly), time compressed
-twentyfold, lagThreshold 500 (scale_scenarios.py)."""
+"""The scaling scenarios (scale_scenarios.py) on a fleet without authentication (the load and the
+accounting talk to the services directly), lagThreshold 500. make test runs the burst, time
+compressed twentyfold; make scale-test (SCALE_FULL=1) runs every scenario, compressed tenfold."""
 
 import os
 import sys
@@ -34,6 +34,27 @@ class Burst(unittest.TestCase):
         self.assertGreater(max(controller.sequence), 2)
         self.assertEqual(controller.sequence[0], 2)
         self.assertEqual(controller.sequence[-1], 2)
+
+
+@unittest.skipUnless(os.environ.get("SCALE_FULL"), "make scale-test only (about 4 minutes)")
+class MongoDBDown(unittest.TestCase):
+    def test_lag_no_replica_can_drain_adds_none_and_nothing_is_lost(self):
+        warnings.simplefilter("ignore", ResourceWarning)
+        fleet = Fleet(servers=1, apis=2, auth=False,
+                      bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
+        self.addCleanup(fleet.stop)
+        fleet.start()
+        log = []
+        accounting, controller, shadow = scale_scenarios.mongodb_down(
+            fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), log=log.append)
+        print("\n  " + scale_scenarios.line("mongodb-down", accounting, controller)
+              + f" held={','.join(map(str, accounting.held))} shadow={','.join(map(str, shadow))}")
+        self.assertEqual(accounting.problems, [], "\n".join(log[-40:]))
+        self.assertEqual(accounting.held, [2], "the chart's autoscaler added replicas that cannot help:\n"
+                         + "\n".join(log[-40:]))
+        self.assertGreater(max(shadow), 2, "without excludePersistentLag KEDA would have scaled out:\n"
+                           + "\n".join(log[-40:]))
+        self.assertTrue(accounting.drained, "\n".join(log[-40:]))
 
 
 if __name__ == "__main__":
