@@ -16,6 +16,8 @@ SELENIUM_PIN := selenium==4.51.0
 K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3
 # The reliability suite: OpenAPI fuzzing, and a Kafka client (its wheel carries librdkafka) to
 # write poison messages and read the dead-letter topic.
+# make scale-test's picture only.
+PLOT_PIN     := matplotlib==3.11.2
 RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1 PyJWT==2.15.1 cryptography==50.0.2
 
 .PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end test-fleet scale-test run fleet deps release lint build venv clean bench bench-mongo soak
@@ -77,10 +79,14 @@ test-fleet: venv
 
 # The scaling scenarios at full length (release binaries, time compressed 10-fold, a 30 s burst):
 # one line each, scenario=NAME acknowledged=N stored=N missing=0 duplicated=0 replicas=...
+# The burst's picture (lag, replicas, ingest over time) goes to .build/scaling/burst.png.
 scale-test: venv release
 	scripts/install-deps.sh nginx prometheus
-	SCALE_FULL=1 SCALE_COMPRESSION=10 SCALE_BURST_SECONDS=30 BIN_DIR=.build/release $(VENV)/bin/python -m unittest \
-		system-tests/fleet/test_scale.py
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(PLOT_PIN)'
+	mkdir -p .build/scaling
+	cd system-tests/fleet && SCALE_FULL=1 SCALE_COMPRESSION=10 SCALE_BURST_SECONDS=30 BIN_DIR=../../.build/release \
+		SCALE_SAMPLES=../../.build/scaling/burst.json ../../$(VENV)/bin/python -m unittest test_scale
+	$(VENV)/bin/python scripts/plot_scaling.py .build/scaling/burst.json .build/scaling/burst.png
 
 test-k8s: venv
 	$(VENV)/bin/python -m unittest discover --start-directory system-tests/k8s --pattern 'test_*.py'

@@ -14,6 +14,7 @@ mongodb-down   MongoDB stops while purchases keep coming: lag that no replica ca
         shadow shows what KEDA would otherwise do. Then MongoDB returns and everything drains.
 """
 
+import json
 import os
 import signal
 import sys
@@ -107,6 +108,14 @@ def mongodb_down(fleet, compression=20, lag_threshold=500, rate=200, polls=12, l
     accounting = account(load, fleet.api_url, settle=120)
     accounting.held, accounting.drained = held, drained
     return accounting, controller, shadow_sequence
+
+
+def save_samples(path, name, accounting, controller):
+    """The autoscaler's polls (seconds, replicas, metric, lag, committed offsets) and the line."""
+    with open(path, "w") as f:
+        json.dump({"scenario": name, "line": line(name, accounting, controller),
+                   "compression": controller.spec.compression, "lag_threshold": controller.spec.lag_threshold,
+                   "samples": controller.samples}, f)
 
 
 def line(name, accounting, controller):

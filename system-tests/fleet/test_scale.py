@@ -29,6 +29,9 @@ class Burst(unittest.TestCase):
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")),
             seconds=float(os.environ.get("SCALE_BURST_SECONDS", "8")), log=log.append)
         print("\n  " + scale_scenarios.line("burst", accounting, controller))
+        # The run's own samples, for the picture (scripts/plot_scaling.py).
+        if os.environ.get("SCALE_SAMPLES"):
+            scale_scenarios.save_samples(os.environ["SCALE_SAMPLES"], "burst", accounting, controller)
         self.assertEqual(accounting.problems, [], "\n".join(log[-40:]))
         self.assertTrue(accounting.scaled_out and accounting.drained and accounting.back, "\n".join(log[-60:]))
         self.assertGreater(max(controller.sequence), 2)
