@@ -24,6 +24,7 @@ KEDA's fallback: after failureThreshold failed reads, fallback.replicas, or with
 """
 
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -227,6 +228,12 @@ class Controller:
         self._consumer = None
         # Called with each poll's offsets: what a second model would decide from the same read.
         self.observer = None
+        # Signals for the next removals, in order (then SIGTERM): a scenario's lost pod.
+        self.removal_signals = []
+        self.removed = []  # (name, exit status)
+        # Called as removal(name, signal, remove) to remove a replica around what a scenario
+        # needs at that moment; remove() does it.
+        self.removal = lambda name, number, remove: remove()
 
     def offsets(self):
         from confluent_kafka import Consumer, TopicPartition
@@ -273,7 +280,10 @@ class Controller:
             while len(self.fleet.replicas("cm-api")) < wanted and not self._stop.is_set():
                 self.fleet.add_replica("cm-api", wait=False)
             while len(self.fleet.replicas("cm-api")) > wanted and not self._stop.is_set():
-                self.fleet.remove_replica("cm-api", self.grace)
+                number = self.removal_signals.pop(0) if self.removal_signals else signal.SIGTERM
+                name = [n for n in self.fleet.replicas("cm-api") if n != "cm-api"][-1]
+                self.removed.append(self.removal(
+                    name, number, lambda: self.fleet.remove_replica("cm-api", self.grace, number)))
             if wanted != self.sequence[-1]:
                 self.sequence.append(wanted)
             # The polling interval is the controller's own period (a schedule, not a wait for a

@@ -187,6 +187,10 @@ class Fleet(Shop):
     def replica_url(self, name):
         return f"http://127.0.0.1:{self.replica_ports[name]}"
 
+    def url(self, name):
+        """Any replica's URL (Shop's metrics() and ready() then work for each)."""
+        return self.replica_url(name) if name in self.replica_ports else super().url(name)
+
     def add_replica(self, service, wait=True):
         """Starts one more replica of `service` like the first, on a port of its own; its name.
         `wait`: until it is ready (a replica that cannot become ready, MongoDB down say, is still
@@ -202,11 +206,12 @@ class Fleet(Shop):
             self._wait(name, lambda: http_get(self.replica_url(name), "/readyz")[0] == 200, 120)
         return name
 
-    def remove_replica(self, service, grace=None):
+    def remove_replica(self, service, grace=None, number=signal.SIGTERM):
         """Stops the newest extra replica of `service` as Kubernetes does (SIGTERM, SIGKILL after
-        the grace period); its name and exit status."""
+        the grace period; `number` SIGKILL for a pod lost at that moment); its name and exit
+        status."""
         name = [n for n in self.replicas(service) if n != service][-1]
-        status = self.processes[name].stop(signal.SIGTERM, grace or 30)
+        status = self.processes[name].stop(number, grace or 30)
         del self.processes[name]
         del self.replica_ports[name]
         return name, status

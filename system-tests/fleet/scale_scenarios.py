@@ -12,6 +12,10 @@ mongodb-down   MongoDB stops while purchases keep coming: lag that no replica ca
         autoscaler runs the chart's setting (excludePersistentLag true) and, beside it on the same
         offsets, a shadow with excludePersistentLag false; the first must hold its replicas, the
         shadow shows what KEDA would otherwise do. Then MongoDB returns and everything drains.
+sigkill-scale-in   four replicas under steady load scale in to two; the first replica removed
+        is SIGKILLed (a node lost at that moment) with a batch in hand (MongoDB frozen until it
+        holds one), the second stopped as usual. Its uncommitted events are read again by the
+        others and stored once.
 """
 
 import json
@@ -116,6 +120,55 @@ def save_samples(path, name, accounting, controller):
         json.dump({"scenario": name, "line": line(name, accounting, controller),
                    "compression": controller.spec.compression, "lag_threshold": controller.spec.lag_threshold,
                    "samples": controller.samples}, f)
+
+
+def sigkill_during_scale_in(fleet, compression=20, lag_threshold=500, rate=150, log=print):
+    """Returns (accounting, controller): the replicas' exits are in controller.removed."""
+    spec, grace = chart_spec(compression, {"autoscaling": {"lagThreshold": lag_threshold}})
+    while len(fleet.replicas("cm-api")) < 4:
+        fleet.add_replica("cm-api")
+    load = Load(fleet.server_url, "sigkill-scale-in", rate).start()
+    controller = Controller(fleet, spec, TOPIC, "scalable-shop", grace=grace, log=log)
+    controller.sequence = [4]
+    controller.removal_signals = [signal.SIGKILL]
+    killed_in_hand = []
+
+    def in_hand(name):
+        counters = fleet.metrics(name)
+        return int(counters.get("cmapi_events_consumed_total", 0)
+                   - counters.get("cmapi_purchases_inserted_total", 0)
+                   - counters.get("cmapi_purchases_duplicate_total", 0)
+                   - sum(value for key, value in counters.items()
+                         if key.startswith("cmapi_events_dead_lettered_total")))
+
+    def removal(name, number, remove):
+        """The SIGKILL lands mid-batch: MongoDB is frozen until the replica holds events it has
+        consumed and not stored (as the reliability suite's cm-api-sigkill does), then thawed."""
+        if number != signal.SIGKILL:
+            return remove()
+        fleet.pause("secantusdb")
+        try:
+            wait_for(lambda: in_hand(name) > 0, 10, 0.1)
+            killed_in_hand.append(in_hand(name))
+            return remove()
+        finally:
+            fleet.resume("secantusdb")
+
+    controller.removal = removal
+    try:
+        wait_for(lambda: len(load.acknowledged) > rate, 30)
+        controller.start()
+        back = wait_for(lambda: len(fleet.replicas("cm-api")) == spec.min_replicas,
+                        spec.down.window + 4 * spec.down.policies[0].period + 60)
+        since = time.monotonic()
+        # Purchases keep being stored after the scale-in, by the two that are left.
+        wait_for(lambda: load.statuses(since=since).get(200, 0) > rate, 30)
+    finally:
+        load.stop()
+        controller.stop()
+    accounting = account(load, fleet.api_url, settle=120)
+    accounting.back, accounting.killed_in_hand = back, killed_in_hand
+    return accounting, controller
 
 
 def line(name, accounting, controller):

@@ -60,5 +60,26 @@ class MongoDBDown(unittest.TestCase):
         self.assertTrue(accounting.drained, "\n".join(log[-40:]))
 
 
+@unittest.skipUnless(os.environ.get("SCALE_FULL"), "make scale-test only (about a minute)")
+class SigkillDuringScaleIn(unittest.TestCase):
+    def test_a_replica_killed_while_scaling_in_loses_nothing(self):
+        warnings.simplefilter("ignore", ResourceWarning)
+        fleet = Fleet(servers=1, apis=2, auth=False,
+                      bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
+        self.addCleanup(fleet.stop)
+        fleet.start()
+        log = []
+        accounting, controller = scale_scenarios.sigkill_during_scale_in(
+            fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), log=log.append)
+        print("\n  " + scale_scenarios.line("sigkill-scale-in", accounting, controller)
+              + f" exits={[status for _, status in controller.removed]} in_hand_at_kill={accounting.killed_in_hand}")
+        self.assertEqual(accounting.problems, [], "\n".join(log[-40:]))
+        self.assertTrue(accounting.back, "\n".join(log[-40:]))
+        self.assertEqual([status for _, status in controller.removed], [-9, 0], "one killed, one stopped")
+        self.assertEqual(controller.sequence, [4, 3, 2])
+        self.assertTrue(accounting.killed_in_hand and accounting.killed_in_hand[0] > 0,
+                        "the kill was not mid-batch")
+
+
 if __name__ == "__main__":
     unittest.main()
