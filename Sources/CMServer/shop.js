@@ -209,66 +209,6 @@
     const tr = row({ purchaseId: body.purchaseId, timestamp: purchase.timestamp || "", price: purchase.price, userid: purchase.userid }, "sent");
     tbody.insertBefore(tr, tbody.firstChild);
     $("timestamp").value = new Date().toISOString();
-
-  // The bearer token (AUTH_MODE=jwt): kept in this tab only (sessionStorage), never in
-  // localStorage or a cookie. Its claims are read here only to say who is signed in and fill the
-  // form; cm-server verifies the token on every request.
-  const tokenKey = "scalable-shop-token";
-  let token = sessionStorage.getItem(tokenKey);
-
-  function claimsOf(text) {
-    const parts = text.split(".");
-    if (parts.length !== 3) return null;
-    try {
-      const json = atob(parts[1].replace(/-/g, "+").replace(/_/g, "/"));
-      const bytes = Uint8Array.from(json, (c) => c.charCodeAt(0));
-      const claims = JSON.parse(new TextDecoder().decode(bytes));
-      return claims && typeof claims === "object" ? claims : null;
-    } catch (_) {
-      return null;
-    }
-  }
-
-  function showSignedIn() {
-    const claims = token ? claimsOf(token) : null;
-    $("sign-out").hidden = !claims;
-    if (!claims) {
-      $("who").textContent = "Not signed in. A shop that requires it (AUTH_MODE=jwt) needs a token.";
-      return;
-    }
-    const admin = String(claims.scope || "").split(" ").includes("shop:admin") ? ", may read every user" : "";
-    const expires = typeof claims.exp === "number" ? "; expires " + new Date(claims.exp * 1000).toISOString() : "";
-    $("who").textContent = "Signed in as " + claims.preferred_username + " (user id " + claims.sub + admin + ")" + expires;
-  }
-
-  function useToken() {
-    const text = $("token").value.trim().replace(/^Bearer\s+/i, "");
-    $("token-error").textContent = "";
-    const claims = claimsOf(text);
-    if (!claims) {
-      $("token-error").textContent = "This is not a JWT (three base64url parts separated by dots)";
-      $("token").focus();
-      return;
-    }
-    token = text;
-    sessionStorage.setItem(tokenKey, token);
-    $("token").value = "";
-    if (typeof claims.preferred_username === "string") $("username").value = claims.preferred_username;
-    if (typeof claims.sub === "string") $("userid").value = claims.sub;
-    showSignedIn();
-    say("", false);
-  }
-
-  function signOut() {
-    token = null;
-    sessionStorage.removeItem(tokenKey);
-    showSignedIn();
-  }
-
-  function withToken(options) {
-    if (!token) return options;
-    return { ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + token } };
-  }
     follow(purchase.username, body.purchaseId);
   }
 
