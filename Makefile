@@ -14,10 +14,13 @@ SECANTUS_PIN := SecantusDB==0.7.0b3
 SELENIUM_PIN := selenium==4.51.0
 # Helm v4's Go SDK (no helm binary needed), Kubernetes' and KEDA's schemas for the chart tests.
 K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3
-# The reliability suite: OpenAPI fuzzing, and a Kafka client (its wheel carries librdkafka) to
-# write poison messages and read the dead-letter topic.
 # make scale-test's picture only.
 PLOT_PIN     := matplotlib==3.11.2
+# The fleet's ingress: Debian's nginx with its Lua module (the balancer that follows cm-server's
+# endpoints as ingress-nginx's does), and Prometheus.
+FLEET_PACKAGES := nginx libnginx-mod-http-lua prometheus
+# The reliability suite: OpenAPI fuzzing, and a Kafka client (its wheel carries librdkafka) to
+# write poison messages and read the dead-letter topic.
 RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1 PyJWT==2.15.1 cryptography==50.0.2
 
 .PHONY: test test-k8s test-monitoring test-reliability test-launcher test-end-to-end test-fleet scale-test run fleet deps release lint build venv clean bench bench-mongo soak
@@ -72,8 +75,10 @@ test-monitoring: venv
 # replicas behind nginx configured from the cm-server chart's rendered Ingress, Prometheus scraping
 # each: the original URLs, the page under the prefix, the bare-prefix redirect, nothing private
 # published, usernames nginx decodes before its rewrite, every replica serving; the autoscaler's
-# model against KEDA's and the HPA's rules; and the burst scenario, time compressed 20-fold.
+# model against KEDA's and the HPA's rules; the burst scenario, time compressed 20-fold; and a
+# rolling restart of cm-server under POST load through nginx (no error at the client).
 test-fleet: venv
+	scripts/install-deps.sh $(FLEET_PACKAGES)
 	BIN_DIR=.build/debug $(VENV)/bin/python -m unittest discover --start-directory system-tests/fleet \
 		--pattern 'test_*.py' --verbose
 
@@ -81,7 +86,7 @@ test-fleet: venv
 # one line each, scenario=NAME acknowledged=N stored=N missing=0 duplicated=0 replicas=...
 # The burst's picture (lag, replicas, ingest over time) goes to .build/scaling/burst.png.
 scale-test: venv release
-	scripts/install-deps.sh nginx prometheus
+	scripts/install-deps.sh $(FLEET_PACKAGES)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(PLOT_PIN)'
 	mkdir -p .build/scaling
 	cd system-tests/fleet && SCALE_FULL=1 SCALE_COMPRESSION=10 SCALE_BURST_SECONDS=30 BIN_DIR=../../.build/release \
@@ -98,7 +103,7 @@ run: deps venv release
 # replicas (2 and 2) behind nginx on INGRESS_PORT (8080) as the chart's Ingress configures it,
 # Prometheus on PROMETHEUS_PORT (9090), AUTH_MODE=jwt; it prints the URLs and a token.
 fleet: venv release
-	scripts/install-deps.sh nginx prometheus
+	scripts/install-deps.sh $(FLEET_PACKAGES)
 	$(VENV)/bin/python scripts/fleet.py
 
 # Debian packages: librdkafka, libmongoc, pkg-config, curl, wrk (installed only when missing).

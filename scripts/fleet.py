@@ -5,8 +5,12 @@ and SecantusDB, all in one consumer group; nginx (Debian's package) in front as 
 http://localhost:8080/scalable-shop-cm-server/ (INGRESS_PORT), configured from the cm-server
 chart's rendered Ingress objects the way ingress-nginx turns an Ingress into nginx configuration
 (regex location, rewrite-target, x-forwarded-prefix, body size, read timeout, limit-connections,
-limit-rps, permanent-redirect; anything else is the controller's 404); and Prometheus (Debian's
-package) scraping every replica with the labels the charts' pod-annotation scraping gives
+limit-rps, permanent-redirect; anything else is the controller's 404), balancing over cm-server's
+ready replicas with ingress-nginx's own mechanism: a Lua balancer (fleet_balancer.lua, Debian's
+libnginx-mod-http-lua) that takes the endpoints from a local port and follows every change without
+a reload, so a replica can join or leave under load without closing a client's connection; and
+Prometheus (Debian's package) scraping every replica, discovered from files the fleet rewrites as
+replicas come and go (file_sd_configs), with the labels the charts' pod-annotation scraping gives
 (namespace, pod). Authentication is on as the charts set it (AUTH_MODE=jwt, HS256 with a secret
 of the fleet's own, mounted as files in SECRETS_DIR); the fleet prints a token.
 
@@ -18,6 +22,7 @@ is what the fleet tests start.
 """
 
 import base64
+import json
 import os
 import re
 import secrets
@@ -26,10 +31,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
-from shop import ROOT, Process, Shop, Stop, _stop_on_signal, free_port, http_get  # noqa: E402
+from shop import ROOT, Process, Shop, Stop, _stop_on_signal, free_port, http_get, wait_for  # noqa: E402
 
 NAMESPACE = "scalable-shop"
 ISSUER = "scalable-shop"
@@ -43,6 +53,7 @@ KNOWN_ANNOTATIONS = {
 }
 # ingress-nginx's defaults where the translation needs them (its ConfigMap's documented values).
 LIMIT_BURST_MULTIPLIER = 5
+PROXY_NEXT_UPSTREAM_TRIES = 3
 LIMIT_STATUS = 503
 PERMANENT_REDIRECT_CODE = 301
 
@@ -66,9 +77,11 @@ def render_ingresses(host, values=None):
             for doc in yaml.safe_load_all(text) if doc and doc["kind"] == "Ingress"]
 
 
-def translate_ingress(ingresses, upstreams, port, folder):
-    """nginx.conf for `ingresses` as ingress-nginx would write it (the parts the chart uses), with
-    the Service's endpoints as `upstreams` ("host:port")."""
+def translate_ingress(ingresses, port, configuration_port, folder):
+    """nginx.conf for `ingresses` as ingress-nginx would write it (the parts the chart uses). The
+    Service's endpoints are not in it: as in ingress-nginx, a Lua balancer (fleet_balancer.lua)
+    takes them from POST /configuration/backends on `configuration_port` and follows every change
+    without a reload."""
     zones, locations = [], []
     for ingress in ingresses:
         name = ingress["metadata"]["name"]
@@ -117,14 +130,17 @@ def translate_ingress(ingresses, upstreams, port, folder):
                     "proxy_set_header X-Real-IP $remote_addr;",
                     "proxy_set_header X-Request-ID $request_id;",
                     "proxy_next_upstream error timeout;",
+                    f"proxy_next_upstream_tries {PROXY_NEXT_UPSTREAM_TRIES};",
                     "proxy_pass http://upstream_balancer;",
                 ]
                 locations.append((head, lines))
-    servers = "\n".join(f"    server {upstream} max_fails=0;" for upstream in upstreams)
     zone_lines = "\n".join(f"  {zone}" for zone in sorted(set(zones)))
     body = "\n".join(f"    {head}\n" + "".join(f"      {line}\n" for line in lines) + "    }" for head, lines in locations)
     temp = {name: os.path.join(folder, name) for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    modules = "/usr/lib/nginx/modules"
     return f"""# Written by scripts/fleet.py from the cm-server chart's rendered Ingress objects.
+load_module {modules}/ndk_http_module.so;
+load_module {modules}/ngx_http_lua_module.so;
 daemon off;
 worker_processes 1;
 pid {os.path.join(folder, "nginx.pid")};
@@ -137,9 +153,14 @@ http {{
   fastcgi_temp_path {temp["fastcgi"]};
   uwsgi_temp_path {temp["uwsgi"]};
   scgi_temp_path {temp["scgi"]};
-  # ingress-nginx's upstream keep-alive (60 s, under the services' 75 s idle timeout).
+  lua_package_path "{HERE}/?.lua;;";
+  lua_shared_dict configuration_data 1m;
+  init_worker_by_lua_block {{ require("fleet_balancer").init_worker() }}
+  # ingress-nginx's upstream: a placeholder server, the Lua balancer, and its keep-alive (60 s,
+  # under the services' 75 s idle timeout).
   upstream upstream_balancer {{
-{servers}
+    server 0.0.0.1;
+    balancer_by_lua_block {{ require("fleet_balancer").balance() }}
     keepalive 320;
     keepalive_timeout 60s;
   }}
@@ -149,6 +170,14 @@ http {{
 {body}
     # The controller's default backend: anything no Ingress routes.
     location / {{ return 404; }}
+  }}
+  # The controller's own port (ingress-nginx: 10246), where the endpoints are posted.
+  server {{
+    listen 127.0.0.1:{configuration_port};
+    location = /configuration/backends {{
+      client_body_buffer_size 64k;
+      content_by_lua_block {{ require("fleet_balancer").configure() }}
+    }}
   }}
 }}
 """
@@ -178,11 +207,21 @@ class Fleet(Shop):
         self.prometheus_port = prometheus_port or free_port()
         self.ingress_url = f"http://localhost:{self.ingress_port}/scalable-shop-cm-server/"
         self.prometheus_url = f"http://127.0.0.1:{self.prometheus_port}"
+        # The ingress controller's own port, where cm-server's endpoints are posted.
+        self.configuration_url = f"http://127.0.0.1:{free_port()}"
         self.replica_ports = {}
+        self.templates = {}  # service -> (argv, env) its replicas start with
+        self.serials = {}  # service -> the number of the newest replica (names are never reused)
+        self.endpoints = []  # the cm-server replicas the ingress balances over: the ready ones
+        self.terminated = []  # the Process of every replica stopped, for its log
+        self._lock = threading.RLock()
+        self._targets_folder = None
 
     def replicas(self, service):
-        """The names of `service`'s replicas, in start order (the first is Shop's own)."""
-        return [name for name in self.processes if name == service or name.startswith(service + "-")]
+        """The names of `service`'s replicas, in start order (the first is Shop's own until a
+        rolling restart replaces it)."""
+        with self._lock:
+            return [name for name in self.processes if name == service or name.startswith(service + "-")]
 
     def replica_url(self, name):
         return f"http://127.0.0.1:{self.replica_ports[name]}"
@@ -194,32 +233,87 @@ class Fleet(Shop):
     def add_replica(self, service, wait=True):
         """Starts one more replica of `service` like the first, on a port of its own; its name.
         `wait`: until it is ready (a replica that cannot become ready, MongoDB down say, is still
-        a replica, as a pod is: the autoscaler does not wait)."""
-        count = len(self.replicas(service)) + 1
-        name = f"{service}-{count}"
-        first = self.processes[service]
+        a replica, as a pod is: the autoscaler does not wait). A cm-server replica always waits:
+        it joins the ingress's endpoints once ready, as a pod joins its Service's."""
+        argv, env = self.templates[service]
         port = free_port()
-        self.processes[name] = Process(name, first.argv, dict(first.env, PORT=str(port)), self.log_dir)
-        self.replica_ports[name] = port
-        self.processes[name].start()
-        if wait:
+        with self._lock:
+            self.serials[service] = self.serials.get(service, 1) + 1
+            name = f"{service}-{self.serials[service]}"
+            self.processes[name] = Process(name, argv, dict(env, PORT=str(port)), self.log_dir)
+            self.replica_ports[name] = port
+            self.processes[name].start()
+        self.write_targets()
+        if wait or service == "cm-server":
             self._wait(name, lambda: http_get(self.replica_url(name), "/readyz")[0] == 200, 120)
+        if service == "cm-server" and "nginx" in self.processes:
+            with self._lock:
+                endpoints = self.endpoints + [name]
+            self.set_endpoints(endpoints)
         return name
 
     def remove_replica(self, service, grace=None, number=signal.SIGTERM):
-        """Stops the newest extra replica of `service` as Kubernetes does (SIGTERM, SIGKILL after
-        the grace period; `number` SIGKILL for a pod lost at that moment); its name and exit
+        """Stops the newest extra replica of `service` (terminate_replica); its name and exit
         status."""
         name = [n for n in self.replicas(service) if n != service][-1]
-        status = self.processes[name].stop(number, grace or 30)
-        del self.processes[name]
-        del self.replica_ports[name]
-        return name, status
+        return name, self.terminate_replica(name, grace or 30, number=number)
+
+    def terminate_replica(self, name, grace=30, pre_stop=0, number=signal.SIGTERM):
+        """Stops one replica as Kubernetes deletes a pod: it leaves the ingress's endpoints at once
+        (the endpoints controller acts beside the kubelet, and the ingress's worker follows within
+        its sync interval), its preStop pause of `pre_stop` seconds runs, then `number` (SIGTERM;
+        SIGKILL for a pod lost at that moment, with no pause), and SIGKILL once `grace` seconds
+        have passed since the deletion. Returns its exit status."""
+        with self._lock:
+            endpoints = [n for n in self.endpoints if n != name]
+        if endpoints != self.endpoints:
+            self.set_endpoints(endpoints, wait=False)
+        process = self.processes[name]
+        if number != signal.SIGKILL and pre_stop:
+            # The pod's preStop hook, which is itself a sleep (lifecycle.preStop.sleep).
+            time.sleep(pre_stop)
+        status = process.stop(number, max(grace - pre_stop, 1))
+        with self._lock:
+            del self.processes[name]
+            del self.replica_ports[name]
+            self.terminated.append(process)
+        self.write_targets()
+        return status
+
+    def set_endpoints(self, names, wait=True):
+        """Posts cm-server's replicas `names` to the ingress's balancer as its endpoints; `wait`:
+        until its worker balances over them."""
+        with self._lock:
+            self.endpoints = list(names)
+            body = "".join(f"127.0.0.1:{self.replica_ports[name]}\n" for name in names)
+            request = urllib.request.Request(self.configuration_url + "/configuration/backends", body.encode(),
+                                             method="POST")
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 201, answer.status
+        if wait and not wait_for(lambda: http_get(self.configuration_url, "/configuration/backends")[1].decode()
+                                 == body, 10):
+            raise RuntimeError(f"the ingress did not take the endpoints {names}")
+
+    def write_targets(self):
+        """Prometheus' targets, one file per service (file_sd_configs): a replica started or stopped
+        is scraped or dropped as the pod discovery would."""
+        if self._targets_folder is None:
+            return
+        with self._lock:
+            for service in ("cm-server", "cm-api"):
+                targets = [{"targets": [f"127.0.0.1:{self.replica_ports[name]}"],
+                            "labels": {"namespace": NAMESPACE, "pod": name}} for name in self.replicas(service)]
+                path = os.path.join(self._targets_folder, f"{service}.json")
+                with open(path + ".new", "w") as f:
+                    json.dump(targets, f)
+                os.replace(path + ".new", path)
 
     def start(self, say=lambda line: None):
         super().start(say)
         self.replica_ports["cm-server"] = self.ports["server"]
         self.replica_ports["cm-api"] = self.ports["api"]
+        self.templates = {service: (self.processes[service].argv, self.processes[service].env)
+                          for service in ("cm-server", "cm-api")}
         for _ in range(self.apis - 1):
             say(f"cm-api     {self.replica_url(self.add_replica('cm-api'))}")
         for _ in range(self.servers - 1):
@@ -233,27 +327,28 @@ class Fleet(Shop):
     def start_ingress(self):
         folder = os.path.join(self.data, "nginx")
         os.makedirs(folder, exist_ok=True)
-        upstreams = [f"127.0.0.1:{self.replica_ports[name]}" for name in self.replicas("cm-server")]
         self.ingresses = render_ingresses("localhost", self.chart_values)
         config = os.path.join(folder, "nginx.conf")
         with open(config, "w") as f:
-            f.write(translate_ingress(self.ingresses, upstreams, self.ingress_port, folder))
+            f.write(translate_ingress(self.ingresses, self.ingress_port, urllib.parse.urlsplit(self.configuration_url).port,
+                                      folder))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.processes["nginx"] = Process("nginx", [nginx, "-e", os.path.join(folder, "error.log"), "-p", folder,
                                                     "-c", config], self._environment(), self.log_dir)
         self.processes["nginx"].start()
         self._wait("nginx", lambda: self._listening(self.ingress_port), 30)
+        self.set_endpoints(self.replicas("cm-server"))
 
     def start_prometheus(self):
         import yaml
 
         folder = os.path.join(self.data, "prometheus")
         os.makedirs(folder, exist_ok=True)
-        jobs = []
-        for service in ("cm-server", "cm-api"):
-            targets = [{"targets": [f"127.0.0.1:{self.replica_ports[name]}"],
-                        "labels": {"namespace": NAMESPACE, "pod": name}} for name in self.replicas(service)]
-            jobs.append({"job_name": service, "static_configs": targets})
+        self._targets_folder = folder
+        self.write_targets()
+        jobs = [{"job_name": service,
+                 "file_sd_configs": [{"files": [os.path.join(folder, f"{service}.json")], "refresh_interval": "1s"}]}
+                for service in ("cm-server", "cm-api")]
         config = os.path.join(folder, "prometheus.yml")
         with open(config, "w") as f:
             yaml.safe_dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

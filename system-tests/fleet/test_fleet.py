@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import sys
-import time
 import unittest
 import urllib.parse
 import urllib.request
