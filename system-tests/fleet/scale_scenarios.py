@@ -16,12 +16,20 @@ sigkill-scale-in   four replicas under steady load scale in to two; the first re
         is SIGKILLed (a node lost at that moment) with a batch in hand (MongoDB frozen until it
         holds one), the second stopped as usual. Its uncommitted events are read again by the
         others and stored once.
+rolling-restart   every cm-server replica replaced under steady POST load through nginx, as the
+        Deployment's RollingUpdate does it with the chart's maxSurge and maxUnavailable: a new pod
+        joins the ingress's endpoints once ready, an old one leaves them when its deletion starts,
+        pauses for the chart's preStop sleep, and then shuts down on SIGTERM within the grace
+        period. The client must see no error at all (no 5xx, no failed connection) and nothing
+        acknowledged may be lost.
 """
 
 import json
+import math
 import os
 import signal
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -171,7 +179,71 @@ def sigkill_during_scale_in(fleet, compression=20, lag_threshold=500, rate=150, 
     return accounting, controller
 
 
-def line(name, accounting, controller):
+def rolling_update_plan(deployment, desired):
+    """(maxSurge, maxUnavailable, preStop sleep, grace period) of a rendered Deployment for
+    `desired` replicas: a percentage of surge rounds up, of unavailability down, as the
+    Deployment controller resolves them."""
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+
+    def resolve(value, rounding):
+        if isinstance(value, str) and value.endswith("%"):
+            return rounding(desired * int(value[:-1]) / 100)
+        return int(value)
+
+    surge, unavailable = resolve(rolling["maxSurge"], math.ceil), resolve(rolling["maxUnavailable"], math.floor)
+    assert surge or unavailable, "the API server refuses maxSurge and maxUnavailable both 0"
+    pod = deployment["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    return surge, unavailable, pre_stop, pod["terminationGracePeriodSeconds"]
+
+
+def rolling_restart(fleet, rate=40, log=print):
+    """Returns (accounting, load, sequence, exits): `sequence` the cm-server pods not terminating
+    after each step, `exits` the old replicas' (name, exit status)."""
+    deployment = of_kind(render("cm-server", {"auth": {"mode": "none"}}), "Deployment")[0]
+    old = fleet.replicas("cm-server")
+    desired = len(old)
+    surge, unavailable, pre_stop, grace = rolling_update_plan(deployment, desired)
+    log(f"rolling restart of {old}: maxSurge {surge}, maxUnavailable {unavailable}, preStop {pre_stop} s, "
+        f"grace {grace} s")
+    new, exits, terminations, sequence = [], [], [], [desired]
+    load = Load(f"http://127.0.0.1:{fleet.ingress_port}/scalable-shop-cm-server/", "rolling-restart", rate).start()
+
+    def terminate(name):
+        exits.append((name, fleet.terminate_replica(name, grace, pre_stop)))
+        log(f"{name} exited with {exits[-1][1]}")
+
+    try:
+        wait_for(lambda: len(load.acknowledged) > rate, 30)
+        while old:
+            # The new ReplicaSet grows within the surge; add_replica returns once the pod is ready
+            # and in the ingress's endpoints.
+            while len(old) + len(new) < desired + surge and len(new) < desired:
+                new.append(fleet.add_replica("cm-server"))
+                sequence.append(len(old) + len(new))
+                log(f"{new[-1]} ready and in the endpoints")
+            # The old one shrinks while the available pods stay at least desired - maxUnavailable.
+            count = len(old) + len(new) - (desired - unavailable)
+            assert count > 0, "the rollout cannot progress"
+            for name in old[:count]:
+                log(f"{name} terminating")
+                terminations.append(threading.Thread(target=terminate, args=(name,), name=f"terminate-{name}"))
+                terminations[-1].start()
+            old = old[count:]
+            sequence.append(len(old) + len(new))
+        for thread in terminations:
+            thread.join()
+        since = time.monotonic()
+        # The new replicas serve on after the last old one is gone.
+        wait_for(lambda: load.statuses(since=since).get(200, 0) > rate, 30)
+    finally:
+        load.stop()
+    accounting = account(load, fleet.api_url, settle=120)
+    return accounting, load, sequence, exits
+
+
+def line(name, accounting, controller=None, sequence=None):
+    sequence = sequence or controller.sequence
     return (f"scenario={name} acknowledged={accounting.acknowledged} stored={accounting.stored} "
             f"missing={len(accounting.missing)} duplicated={accounting.duplicated} "
-            f"replicas={','.join(str(r) for r in controller.sequence)}")
+            f"replicas={','.join(str(r) for r in sequence)}")

@@ -16,14 +16,19 @@ import scale_scenarios  # noqa: E402
 from fleet import Fleet  # noqa: E402
 
 
+def start_fleet(test, servers=1, apis=2):
+    """A fleet without authentication for `test`, stopped when it ends."""
+    # The load's keep-alive connections are closed when their threads are collected.
+    warnings.simplefilter("ignore", ResourceWarning)
+    fleet = Fleet(servers=servers, apis=apis, auth=False,
+                  bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
+    test.addCleanup(fleet.stop)
+    return fleet.start()
+
+
 class Burst(unittest.TestCase):
     def test_a_burst_scales_out_drains_and_scales_back_with_nothing_lost(self):
-        # The load's keep-alive connections are closed when their threads are collected.
-        warnings.simplefilter("ignore", ResourceWarning)
-        fleet = Fleet(servers=1, apis=2, auth=False,
-                      bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
-        self.addCleanup(fleet.stop)
-        fleet.start()
+        fleet = start_fleet(self)
         log = []
         accounting, controller = scale_scenarios.burst(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")),
@@ -42,11 +47,7 @@ class Burst(unittest.TestCase):
 @unittest.skipUnless(os.environ.get("SCALE_FULL"), "make scale-test only (about 4 minutes)")
 class MongoDBDown(unittest.TestCase):
     def test_lag_no_replica_can_drain_adds_none_and_nothing_is_lost(self):
-        warnings.simplefilter("ignore", ResourceWarning)
-        fleet = Fleet(servers=1, apis=2, auth=False,
-                      bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
-        self.addCleanup(fleet.stop)
-        fleet.start()
+        fleet = start_fleet(self)
         log = []
         accounting, controller, shadow = scale_scenarios.mongodb_down(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), log=log.append)
@@ -63,11 +64,7 @@ class MongoDBDown(unittest.TestCase):
 @unittest.skipUnless(os.environ.get("SCALE_FULL"), "make scale-test only (about a minute)")
 class SigkillDuringScaleIn(unittest.TestCase):
     def test_a_replica_killed_while_scaling_in_loses_nothing(self):
-        warnings.simplefilter("ignore", ResourceWarning)
-        fleet = Fleet(servers=1, apis=2, auth=False,
-                      bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
-        self.addCleanup(fleet.stop)
-        fleet.start()
+        fleet = start_fleet(self)
         log = []
         accounting, controller = scale_scenarios.sigkill_during_scale_in(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), log=log.append)
@@ -79,6 +76,23 @@ class SigkillDuringScaleIn(unittest.TestCase):
         self.assertEqual(controller.sequence, [4, 3, 2])
         self.assertTrue(accounting.killed_in_hand and accounting.killed_in_hand[0] > 0,
                         "the kill was not mid-batch")
+
+
+class RollingRestart(unittest.TestCase):
+    def test_every_cm_server_replaced_under_load_behind_nginx_without_an_error(self):
+        fleet = start_fleet(self, servers=2, apis=1)
+        log = []
+        accounting, load, sequence, exits = scale_scenarios.rolling_restart(fleet, log=log.append)
+        print("\n  " + scale_scenarios.line("rolling-restart", accounting, sequence=sequence)
+              + f" statuses={load.statuses()} connection_failures={load.connection_failures} exits={exits}")
+        self.assertEqual(accounting.problems, [], "\n".join(log))
+        self.assertEqual(set(load.statuses()), {200}, "the client saw errors:\n" + "\n".join(log))
+        self.assertEqual(load.connection_failures, 0)
+        self.assertEqual([status for _, status in exits], [0, 0], "\n".join(log))
+        self.assertEqual(sorted(name for name, _ in exits), ["cm-server", "cm-server-2"])
+        self.assertEqual(sequence, [2, 3, 2, 3, 2])
+        self.assertEqual(len(fleet.endpoints), 2)
+        self.assertFalse(set(fleet.endpoints) & {"cm-server", "cm-server-2"})
 
 
 if __name__ == "__main__":

@@ -74,6 +74,8 @@ class Load:
 
     def __init__(self, server_url, run, rate, users=20, senders=64, retries=3, request_timeout=30):
         self.server = urllib.parse.urlsplit(server_url)
+        # The URL's path, if any, is a prefix: an ingress's /scalable-shop-cm-server/buy.
+        self.path = self.server.path.rstrip("/") + "/buy"
         self.run = run
         self.usernames = [f"{run}-u{i}" for i in range(users)]
         self.rate, self.senders, self.retries, self.timeout = rate, senders, retries, request_timeout
@@ -136,7 +138,7 @@ class Load:
         """One try; a 503 or a failed connection is queued again after 1 s (Retry-After)."""
         sent = time.monotonic()
         try:
-            status, _, answer = CONNECTIONS.request(self.server, "POST", "/buy", body, headers, self.timeout)
+            status, _, answer = CONNECTIONS.request(self.server, "POST", self.path, body, headers, self.timeout)
         except (OSError, http.client.HTTPException):
             status, answer = 0, b""
         with self.lock:
