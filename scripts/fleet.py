@@ -58,19 +58,21 @@ LIMIT_STATUS = 503
 PERMANENT_REDIRECT_CODE = 301
 
 
+def merge(base, override):
+    """Helm's way of merging values: maps key by key, anything else replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        result[key] = merge(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) \
+            else value
+    return result
+
+
 def render_ingresses(host, values=None):
     """The cm-server chart's Ingress objects, rendered with `host` (helm's Go SDK, no binary)."""
     import helm_python as helm  # helm-python-sdk, in the venv
     import yaml
 
     chart = helm.Chart.load(os.path.join(ROOT, "helm", "cm-server"))
-    def merge(base, override):
-        result = dict(base)
-        for key, value in override.items():
-            result[key] = merge(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) \
-                else value
-        return result
-
     merged = merge({"ingress": {"enabled": True, "host": host}}, values or {})
     manifests = chart.render(merged, name="cm-server", namespace=NAMESPACE, is_install=True)
     return [doc for path, text in manifests.items() if not path.endswith("NOTES.txt")
@@ -186,7 +188,8 @@ http {{
 class Fleet(Shop):
     """The shop with `servers` cm-server and `apis` cm-api replicas, nginx and Prometheus."""
 
-    def __init__(self, servers=2, apis=2, ingress_port=None, prometheus_port=None, env=None, auth=True, **options):
+    def __init__(self, servers=2, apis=2, ingress_port=None, prometheus_port=None, env=None, auth=True,
+                 chart_values=None, **options):
         self.secrets_dir = tempfile.mkdtemp(prefix="fleet-secrets.")
         self.secret = base64.b64encode(secrets.token_bytes(32)).decode()
         for name, value in (("auth-jwt-secret", self.secret),
@@ -199,6 +202,8 @@ class Fleet(Shop):
                     "TRUSTED_PROXIES": "127.0.0.1"}
         # auth=False: the original contract behind the ingress, chosen explicitly as the chart asks.
         self.chart_values = {} if auth else {"auth": {"mode": "none"}, "ingress": {"allowUnauthenticated": True}}
+        # More of the cm-server chart's values for its Ingress (merged).
+        self.chart_values = merge(self.chart_values, chart_values or {})
         if not auth:
             settings = {"AUTH_MODE": "none", "TRUSTED_PROXIES": "127.0.0.1"}
         super().__init__(env=dict(settings, **(env or {})), **options)
@@ -213,6 +218,7 @@ class Fleet(Shop):
         self.templates = {}  # service -> (argv, env) its replicas start with
         self.serials = {}  # service -> the number of the newest replica (names are never reused)
         self.endpoints = []  # the cm-server replicas the ingress balances over: the ready ones
+        self.terminating = {}  # name -> Process of replicas being deleted (out of processes)
         self.terminated = []  # the Process of every replica stopped, for its log
         self._lock = threading.RLock()
         self._targets_folder = None
@@ -264,17 +270,28 @@ class Fleet(Shop):
         its sync interval), its preStop pause of `pre_stop` seconds runs, then `number` (SIGTERM;
         SIGKILL for a pod lost at that moment, with no pause), and SIGKILL once `grace` seconds
         have passed since the deletion. Returns its exit status."""
+        self.begin_termination(name)
+        return self.finish_termination(name, grace, pre_stop, number)
+
+    def begin_termination(self, name):
+        """The deletion's first, immediate part: the replica no longer counts as one of its
+        service's (replicas()) and leaves the ingress's endpoints; it still runs and is scraped."""
         with self._lock:
+            self.terminating[name] = self.processes.pop(name)
             endpoints = [n for n in self.endpoints if n != name]
-        if endpoints != self.endpoints:
+            changed = endpoints != self.endpoints
+        if changed:
             self.set_endpoints(endpoints, wait=False)
-        process = self.processes[name]
+
+    def finish_termination(self, name, grace=30, pre_stop=0, number=signal.SIGTERM):
+        """The rest: the preStop pause, the signal, SIGKILL after the grace period; the exit status."""
+        process = self.terminating[name]
         if number != signal.SIGKILL and pre_stop:
             # The pod's preStop hook, which is itself a sleep (lifecycle.preStop.sleep).
             time.sleep(pre_stop)
         status = process.stop(number, max(grace - pre_stop, 1))
         with self._lock:
-            del self.processes[name]
+            del self.terminating[name]
             del self.replica_ports[name]
             self.terminated.append(process)
         self.write_targets()
@@ -301,8 +318,11 @@ class Fleet(Shop):
             return
         with self._lock:
             for service in ("cm-server", "cm-api"):
+                # A pod being deleted is still discovered (and scraped) until it is gone.
+                names = self.replicas(service) + [n for n in self.terminating if n.rsplit("-", 1)[0] == service
+                                                  or n == service]
                 targets = [{"targets": [f"127.0.0.1:{self.replica_ports[name]}"],
-                            "labels": {"namespace": NAMESPACE, "pod": name}} for name in self.replicas(service)]
+                            "labels": {"namespace": NAMESPACE, "pod": name}} for name in names]
                 path = os.path.join(self._targets_folder, f"{service}.json")
                 with open(path + ".new", "w") as f:
                     json.dump(targets, f)
@@ -370,6 +390,8 @@ class Fleet(Shop):
 
     def stop(self, say=lambda line: None):
         # The front first, then the extra replicas (newest first), then the shop as Shop stops it.
+        for process in list(self.terminating.values()):
+            process.stop()
         for name in ["prometheus", "nginx"] + [n for n in reversed(list(self.processes)) if re.search(r"-\d+$", n)]:
             if name in self.processes:
                 self.processes[name].stop()

@@ -140,6 +140,17 @@ class ThroughTheIngress(unittest.TestCase):
         # Each target is "unknown" until its first scrape.
         self.assertTrue(wait_for(targets_up, 30), "every replica scraped")
 
+    def test_a_replica_started_or_stopped_later_is_found_and_dropped_by_prometheus(self):
+        def scraped():
+            with urllib.request.urlopen(FLEET.prometheus_url + "/api/v1/targets", timeout=10) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+            return {target["labels"]["pod"] for target in targets if target["health"] == "up"}
+
+        name = FLEET.add_replica("cm-api")
+        self.assertTrue(wait_for(lambda: name in scraped(), 30), f"{name} not scraped: {scraped()}")
+        self.assertEqual(FLEET.terminate_replica(name), 0)
+        self.assertTrue(wait_for(lambda: name not in scraped(), 30), f"{name} still a target: {scraped()}")
+
 
 if __name__ == "__main__":
     unittest.main()
