@@ -1,4 +1,5 @@
-"""How KEDA 2.18 and the HorizontalPodAutoscaler decide cm-api's replica count (issue 18, part 2).
+"""How KEDA 2.18 and the HorizontalPodAutoscaler decide cm-api's and cm-server's replica counts
+(issue 18, part 2).
 
 The decision model only, as pure functions of what they read, so that it can be checked against
 their documented behaviour without a cluster; every parameter comes from the cm-api chart's
@@ -19,6 +20,10 @@ The HorizontalPodAutoscaler (pkg/controller/podautoscaler, AverageValue external
     10 % tolerance of 1; then the stabilisation windows (up: the smallest recommendation in the
     window, down: the largest), the scaling policies over their periods (selectPolicy Max picks
     the policy that allows the biggest change), and min/max replicas.
+KEDA's Prometheus scaler (pkg/scalers/prometheus_scaler.go, ExecutePromQuery): the query's
+    instant value at the poll; an empty result, an empty value, NaN or Inf is 0 with
+    ignoreNullValues (its default, true) and a failed read without it; more than one series is
+    always a failed read; active when the value exceeds activationThreshold.
 KEDA's fallback: after failureThreshold failed reads, fallback.replicas, or with behavior
     currentReplicasIfHigher the current count when it is higher.
 """
@@ -47,29 +52,42 @@ class Rules:
 
 @dataclass
 class ScalingSpec:
+    """A ScaledObject with one trigger (kafka or prometheus, AverageValue): `target` is the value
+    per replica the HPA aims for (lagThreshold or threshold)."""
     min_replicas: int
     max_replicas: int
     polling_interval: float
-    lag_threshold: int
-    activation_lag_threshold: int
-    offset_reset_policy: str
-    allow_idle_consumers: bool
-    exclude_persistent_lag: bool
-    limit_to_partitions_with_lag: bool
-    scale_to_zero_on_invalid_offset: bool
+    trigger: str
+    target: float
+    activation_threshold: float
     fallback_failures: int
     fallback_replicas: int
     fallback_behavior: str
     up: Rules
     down: Rules
     compression: float = 1.0
+    # kafka
+    offset_reset_policy: str = "latest"
+    allow_idle_consumers: bool = False
+    exclude_persistent_lag: bool = False
+    limit_to_partitions_with_lag: bool = False
+    scale_to_zero_on_invalid_offset: bool = False
+    # prometheus
+    query: str = ""
+    ignore_null_values: bool = True
+
+    @property
+    def lag_threshold(self):
+        return int(self.target)
 
     @classmethod
     def from_scaled_object(cls, scaled, compression=1.0):
-        """The spec of a rendered ScaledObject with one kafka trigger; times divided by `compression`."""
+        """The spec of a rendered ScaledObject with one kafka or prometheus trigger; times divided
+        by `compression`."""
         spec = scaled["spec"]
         trigger = spec["triggers"][0]
-        assert trigger["type"] == "kafka" and trigger.get("metricType", "AverageValue") == "AverageValue", trigger
+        assert trigger["type"] in ("kafka", "prometheus"), trigger
+        assert trigger.get("metricType", "AverageValue") == "AverageValue", trigger
         meta = trigger["metadata"]
         flag = lambda name: str(meta.get(name, "false")).lower() == "true"  # noqa: E731
         behavior = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {})
@@ -82,18 +100,22 @@ class ScalingSpec:
                          given.get("selectPolicy", "Max"))
 
         fallback = spec.get("fallback", {})
-        return cls(
+        common = dict(
             min_replicas=int(spec.get("minReplicaCount", 0)), max_replicas=int(spec.get("maxReplicaCount", 100)),
-            polling_interval=spec.get("pollingInterval", 30) / compression,
-            lag_threshold=int(meta.get("lagThreshold", 10)),
-            activation_lag_threshold=int(meta.get("activationLagThreshold", 0)),
-            offset_reset_policy=meta.get("offsetResetPolicy", "latest"),
-            allow_idle_consumers=flag("allowIdleConsumers"), exclude_persistent_lag=flag("excludePersistentLag"),
-            limit_to_partitions_with_lag=flag("limitToPartitionsWithLag"),
-            scale_to_zero_on_invalid_offset=flag("scaleToZeroOnInvalidOffset"),
+            polling_interval=spec.get("pollingInterval", 30) / compression, trigger=trigger["type"],
             fallback_failures=int(fallback.get("failureThreshold", 0)), fallback_replicas=int(fallback.get("replicas", 0)),
             fallback_behavior=fallback.get("behavior", "static"),
             up=rules("scaleUp", 0), down=rules("scaleDown", 300), compression=compression)
+        if trigger["type"] == "prometheus":
+            return cls(target=float(meta["threshold"]), activation_threshold=float(meta.get("activationThreshold", 0)),
+                       query=meta["query"], ignore_null_values=str(meta.get("ignoreNullValues", "true")).lower() == "true",
+                       **common)
+        return cls(
+            target=int(meta.get("lagThreshold", 10)), activation_threshold=int(meta.get("activationLagThreshold", 0)),
+            offset_reset_policy=meta.get("offsetResetPolicy", "latest"),
+            allow_idle_consumers=flag("allowIdleConsumers"), exclude_persistent_lag=flag("excludePersistentLag"),
+            limit_to_partitions_with_lag=flag("limitToPartitionsWithLag"),
+            scale_to_zero_on_invalid_offset=flag("scaleToZeroOnInvalidOffset"), **common)
 
 
 @dataclass
@@ -129,7 +151,29 @@ class KafkaLag:
             bound = with_lag if spec.limit_to_partitions_with_lag else len(partitions)
             if total // spec.lag_threshold > bound:
                 total = bound * spec.lag_threshold
-        return total, with_persistent > spec.activation_lag_threshold, with_persistent, with_lag
+        return total, with_persistent > spec.activation_threshold, with_persistent, with_lag
+
+
+def prometheus_value(spec, answer):
+    """KEDA's Prometheus scaler on the JSON answer of /api/v1/query: (value, active); a
+    ValueError for what KEDA counts as a failed read."""
+    if answer.get("status") != "success":
+        raise ValueError(f"prometheus query api returned {answer.get('status')}: {answer.get('error')}")
+    result = answer["data"]["result"]
+    if answer["data"]["resultType"] == "scalar":
+        result = [{"value": result}]
+    if len(result) > 1:
+        raise ValueError(f"prometheus query {spec.query} returned multiple elements")
+    pair = result[0].get("value", []) if result else []
+    if 0 < len(pair) < 2:
+        raise ValueError(f"prometheus query {spec.query} didn't return enough values")
+    value = float(pair[1]) if pair else None
+    if value is None or math.isnan(value) or math.isinf(value):
+        if not spec.ignore_null_values:
+            raise ValueError("prometheus metrics 'prometheus' target may be lost, the result is empty"
+                             if value is None else f"prometheus query returns {value}")
+        value = 0.0
+    return value, value > spec.activation_threshold
 
 
 @dataclass
@@ -157,12 +201,12 @@ class Autoscaler:
                 return self._record(now, current, wanted, f"fallback ({self.failures} failed reads)")
             return current, f"metric unreadable ({self.failures} of {spec.fallback_failures})"
         self.failures = 0
-        ratio = metric / (spec.lag_threshold * current) if current else math.inf
-        raw = current if abs(ratio - 1) <= TOLERANCE else math.ceil(metric / spec.lag_threshold)
+        ratio = metric / (spec.target * current) if current else math.inf
+        raw = current if abs(ratio - 1) <= TOLERANCE else math.ceil(metric / spec.target)
         stabilized = self._stabilize(now, current, raw)
         wanted = self._limit(now, current, stabilized)
         return self._record(now, current, wanted,
-                            f"lag {metric} / threshold {spec.lag_threshold}: raw {raw}, stabilized {stabilized}")
+                            f"{metric:g} / target {spec.target:g}: raw {raw}, stabilized {stabilized}")
 
     def _record(self, now, current, wanted, reason):
         wanted = max(self.spec.min_replicas, min(self.spec.max_replicas, wanted))
@@ -172,17 +216,17 @@ class Autoscaler:
 
     def _stabilize(self, now, current, raw):
         up = down = raw
-        for time, replicas in self.recommendations:
-            if time > now - self.spec.up.window:
+        for at, replicas in self.recommendations:
+            if at > now - self.spec.up.window:
                 up = min(up, replicas)
-            if time > now - self.spec.down.window:
+            if at > now - self.spec.down.window:
                 down = max(down, replicas)
         horizon = max(self.spec.up.window, self.spec.down.window)
         self.recommendations = [(t, r) for t, r in self.recommendations if t > now - horizon] + [(now, raw)]
         return min(max(current, up), down)
 
     def _changed_within(self, now, period, sign):
-        return sum(change for time, change in self.events if time > now - period and change * sign > 0)
+        return sum(change for at, change in self.events if at > now - period and change * sign > 0)
 
     def _limit(self, now, current, desired):
         if desired > current:
@@ -215,6 +259,8 @@ class Controller:
     group), decides, and starts replicas or stops the newest with SIGTERM and the chart's grace
     period. Each decision is logged with its inputs; `samples` keeps them for the picture."""
 
+    service = "cm-api"
+
     def __init__(self, fleet, spec, topic, group, grace=30, log=print):
         import threading
 
@@ -222,7 +268,8 @@ class Controller:
         self.lag = KafkaLag(spec)
         self.scaler = Autoscaler(spec)
         self.samples = []  # (seconds, replicas, metric, lag, committed total)
-        self.sequence = [len(fleet.replicas("cm-api"))]
+        self.failed_fields = (None, None)
+        self.sequence = [len(fleet.replicas(self.service))]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
         self._consumer = None
@@ -260,32 +307,95 @@ class Controller:
         if self._consumer is not None:
             self._consumer.close()
 
+    def read(self, now, current):
+        """KEDA's scaler: (metric, its inputs as text, the sample's own fields: lag and the
+        committed total). Raises for a failed read."""
+        partitions = self.offsets()
+        metric, active, lag, with_lag = self.lag.read(partitions)
+        if self.observer:
+            self.observer(partitions, now, current)
+        return (metric, f"lag={lag} partitions_with_lag={with_lag} active={active}",
+                (lag, sum(c or 0 for c, _ in partitions.values())))
+
+    def scale(self, wanted):
+        """Starts replicas, or stops the newest (one at a time, waiting for each to exit)."""
+        while len(self.fleet.replicas(self.service)) < wanted and not self._stop.is_set():
+            self.fleet.add_replica(self.service, wait=False)
+        while len(self.fleet.replicas(self.service)) > wanted and not self._stop.is_set():
+            number = self.removal_signals.pop(0) if self.removal_signals else signal.SIGTERM
+            name = [n for n in self.fleet.replicas(self.service) if n != self.service][-1]
+            self.removed.append(self.removal(
+                name, number, lambda: self.fleet.remove_replica(self.service, self.grace, number)))
+
     def _run(self):
         while not self._stop.is_set():
             now = time.monotonic() - self.started
-            current = len(self.fleet.replicas("cm-api"))
+            current = len(self.fleet.replicas(self.service))
             try:
-                partitions = self.offsets()
-                metric, active, lag, with_lag = self.lag.read(partitions)
-                committed = sum(c or 0 for c, _ in partitions.values())
-                if self.observer:
-                    self.observer(partitions, now, current)
-            except Exception as error:  # the broker unreachable: KEDA's failed read
-                metric, active, lag, with_lag, committed = None, False, None, None, None
-                self.log(f"autoscaler t={now:.1f}s read failed: {error}")
+                metric, inputs, fields = self.read(now, current)
+            except Exception as error:  # the broker or Prometheus unreachable: KEDA's failed read
+                metric, inputs, fields = None, f"read failed: {error}", self.failed_fields
             wanted, reason = self.scaler.decide(now, current, metric)
-            self.samples.append((now, current, metric, lag, committed))
-            self.log(f"autoscaler t={now:.1f}s lag={lag} partitions_with_lag={with_lag} active={active} "
-                     f"metric={metric} replicas={current} -> {wanted}: {reason}")
-            while len(self.fleet.replicas("cm-api")) < wanted and not self._stop.is_set():
-                self.fleet.add_replica("cm-api", wait=False)
-            while len(self.fleet.replicas("cm-api")) > wanted and not self._stop.is_set():
-                number = self.removal_signals.pop(0) if self.removal_signals else signal.SIGTERM
-                name = [n for n in self.fleet.replicas("cm-api") if n != "cm-api"][-1]
-                self.removed.append(self.removal(
-                    name, number, lambda: self.fleet.remove_replica("cm-api", self.grace, number)))
+            self.samples.append((now, current, metric) + fields)
+            self.log(f"autoscaler t={now:.1f}s {inputs} metric={metric} replicas={current} -> {wanted}: {reason}")
+            self.scale(wanted)
             if wanted != self.sequence[-1]:
                 self.sequence.append(wanted)
             # The polling interval is the controller's own period (a schedule, not a wait for a
             # condition): KEDA polls on a timer too.
             self._stop.wait(max(0.0, self.spec.polling_interval - (time.monotonic() - self.started - now)))
+
+
+class PrometheusController(Controller):
+    """cm-server's ScaledObject applied to the fleet's cm-server replicas: every polling interval
+    the trigger's own query is evaluated by the fleet's Prometheus (in place of the chart's
+    serverAddress, a cluster address) as KEDA's Prometheus scaler evaluates it; a replica starts,
+    joins the ingress's endpoints once ready, and leaves them when stopped, with the chart's
+    preStop pause and grace period. Stopping runs beside the controller (a terminating pod no
+    longer counts as a replica; the HPA does not wait for it)."""
+
+    service = "cm-server"
+
+    def __init__(self, fleet, spec, grace=30, pre_stop=0, log=print):
+        import threading
+
+        assert spec.trigger == "prometheus", spec.trigger
+        super().__init__(fleet, spec, None, None, grace, log)
+        self.pre_stop = pre_stop
+        self.failed_fields = ()
+        self._stopping = []
+        self._lock = threading.Lock()
+
+    def read(self, now, current):
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.fleet.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": self.spec.query})
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            value, active = prometheus_value(self.spec, json.load(answer))
+        return value, f"query={value:g} active={active}", ()
+
+    def scale(self, wanted):
+        import threading
+
+        while len(self.fleet.replicas(self.service)) < wanted and not self._stop.is_set():
+            self.fleet.add_replica(self.service)
+        while len(self.fleet.replicas(self.service)) > wanted and not self._stop.is_set():
+            name = [n for n in self.fleet.replicas(self.service) if n != self.service][-1]
+
+            # It no longer counts once its deletion started.
+            self.fleet.begin_termination(name)
+
+            def stop(name=name):
+                status = self.fleet.finish_termination(name, self.grace, self.pre_stop)
+                with self._lock:
+                    self.removed.append((name, status))
+
+            self._stopping.append(threading.Thread(target=stop, name=f"terminate-{name}"))
+            self._stopping[-1].start()
+
+    def stop(self):
+        super().stop()
+        for thread in self._stopping:
+            thread.join()

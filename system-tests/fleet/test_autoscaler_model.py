@@ -1,5 +1,5 @@
 """The autoscaler's decision model (scripts/autoscaler.py) against KEDA's and the HPA's
-documented behaviour, with the cm-api chart's own rendered ScaledObject (no processes; a second)."""
+documented behaviour, with the charts' own rendered ScaledObjects (no processes; a second)."""
 
 import os
 import sys
@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.join(ROOT, "system-tests", "k8s"))
 
-from autoscaler import Autoscaler, KafkaLag, ScalingSpec  # noqa: E402
+from autoscaler import Autoscaler, KafkaLag, ScalingSpec, prometheus_value  # noqa: E402
 from test_charts import of_kind, render  # noqa: E402
 
 
@@ -21,7 +21,7 @@ class SpecFromTheChart(unittest.TestCase):
     def test_every_parameter_comes_from_the_rendered_scaled_object(self):
         spec = chart_spec(compression=10)
         self.assertEqual((spec.min_replicas, spec.max_replicas, spec.lag_threshold), (2, 12, 5000))
-        self.assertEqual((spec.offset_reset_policy, spec.allow_idle_consumers, spec.activation_lag_threshold),
+        self.assertEqual((spec.offset_reset_policy, spec.allow_idle_consumers, spec.activation_threshold),
                          ("earliest", False, 0))
         self.assertTrue(spec.exclude_persistent_lag, "lag that cannot drain adds no replicas (docs/SCALING.md)")
         self.assertEqual((spec.fallback_failures, spec.fallback_replicas, spec.fallback_behavior),
@@ -30,6 +30,58 @@ class SpecFromTheChart(unittest.TestCase):
         self.assertEqual((spec.polling_interval, spec.down.window, spec.up.window), (1.5, 30, 0))
         self.assertEqual([(p.kind, p.value, p.period) for p in spec.down.policies], [("Pods", 1, 12)])
         self.assertEqual(sorted((p.kind, p.value) for p in spec.up.policies), [("Percent", 100), ("Pods", 4)])
+
+
+def server_spec(values=None, compression=1.0):
+    values = {"autoscaling": dict({"enabled": True, "type": "keda"}, **(values or {}))}
+    return ScalingSpec.from_scaled_object(of_kind(render("cm-server", values), "ScaledObject")[0], compression)
+
+
+def vector(*values):
+    return {"status": "success", "data": {"resultType": "vector",
+                                          "result": [{"metric": {}, "value": [1.0, v]} for v in values]}}
+
+
+class PrometheusScaler(unittest.TestCase):
+    def test_the_cm_server_trigger_comes_from_its_rendered_scaled_object(self):
+        spec = server_spec({"keda": {"threshold": "25"}}, compression=5)
+        self.assertEqual((spec.trigger, spec.target, spec.min_replicas, spec.max_replicas), ("prometheus", 25, 2, 10))
+        self.assertIn("http_requests_total", spec.query)
+        self.assertFalse(spec.ignore_null_values, "no data must not read as 0")
+        self.assertEqual((spec.polling_interval, spec.down.window), (3, 60))
+
+    def test_one_series_is_the_metric(self):
+        self.assertEqual(prometheus_value(server_spec(), vector("120.5")), (120.5, True))
+        self.assertEqual(prometheus_value(server_spec(), vector("0")), (0, False))
+        scalar = {"status": "success", "data": {"resultType": "scalar", "result": [1.0, "7"]}}
+        self.assertEqual(prometheus_value(server_spec(), scalar), (7, True))
+
+    def test_no_data_is_a_failed_read_with_the_chart_and_zero_with_keda_s_default(self):
+        spec = server_spec()
+        for answer in (vector(), vector("NaN"), vector("+Inf")):
+            with self.assertRaises(ValueError):
+                prometheus_value(spec, answer)
+        spec.ignore_null_values = True
+        for answer in (vector(), vector("NaN"), vector("+Inf")):
+            self.assertEqual(prometheus_value(spec, answer), (0, False))
+
+    def test_more_than_one_series_is_always_a_failed_read(self):
+        spec = server_spec()
+        spec.ignore_null_values = True
+        with self.assertRaises(ValueError):
+            prometheus_value(spec, vector("1", "2"))
+
+    def test_three_failed_reads_keep_the_replicas_when_higher(self):
+        scaler = Autoscaler(server_spec())
+        decisions = [scaler.decide(t, 5, None)[0] for t in range(3)]
+        self.assertEqual(decisions, [5, 5, 5])
+        self.assertIn("fallback", scaler.decide(3, 5, None)[1])
+
+    def test_the_rate_per_replica_decides_with_the_tolerance(self):
+        scaler = Autoscaler(server_spec({"keda": {"threshold": "20"}}))
+        self.assertEqual(scaler.decide(0, 2, 42.0)[0], 2, "within 10 % of 2 x 20/s: stays")
+        self.assertEqual(scaler.decide(1, 2, 50.0)[0], 3, "50/s at 20/s a replica: 3")
+        self.assertEqual(scaler.decide(2, 3, 62.0)[0], 3, "within 10 % of 3 x 20/s: stays")
 
 
 class KafkaScaler(unittest.TestCase):
