@@ -22,6 +22,11 @@ rolling-restart   every cm-server replica replaced under steady POST load throug
         pauses for the chart's preStop sleep, and then shuts down on SIGTERM within the grace
         period. The client must see no error at all (no 5xx, no failed connection) and nothing
         acknowledged may be lost.
+request-rate   cm-server's own trigger: its ScaledObject's query evaluated by the fleet's
+        Prometheus as KEDA evaluates it, under a steady trickle of purchases through nginx and a
+        surge on top of it; the replicas rise to the rate's share per replica and return to the
+        minimum once the surge is over, joining and leaving the ingress's endpoints, and the
+        client sees no error through either change.
 """
 
 import json
@@ -31,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -38,8 +44,8 @@ sys.path.insert(0, os.path.join(ROOT, "system-tests", "k8s"))
 sys.path.insert(0, os.path.join(ROOT, "system-tests", "reliability"))
 
 from accounting import Load, account  # noqa: E402
-from autoscaler import Autoscaler, Controller, KafkaLag, ScalingSpec  # noqa: E402
-from shop import TOPIC, wait_for  # noqa: E402
+from autoscaler import Autoscaler, Controller, KafkaLag, PrometheusController, ScalingSpec  # noqa: E402
+from shop import TOPIC, http_get, wait_for  # noqa: E402
 from test_charts import of_kind, render  # noqa: E402
 
 
@@ -197,7 +203,7 @@ def rolling_update_plan(deployment, desired):
     return surge, unavailable, pre_stop, pod["terminationGracePeriodSeconds"]
 
 
-def rolling_restart(fleet, rate=40, log=print):
+def rolling_restart(fleet, rate=100, log=print):
     """Returns (accounting, load, sequence, exits): `sequence` the cm-server pods not terminating
     after each step, `exits` the old replicas' (name, exit status)."""
     deployment = of_kind(render("cm-server", {"auth": {"mode": "none"}}), "Deployment")[0]
@@ -242,8 +248,44 @@ def rolling_restart(fleet, rate=40, log=print):
     return accounting, load, sequence, exits
 
 
+def request_rate(fleet, compression=10, threshold=10, trickle=5, surge=35, log=print):
+    """Returns (accountings, loads, controller)."""
+    objects = render("cm-server", {"auth": {"mode": "none"}, "ingress": {"allowUnauthenticated": True},
+                                   "autoscaling": {"enabled": True, "type": "keda",
+                                                   "keda": {"threshold": str(threshold)}}})
+    spec = ScalingSpec.from_scaled_object(of_kind(objects, "ScaledObject")[0], compression)
+    _, _, pre_stop, grace = rolling_update_plan(of_kind(objects, "Deployment")[0], spec.min_replicas)
+    ingress = f"http://127.0.0.1:{fleet.ingress_port}/scalable-shop-cm-server/"
+    controller = PrometheusController(fleet, spec, grace=grace, pre_stop=pre_stop, log=log)
+    loads = [Load(ingress, "request-rate-trickle", trickle).start()]
+    try:
+        # The query has data once Prometheus scraped a request (until then KEDA's read fails).
+        query = urllib.parse.urlencode({"query": spec.query})
+        wait_for(lambda: json.loads(http_get(fleet.prometheus_url, "/api/v1/query?" + query)[1] or b"{}")
+                 .get("data", {}).get("result"), 60)
+        controller.start()
+        loads.append(Load(ingress, "request-rate-surge", surge).start())
+        scaled_out = wait_for(lambda: max(controller.sequence) >= math.ceil((trickle + surge) / threshold), 150)
+        loads[1].stop()
+        log(f"surge over at {controller.sequence}")
+        back = wait_for(lambda: controller.sequence[-1] == spec.min_replicas
+                        and len(fleet.replicas("cm-server")) == spec.min_replicas, 240)
+    finally:
+        for load in loads:
+            if not load._stop.is_set():
+                load.stop()
+        controller.stop()
+    accountings = [account(load, fleet.api_url, settle=120) for load in loads]
+    accountings[0].scaled_out, accountings[0].back = scaled_out, back
+    return accountings, loads, controller
+
+
 def line(name, accounting, controller=None, sequence=None):
+    """The scenario's line; `accounting` may be a list (several loads), summed."""
     sequence = sequence or controller.sequence
-    return (f"scenario={name} acknowledged={accounting.acknowledged} stored={accounting.stored} "
-            f"missing={len(accounting.missing)} duplicated={accounting.duplicated} "
+    accountings = accounting if isinstance(accounting, list) else [accounting]
+    total = lambda field: sum(len(a.missing) if field == "missing" else getattr(a, field)  # noqa: E731
+                              for a in accountings)
+    return (f"scenario={name} acknowledged={total('acknowledged')} stored={total('stored')} "
+            f"missing={total('missing')} duplicated={total('duplicated')} "
             f"replicas={','.join(str(r) for r in sequence)}")

@@ -17,10 +17,14 @@ from fleet import Fleet  # noqa: E402
 
 
 def start_fleet(test, servers=1, apis=2):
-    """A fleet without authentication for `test`, stopped when it ends."""
+    """A fleet without authentication for `test`, stopped when it ends. Its ingress has no
+    per-client limits: the load comes from one address, a shop's customers from many (with the
+    chart's 20 connections per address, a replica's slow first purchases made the ingress answer
+    503 to the single load generator)."""
     # The load's keep-alive connections are closed when their threads are collected.
     warnings.simplefilter("ignore", ResourceWarning)
     fleet = Fleet(servers=servers, apis=apis, auth=False,
+                  chart_values={"ingress": {"limits": {"connections": 0, "rps": 0}}},
                   bin_dir=os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug"))
     test.addCleanup(fleet.stop)
     return fleet.start()
@@ -93,6 +97,31 @@ class RollingRestart(unittest.TestCase):
         self.assertEqual(sequence, [2, 3, 2, 3, 2])
         self.assertEqual(len(fleet.endpoints), 2)
         self.assertFalse(set(fleet.endpoints) & {"cm-server", "cm-server-2"})
+
+
+@unittest.skipUnless(os.environ.get("SCALE_FULL"), "make scale-test only (about 3 minutes)")
+class RequestRate(unittest.TestCase):
+    def test_cm_server_scales_on_its_request_rate_and_back_without_an_error_at_the_client(self):
+        fleet = start_fleet(self, servers=2, apis=1)
+        log = []
+        accountings, loads, controller = scale_scenarios.request_rate(
+            fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "10")), log=log.append)
+        print("\n  " + scale_scenarios.line("request-rate", accountings, controller)
+              + "".join(f" {load.run.split('-')[-1]}={load.statuses()}" for load in loads)
+              + f" connection_failures={sum(load.connection_failures for load in loads)}")
+        if os.environ.get("SCALE_LOG"):
+            print("\n".join(log))
+        for accounting, load in zip(accountings, loads):
+            self.assertEqual(accounting.problems, [], "\n".join(log[-40:]))
+            self.assertEqual(set(load.statuses()), {200}, "the client saw errors:\n" + "\n".join(log[-60:]))
+            self.assertEqual(load.connection_failures, 0)
+        self.assertTrue(accountings[0].scaled_out and accountings[0].back, "\n".join(log[-60:]))
+        self.assertEqual(controller.sequence[0], 2)
+        self.assertGreater(max(controller.sequence), 2)
+        self.assertEqual(controller.sequence[-1], 2)
+        self.assertEqual({status for _, status in controller.removed}, {0}, "\n".join(log[-40:]))
+        self.assertFalse([line for line in log if "fallback" in line or "read failed" in line],
+                         "every read of the query succeeded")
 
 
 if __name__ == "__main__":
