@@ -267,8 +267,10 @@ class Controller:
         self.fleet, self.spec, self.topic, self.group, self.grace, self.log = fleet, spec, topic, group, grace, log
         self.lag = KafkaLag(spec)
         self.scaler = Autoscaler(spec)
-        self.samples = []  # (seconds, replicas, metric, lag, committed total)
-        self.failed_fields = (None, None)
+        # Each poll: t (seconds), replicas, wanted, metric, and the scaler's own fields (kafka: lag,
+        # committed total, freshness: the age in seconds of the oldest event not yet committed).
+        self.samples = []
+        self._reader = None
         self.sequence = [len(fleet.replicas(self.service))]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
@@ -304,18 +306,47 @@ class Controller:
     def stop(self):
         self._stop.set()
         self._thread.join()
-        if self._consumer is not None:
-            self._consumer.close()
+        for consumer in (self._consumer, self._reader):
+            if consumer is not None:
+                consumer.close()
 
     def read(self, now, current):
-        """KEDA's scaler: (metric, its inputs as text, the sample's own fields: lag and the
-        committed total). Raises for a failed read."""
+        """KEDA's scaler: (metric, its inputs as text, the sample's own fields). Raises for a
+        failed read."""
         partitions = self.offsets()
         metric, active, lag, with_lag = self.lag.read(partitions)
         if self.observer:
             self.observer(partitions, now, current)
         return (metric, f"lag={lag} partitions_with_lag={with_lag} active={active}",
-                (lag, sum(c or 0 for c, _ in partitions.values())))
+                {"lag": lag, "committed": sum(c or 0 for c, _ in partitions.values()),
+                 "freshness": self.freshness(partitions)})
+
+    def freshness(self, partitions):
+        """The age in seconds of the oldest event the group has not committed: the broker's
+        timestamp of the event at each lagging partition's committed offset (read by a second
+        client that joins no group and commits nothing); 0 when nothing lags. Not something KEDA
+        reads: the picture's measure of how far behind the stored purchases are."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        behind = {p: committed or 0 for p, (committed, end) in partitions.items() if end > (committed or 0)}
+        if not behind:
+            return 0.0
+        if self._reader is None:
+            self._reader = Consumer({"bootstrap.servers": self.fleet.bootstrap, "group.id": self.group + "-freshness",
+                                     "enable.auto.commit": False, "enable.partition.eof": False})
+        self._reader.assign([TopicPartition(self.topic, p, offset) for p, offset in behind.items()])
+        oldest, seen, deadline = None, set(), time.monotonic() + 5
+        while len(seen) < len(behind) and time.monotonic() < deadline:
+            for message in self._reader.consume(num_messages=len(behind), timeout=1):
+                if message.error() or message.partition() in seen:
+                    continue
+                seen.add(message.partition())
+                self._reader.pause([TopicPartition(self.topic, message.partition())])
+                created = message.timestamp()[1] / 1000
+                oldest = created if oldest is None else min(oldest, created)
+        self._reader.resume([TopicPartition(self.topic, p) for p in seen])
+        self._reader.unassign()
+        return max(0.0, time.time() - oldest) if oldest is not None else None
 
     def scale(self, wanted):
         """Starts replicas, or stops the newest (one at a time, waiting for each to exit)."""
@@ -334,9 +365,9 @@ class Controller:
             try:
                 metric, inputs, fields = self.read(now, current)
             except Exception as error:  # the broker or Prometheus unreachable: KEDA's failed read
-                metric, inputs, fields = None, f"read failed: {error}", self.failed_fields
+                metric, inputs, fields = None, f"read failed: {error}", {}
             wanted, reason = self.scaler.decide(now, current, metric)
-            self.samples.append((now, current, metric) + fields)
+            self.samples.append(dict(fields, t=now, replicas=current, wanted=wanted, metric=metric))
             self.log(f"autoscaler t={now:.1f}s {inputs} metric={metric} replicas={current} -> {wanted}: {reason}")
             self.scale(wanted)
             if wanted != self.sequence[-1]:
@@ -362,7 +393,6 @@ class PrometheusController(Controller):
         assert spec.trigger == "prometheus", spec.trigger
         super().__init__(fleet, spec, None, None, grace, log)
         self.pre_stop = pre_stop
-        self.failed_fields = ()
         self._stopping = []
         self._lock = threading.Lock()
 
@@ -374,7 +404,7 @@ class PrometheusController(Controller):
         url = f"{self.fleet.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": self.spec.query})
         with urllib.request.urlopen(url, timeout=10) as answer:
             value, active = prometheus_value(self.spec, json.load(answer))
-        return value, f"query={value:g} active={active}", ()
+        return value, f"query={value:g} active={active}", {}
 
     def scale(self, wanted):
         import threading

@@ -76,7 +76,7 @@ def burst(fleet, compression=20, lag_threshold=500, rate=400, seconds=10, log=pr
     try:
         minimum = spec.min_replicas
         scaled_out = wait_for(lambda: max(controller.sequence) > minimum, 60)
-        drained = wait_for(lambda: controller.samples and controller.samples[-1][3] == 0, 120)
+        drained = wait_for(lambda: controller.samples and controller.samples[-1].get("lag") == 0, 120)
         # Back to the minimum: the window, then one replica per period.
         back = wait_for(lambda: len(fleet.replicas("cm-api")) == minimum and controller.sequence[-1] == minimum,
                         spec.down.window + (max(controller.sequence) - minimum + 2) * spec.down.policies[0].period + 30)
@@ -121,7 +121,7 @@ def mongodb_down(fleet, compression=20, lag_threshold=500, rate=200, polls=12, l
         fleet.start_service("secantusdb")
     finally:
         load.stop()
-    drained = wait_for(lambda: controller.samples and controller.samples[-1][3] == 0, 180)
+    drained = wait_for(lambda: controller.samples and controller.samples[-1].get("lag") == 0, 180)
     controller.stop()
     accounting = account(load, fleet.api_url, settle=120)
     accounting.held, accounting.drained = held, drained
@@ -129,7 +129,7 @@ def mongodb_down(fleet, compression=20, lag_threshold=500, rate=200, polls=12, l
 
 
 def save_samples(path, name, accounting, controller):
-    """The autoscaler's polls (seconds, replicas, metric, lag, committed offsets) and the line."""
+    """The autoscaler's polls (Controller.samples) and the line."""
     with open(path, "w") as f:
         json.dump({"scenario": name, "line": line(name, accounting, controller),
                    "compression": controller.spec.compression, "lag_threshold": controller.spec.lag_threshold,

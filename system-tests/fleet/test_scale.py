@@ -34,9 +34,9 @@ class Burst(unittest.TestCase):
     def test_a_burst_scales_out_drains_and_scales_back_with_nothing_lost(self):
         fleet = start_fleet(self)
         log = []
+        seconds = float(os.environ.get("SCALE_BURST_SECONDS", "8"))
         accounting, controller = scale_scenarios.burst(
-            fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")),
-            seconds=float(os.environ.get("SCALE_BURST_SECONDS", "8")), log=log.append)
+            fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), seconds=seconds, log=log.append)
         print("\n  " + scale_scenarios.line("burst", accounting, controller))
         # The run's own samples, for the picture (scripts/plot_scaling.py).
         if os.environ.get("SCALE_SAMPLES"):
@@ -46,6 +46,11 @@ class Burst(unittest.TestCase):
         self.assertGreater(max(controller.sequence), 2)
         self.assertEqual(controller.sequence[0], 2)
         self.assertEqual(controller.sequence[-1], 2)
+        # Freshness: the first purchase of the burst waited at least the burst's length; at the end
+        # nothing waits.
+        freshness = [sample["freshness"] for sample in controller.samples if sample.get("freshness") is not None]
+        self.assertGreaterEqual(max(freshness), seconds, freshness)
+        self.assertEqual(controller.samples[-1]["freshness"], 0)
 
 
 @unittest.skipUnless(os.environ.get("SCALE_FULL"), "make scale-test only (about 4 minutes)")
