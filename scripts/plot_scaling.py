@@ -1,8 +1,8 @@
 """Draws a scaling scenario from its own samples (make scale-test writes them with SCALE_SAMPLES):
-the lag the autoscaler read, the replicas it ran (each poll's decision, so the last step is where
-it ended), the ingest rate (committed offsets per second of the consumer group) and the freshness
-(the age of the oldest event not yet committed), over the scenario's time in the cluster's seconds
-(the run's seconds times the compression). matplotlib from PyPI, without a display.
+the lag the autoscaler read, the replicas it ran (ending where its last decision left them), the
+ingest rate (committed offsets per second of the consumer group) and the freshness (the age of the
+oldest event not yet committed), over the scenario's time in the cluster's seconds (the run's
+seconds times the compression). matplotlib from PyPI, without a display.
 
     python scripts/plot_scaling.py SAMPLES.json OUT.png
 """
@@ -29,11 +29,11 @@ def main(source, target):
     lag.axhline(run["lag_threshold"], color="grey", linestyle=":", label="lagThreshold per replica")
     lag.set_ylabel("lag (events)")
     lag.legend(fontsize=8)
-    # The count each poll decided on, from that poll on.
-    wanted = [s["wanted"] for s in samples]
-    replicas.step(seconds, wanted, where="post", color="tab:blue")
+    # The replicas running at each poll, then where the last decision left them.
+    running = [s["replicas"] for s in samples] + [samples[-1]["wanted"]]
+    replicas.step(seconds + [seconds[-1]], running, where="post", color="tab:blue")
     replicas.set_ylabel("cm-api replicas")
-    replicas.set_ylim(0, max(wanted) + 1)
+    replicas.set_ylim(0, max(running) + 1)
     ingest.plot(seconds, rates, color="tab:green")
     ingest.set_ylabel("ingest (events/s, run time)")
     freshness.plot(seconds, [s.get("freshness") for s in samples], color="tab:purple")

@@ -11,11 +11,13 @@ burst   cm-api's replicas are paused while a burst of purchases is acknowledged,
 mongodb-down   MongoDB stops while purchases keep coming: lag that no replica can drain. The
         autoscaler runs the chart's setting (excludePersistentLag true) and, beside it on the same
         offsets, a shadow with excludePersistentLag false; the first must hold its replicas, the
-        shadow shows what KEDA would otherwise do. Then MongoDB returns and everything drains.
-sigkill-scale-in   four replicas under steady load scale in to two; the first replica removed
-        is SIGKILLed (a node lost at that moment) with a batch in hand (MongoDB frozen until it
-        holds one), the second stopped as usual. Its uncommitted events are read again by the
-        others and stored once.
+        shadow shows what KEDA would otherwise do. Then MongoDB returns, everything drains (the
+        autoscaler scaling out for it) and the replicas return to the minimum.
+sigkill-scale-in   under steady load, a backlog (cm-api paused) takes the autoscaler from two
+        replicas to four (maxReplicas 4 for this scenario); once drained it scales back in to two,
+        and the first replica removed is SIGKILLed (a node lost at that moment) with a batch in
+        hand (MongoDB frozen until it holds one), the second stopped as usual. The killed one's
+        uncommitted events are read again by the others and stored once.
 rolling-restart   every cm-server replica replaced under steady POST load through nginx, as the
         Deployment's RollingUpdate does it with the chart's maxSurge and maxUnavailable: a new pod
         joins the ingress's endpoints once ready, an old one leaves them when its deletion starts,
@@ -121,10 +123,15 @@ def mongodb_down(fleet, compression=20, lag_threshold=500, rate=200, polls=12, l
         fleet.start_service("secantusdb")
     finally:
         load.stop()
-    drained = wait_for(lambda: controller.samples and controller.samples[-1].get("lag") == 0, 180)
-    controller.stop()
+    try:
+        drained = wait_for(lambda: controller.samples and controller.samples[-1].get("lag") == 0, 180)
+        back = wait_for(lambda: len(fleet.replicas("cm-api")) == spec.min_replicas
+                        and controller.sequence[-1] == spec.min_replicas,
+                        spec.down.window + (spec.max_replicas + 2) * spec.down.policies[0].period + 30)
+    finally:
+        controller.stop()
     accounting = account(load, fleet.api_url, settle=120)
-    accounting.held, accounting.drained = held, drained
+    accounting.held, accounting.drained, accounting.back = held, drained, back
     return accounting, controller, shadow_sequence
 
 
@@ -138,12 +145,9 @@ def save_samples(path, name, accounting, controller):
 
 def sigkill_during_scale_in(fleet, compression=20, lag_threshold=500, rate=150, log=print):
     """Returns (accounting, controller): the replicas' exits are in controller.removed."""
-    spec, grace = chart_spec(compression, {"autoscaling": {"lagThreshold": lag_threshold}})
-    while len(fleet.replicas("cm-api")) < 4:
-        fleet.add_replica("cm-api")
+    spec, grace = chart_spec(compression, {"autoscaling": {"lagThreshold": lag_threshold, "maxReplicas": 4}})
     load = Load(fleet.server_url, "sigkill-scale-in", rate).start()
     controller = Controller(fleet, spec, TOPIC, "scalable-shop", grace=grace, log=log)
-    controller.sequence = [4]
     controller.removal_signals = [signal.SIGKILL]
     killed_in_hand = []
 
@@ -169,19 +173,36 @@ def sigkill_during_scale_in(fleet, compression=20, lag_threshold=500, rate=150, 
             fleet.resume("secantusdb")
 
     controller.removal = removal
+    apis = fleet.replicas("cm-api")
+    surge = Load(fleet.server_url, "sigkill-scale-in-surge", 500)
     try:
-        wait_for(lambda: len(load.acknowledged) > rate, 30)
+        # A backlog for more than three replicas' worth of lag: cm-api paused while a surge runs
+        # on top of the load, for less than the consumers' session timeout (10 s). Paused longer,
+        # the members are evicted and rejoin beside the new ones, and once in librdkafka's mock
+        # coordinator that rebalance never settled (docs/SCALING.md).
+        for name in apis:
+            fleet.processes[name].send(signal.SIGSTOP)
+        try:
+            surge.start()
+            wait_for(lambda: len(surge.acknowledged) + len(load.acknowledged) > 3.5 * lag_threshold, 8)
+            surge.stop()
+        finally:
+            for name in apis:
+                fleet.processes[name].send(signal.SIGCONT)
         controller.start()
-        back = wait_for(lambda: len(fleet.replicas("cm-api")) == spec.min_replicas,
-                        spec.down.window + 4 * spec.down.policies[0].period + 60)
+        scaled_out = wait_for(lambda: max(controller.sequence) == spec.max_replicas, 60)
+        back = scaled_out and wait_for(lambda: len(fleet.replicas("cm-api")) == spec.min_replicas,
+                                       spec.down.window + 4 * spec.down.policies[0].period + 120)
         since = time.monotonic()
         # Purchases keep being stored after the scale-in, by the two that are left.
         wait_for(lambda: load.statuses(since=since).get(200, 0) > rate, 30)
     finally:
         load.stop()
+        if surge._thread is not None and not surge._stop.is_set():
+            surge.stop()
         controller.stop()
-    accounting = account(load, fleet.api_url, settle=120)
-    accounting.back, accounting.killed_in_hand = back, killed_in_hand
+    accounting = [account(each, fleet.api_url, settle=120) for each in (load, surge)]
+    accounting[0].back, accounting[0].killed_in_hand = back, killed_in_hand
     return accounting, controller
 
 

@@ -67,7 +67,8 @@ class MongoDBDown(unittest.TestCase):
                          + "\n".join(log[-40:]))
         self.assertGreater(max(shadow), 2, "without excludePersistentLag KEDA would have scaled out:\n"
                            + "\n".join(log[-40:]))
-        self.assertTrue(accounting.drained, "\n".join(log[-40:]))
+        self.assertTrue(accounting.drained and accounting.back, "\n".join(log[-40:]))
+        self.assertEqual(controller.sequence[-1], 2)
 
 
 @unittest.skipUnless(os.environ.get("SCALE_FULL"), "make scale-test only (about a minute)")
@@ -78,12 +79,13 @@ class SigkillDuringScaleIn(unittest.TestCase):
         accounting, controller = scale_scenarios.sigkill_during_scale_in(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), log=log.append)
         print("\n  " + scale_scenarios.line("sigkill-scale-in", accounting, controller)
-              + f" exits={[status for _, status in controller.removed]} in_hand_at_kill={accounting.killed_in_hand}")
-        self.assertEqual(accounting.problems, [], "\n".join(log[-40:]))
-        self.assertTrue(accounting.back, "\n".join(log[-40:]))
+              + f" exits={[status for _, status in controller.removed]} in_hand_at_kill={accounting[0].killed_in_hand}")
+        for each in accounting:
+            self.assertEqual(each.problems, [], "\n".join(log[-40:]))
+        self.assertTrue(accounting[0].back, "\n".join(log[-40:]))
         self.assertEqual([status for _, status in controller.removed], [-9, 0], "one killed, one stopped")
-        self.assertEqual(controller.sequence, [4, 3, 2])
-        self.assertTrue(accounting.killed_in_hand and accounting.killed_in_hand[0] > 0,
+        self.assertEqual(controller.sequence, [2, 4, 3, 2])
+        self.assertTrue(accounting[0].killed_in_hand and accounting[0].killed_in_hand[0] > 0,
                         "the kill was not mid-batch")
 
 
