@@ -274,6 +274,10 @@ allocations=$("$python" "$root/bench/allocations.py" "$bin" --requests "$([ "$sm
 echo "$allocations" >>"$data/allocations.log"
 
 server_rss=$(rss_mb "$shop_server" VmHWM)
+# What the resident size is made of: the heap and stacks, and the mapped code of the binary and
+# its libraries (the Swift runtime, Foundation with ICU, librdkafka, libc...).
+server_anon=$(rss_mb "$shop_server" RssAnon)
+server_file=$(rss_mb "$shop_server" RssFile)
 api_rss=$(rss_mb "$shop_api" VmHWM)
 
 # Every figure must exist, or this run measured nothing.
@@ -316,7 +320,7 @@ summary=$(
     echo "- POST /buy throughput / dry-run throughput: **$ratio** (target >= 0.6)"
     echo "- ingest, cm-api / librdkafka+libmongoc baseline at batch 500: **$ingest_ratio** (target >= 0.8); batching buys cm-api **${batching}x** over batch 1"
     echo "- proxy overhead at p50 (via cm-server - straight, fixed-answer cm-api): **$overhead ms** (target < 1 ms)"
-    echo "- peak resident memory: cm-server **$server_rss MB**, cm-api **$api_rss MB** (serving), **$ingest_api_rss MB** (ingesting $ingest_events events) (target < 150 MB each)"
+    echo "- peak resident memory: cm-server **$server_rss MB** (at the end: $server_anon MB anonymous, $server_file MB mapped files), cm-api **$api_rss MB** (serving), **$ingest_api_rss MB** (ingesting $ingest_events events) (target < 150 MB each)"
     echo "- cm-server after $memory_sent purchases: **$rss_end MB** resident, $rss_warm MB after the first $warmup (growth **$growth MB**), peak $rss_peak MB"
     echo "- freshness, POST /buy 200 -> GET /purchases/{id} 200 at **$fresh_rate purchases/s** ($fresh_ok sent, every 20th followed, polled every 5 ms, cm-api's KAFKA_FETCH_WAIT_MAX_MS=$fetch_wait): p50 **$fresh_p50 ms**, p99 **$fresh_p99 ms**, max $fresh_max ms, $fresh_samples samples"
 )
