@@ -14,6 +14,8 @@ SECANTUS_PIN := SecantusDB==0.7.0b3
 SELENIUM_PIN := selenium==4.51.0
 # Helm v4's Go SDK (no helm binary needed), Kubernetes' and KEDA's schemas for the chart tests.
 K8S_PINS     := helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3
+# Instructions per request (bench/per_request.py runs cm-server under callgrind).
+BENCH_PACKAGES := valgrind
 # make scale-test's picture only.
 PLOT_PIN     := matplotlib==3.11.2
 # The fleet's ingress: Debian's nginx with its Lua module (the balancer that follows cm-server's
@@ -27,7 +29,10 @@ RELIABILITY_PINS := schemathesis==4.32.5 confluent-kafka==2.16.1 PyJWT==2.15.1 c
 
 test: lint test-k8s build venv
 	scripts/with-test-servers.sh $(SWIFT) test --skip-build
-	$(VENV)/bin/python bench/allocations.py .build/debug --check bench/allocations-debug.txt
+	$(VENV)/bin/python bench/per_request.py allocations .build/debug --check bench/allocations-debug.txt
+	scripts/install-deps.sh $(BENCH_PACKAGES)
+	$(VENV)/bin/python bench/per_request.py instructions .build/debug --requests 200 \
+		--check bench/instructions-debug.txt
 	$(VENV)/bin/python system-tests/browser/test_shop_page.py
 	$(MAKE) --no-print-directory test-end-to-end
 	$(MAKE) --no-print-directory test-launcher
@@ -135,6 +140,7 @@ $(VENV)/.installed-5:
 # librdkafka+libmongoc baseline, the list proxy's own cost, memory, freshness at 1,000/s.
 # make test runs it as a smoke run (BENCH_SMOKE=1, debug builds, small sizes) so it cannot rot.
 bench: deps venv release
+	scripts/install-deps.sh $(BENCH_PACKAGES)
 	bench/bench.sh
 
 # Bulk-insert documents/s through the Mongo binding, batched vs one at a time, on SecantusDB.

@@ -1,5 +1,5 @@
 /* Counts the heap allocations of the process it is preloaded into (LD_PRELOAD), for
- * bench/allocations.sh: malloc, calloc, realloc, posix_memalign, aligned_alloc and memalign call
+ * bench/per_request.py: malloc, calloc, realloc, posix_memalign, aligned_alloc and memalign call
  * glibc's own implementations after adding one to a counter. SIGUSR2 writes the count, in
  * decimal, to the file named by ALLOC_COUNT_FILE (open, write and close are async-signal-safe).
  * Allocations are deterministic for a given binary and request, unlike CPU time on a shared

@@ -9,7 +9,7 @@
 #   3. the list through cm-server against cm-api, and against a fixed-answer cm-api (proxy cost)
 #   4. memory: peak of each service, and cm-server's after 1,000,000 purchases
 #   5. freshness: POST /buy's 200 to GET /purchases/{id} at a steady 1,000 purchases/s
-#   6. heap allocations per request of cm-server (bench/allocations.py)
+#   6. heap allocations and instructions per request of cm-server (bench/per_request.py)
 #
 # BENCH_SMOKE=1 is the smoke run `make test` does on debug builds (a few seconds per part, small
 # counts, figures not compared with targets): it fails if any part cannot be measured.
@@ -118,7 +118,7 @@ measure() {
 }
 
 row() { printf "| %-50s | %10s | %9s | %9s | %7s |\n" "$@"; }
-http_row() { printf "| %-50s | %10s | %9s | %9s | %7s | %10s | %10s |\n" "$@"; }
+http_row() { printf "| %-50s | %10s | %9s | %9s | %7s | %10s | %10s | %10s |\n" "$@"; }
 
 brokers=$(cat "$data/kafka-bootstrap")
 shop_server=$(pid_of cm-server)
@@ -269,9 +269,17 @@ read -r api_s api_rate ingest_api_rss api_event_cpu < <(cm_api_rate batch500 500
 read -r base1_s base1_rate < <(baseline_rate batch1 1 "$ingest_events_single")
 read -r api1_s api1_rate _ api1_event_cpu < <(cm_api_rate batch1 1 "$ingest_events_single")
 
-# 6. Heap allocations per request (deterministic, unlike CPU time): bench/allocations.py.
-allocations=$("$python" "$root/bench/allocations.py" "$bin" --requests "$([ "$smoke" = 1 ] && echo 500 || echo 2000)")
-echo "$allocations" >>"$data/allocations.log"
+# 6. Heap allocations and instructions per request (deterministic, unlike CPU time):
+# bench/per_request.py. Instructions run under callgrind, about 50 times slower: fewer requests.
+allocations=$("$python" "$root/bench/per_request.py" allocations "$bin" --requests "$([ "$smoke" = 1 ] && echo 500 || echo 2000)")
+echo "$allocations" >>"$data/per-request.log"
+instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
+echo "$instructions" >>"$data/per-request.log"
+instructions_of() { tr ' ' '\n' <<<"${instructions%% (*}" | sed -n "s/^$1=//p"; }
+buy_instr=$(instructions_of acked)
+dry_instr=$(instructions_of dry-run)
+hz_instr=$(instructions_of healthz)
+proxy_instr=$(instructions_of list)
 
 server_rss=$(rss_mb "$shop_server" VmHWM)
 # What the resident size is made of: the heap and stacks, and the mapped code of the binary and
@@ -283,7 +291,8 @@ api_rss=$(rss_mb "$shop_api" VmHWM)
 # Every figure must exist, or this run measured nothing.
 for value in "$buy_rps" "$dry_rps" "$hz_rps" "$list_rps" "$api_rps" "$fake_p50" "$proxy_p50" "$rss_warm" \
     "$rss_end" "$base_rate" "$api_rate" "$base1_rate" "$api1_rate" "$fresh_samples" "$buy_cpu" "$dry_cpu" "$hz_cpu" \
-    "$list_cpu" "$api_cpu" "$proxy_cpu" "$api_event_cpu" "$api1_event_cpu"; do
+    "$list_cpu" "$api_cpu" "$proxy_cpu" "$api_event_cpu" "$api1_event_cpu" "$buy_instr" "$dry_instr" "$hz_instr" \
+    "$proxy_instr"; do
     [ -n "$value" ] && [ "$value" != 0 ] || fail "a measurement is missing; logs in $data"
 done
 [ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] ||
@@ -296,15 +305,15 @@ batching=$(awk -v a="$api_rate" -v b="$api1_rate" 'BEGIN { printf "%.0f", a / b 
 growth=$((rss_end - rss_warm))
 
 table=$(
-    http_row "measurement" "requests/s" "p50 ms" "p99 ms" "errors" "CPU µs/req" "ctx sw/req"
-    http_row "--------------------------------------------------" "----------" "---------" "---------" "-------" "----------" "----------"
-    http_row "POST /buy (acks=all, idempotent)" "$buy_rps" "$buy_p50" "$buy_p99" "$buy_err" "$buy_cpu" "$buy_ctx"
-    http_row "POST /buy?dryRun=true (same body, no Kafka)" "$dry_rps" "$dry_p50" "$dry_p99" "$dry_err" "$dry_cpu" "$dry_ctx"
-    http_row "GET /healthz" "$hz_rps" "$hz_p50" "$hz_p99" "$hz_err" "$hz_cpu" "$hz_ctx"
-    http_row "GET /getAllUserBuys/reader?limit=100 (proxy, c$list_connections)" "$list_rps" "$list_p50" "$list_p99" "$list_err" "$list_cpu" "$list_ctx"
-    http_row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err" "$api_cpu" "$api_ctx"
-    http_row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err" "$fake_cpu" "$fake_ctx"
-    http_row "GET /getAllUserBuys/... via cm-server to it (c1)" "$proxy_rps" "$proxy_p50" "$proxy_p99" "$proxy_err" "$proxy_cpu" "$proxy_ctx"
+    http_row "measurement" "requests/s" "p50 ms" "p99 ms" "errors" "CPU µs/req" "ctx sw/req" "instr/req"
+    http_row "--------------------------------------------------" "----------" "---------" "---------" "-------" "----------" "----------" "----------"
+    http_row "POST /buy (acks=all, idempotent)" "$buy_rps" "$buy_p50" "$buy_p99" "$buy_err" "$buy_cpu" "$buy_ctx" "$buy_instr"
+    http_row "POST /buy?dryRun=true (same body, no Kafka)" "$dry_rps" "$dry_p50" "$dry_p99" "$dry_err" "$dry_cpu" "$dry_ctx" "$dry_instr"
+    http_row "GET /healthz" "$hz_rps" "$hz_p50" "$hz_p99" "$hz_err" "$hz_cpu" "$hz_ctx" "$hz_instr"
+    http_row "GET /getAllUserBuys/reader?limit=100 (proxy, c$list_connections)" "$list_rps" "$list_p50" "$list_p99" "$list_err" "$list_cpu" "$list_ctx" "-"
+    http_row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err" "$api_cpu" "$api_ctx" "-"
+    http_row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err" "$fake_cpu" "$fake_ctx" "-"
+    http_row "GET /getAllUserBuys/... via cm-server to it (c1)" "$proxy_rps" "$proxy_p50" "$proxy_p99" "$proxy_err" "$proxy_cpu" "$proxy_ctx" "$proxy_instr"
 )
 ingest_table=$(
     row "ingest (pre-loaded events -> SecantusDB)" "events" "seconds" "events/s" "CPU µs/event"
@@ -316,7 +325,8 @@ ingest_table=$(
 )
 summary=$(
     echo "- service CPU per request (the headline figure: it moves less than requests/s with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs**, list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46); cm-api's ingest $api_event_cpu µs per event at batch 500, $api1_event_cpu at batch 1 (from its first stored events on)"
-    echo "- cm-server's heap allocations per request (bench/allocations.py, deterministic): ${allocations%% (*}"
+    echo "- cm-server's heap allocations per request (bench/per_request.py, deterministic): ${allocations%% (*}"
+    echo "- cm-server's instructions per request (bench/per_request.py, user space under callgrind, deterministic): ${instructions%% (*}"
     echo "- POST /buy throughput / dry-run throughput: **$ratio** (target >= 0.6)"
     echo "- ingest, cm-api / librdkafka+libmongoc baseline at batch 500: **$ingest_ratio** (target >= 0.8); batching buys cm-api **${batching}x** over batch 1"
     echo "- proxy overhead at p50 (via cm-server - straight, fixed-answer cm-api): **$overhead ms** (target < 1 ms)"
@@ -349,7 +359,10 @@ notes=""
     echo "the list runs at $list_connections connections (SecantusDB, a MongoDB in Python, is the bottleneck there), the"
     echo "proxy comparison at 1 (\`wrk -t1 -c1\`) against bench/fake_cm_api.py serving a page cm-api gave."
     echo "CPU µs/req: the serving process's user + system CPU time (/proc/PID/stat) over the measured window"
-    echo "divided by the requests completed; ctx sw/req: its context switches (all threads) per request."
+    echo "divided by the requests completed; ctx sw/req: its context switches (all threads) per request;"
+    echo "instr/req: cm-server's user-space instructions per request under valgrind's callgrind"
+    echo "(bench/per_request.py: one keep-alive connection, after a warm-up; the list against a fake cm-api's"
+    echo "page of 100), the same from run to run, where CPU time is not."
     echo "Errors: non-2xx answers plus wrk's socket errors and timeouts (10 s). cm-api and SecantusDB are"
     echo "paused (SIGSTOP) during the three cm-server lines so that ingest does not take the cores from one"
     echo "of them and not the others."
