@@ -208,6 +208,17 @@ struct JSONReader {
 
     private mutating func readString() throws(SyntaxError) -> String {
         index += 1  // opening quote
+        // Most strings are ASCII without escapes: their bytes are the string, and ASCII needs no
+        // UTF-8 validation. Anything else takes the general path below from the start.
+        let start = index
+        while let byte = peek(), byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
+            index += 1
+        }
+        if peek() == UInt8(ascii: "\"") {
+            defer { index += 1 }
+            return String(decoding: bytes[start..<index], as: UTF8.self)
+        }
+        index = start
         var utf8: [UInt8] = []
         var runStart = index
         while true {
