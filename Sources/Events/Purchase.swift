@@ -26,7 +26,13 @@ public struct Purchase: Hashable, Sendable {
         let bytes = value.utf8.count
         if bytes == 0 { return "must not be empty" }
         if bytes > maximumNameBytes { return "must be at most \(maximumNameBytes) UTF-8 bytes (got \(bytes))" }
-        if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+        // ASCII's control characters are below space and DEL; only other text needs Unicode's
+        // general category (C1 controls, U+0080 to U+009F), which costs a table lookup per scalar.
+        let isASCII = value.utf8.allSatisfy { $0 < 0x80 }
+        if isASCII
+            ? value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F })
+            : value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        {
             return "must not contain control characters"
         }
         return nil
