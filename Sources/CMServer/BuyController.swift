@@ -50,7 +50,8 @@ struct BuyController<Publisher: PurchasePublisher> {
         // Anything but true or false is refused: `?dryRun=yes` must not quietly buy for real.
         var dryRun = false
         var dryRunError: [FieldError] = []
-        switch request.uri.queryParameters["dryRun"] {
+        // Without a query (every real purchase) there is nothing to parse.
+        switch request.uri.query == nil ? nil : request.uri.queryParameters["dryRun"] {
         case nil, "false": dryRun = false
         case "true": dryRun = true
         default: dryRunError = [FieldError(field: "dryRun", reason: "must be true or false")]
@@ -120,19 +121,19 @@ struct BuyController<Publisher: PurchasePublisher> {
     /// every purchase.
     static func isJSON(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let bytes = Array(contentType.utf8)
+        let bytes = contentType.utf8
         func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
-        var index = 0
-        while index < bytes.count, isSpace(bytes[index]) { index += 1 }
+        var index = bytes.startIndex
+        while index < bytes.endIndex, isSpace(bytes[index]) { bytes.formIndex(after: &index) }
         for expected in "application/json".utf8 {
-            guard index < bytes.count else { return false }
+            guard index < bytes.endIndex else { return false }
             let byte = bytes[index]
             let lower = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
             guard lower == expected else { return false }
-            index += 1
+            bytes.formIndex(after: &index)
         }
-        while index < bytes.count, isSpace(bytes[index]) { index += 1 }
-        return index == bytes.count || bytes[index] == UInt8(ascii: ";")
+        while index < bytes.endIndex, isSpace(bytes[index]) { bytes.formIndex(after: &index) }
+        return index == bytes.endIndex || bytes[index] == UInt8(ascii: ";")
     }
 }
 
