@@ -183,6 +183,7 @@ def measure(measure_class, bin_dir, requests):
             measurement.start(server)
             send(port, kind, requests)
             figures[kind] = measurement.stop(server) / requests
+        shutil.rmtree(folder, ignore_errors=True)  # kept on failure, with cm-server's log
         return figures
     finally:
         if server:
