@@ -75,7 +75,7 @@ struct PurchaseListClient: Sendable {
         switch status {
         case 200:
             do {
-                return try JSONDecoder().decode(PurchaseListPage.self, from: body)
+                return try PurchaseListPage(json: Array(buffer: body))
             } catch {
                 throw .upstream("cm-api answered 200 with something that is not a purchase list", detail: "\(error)")
             }

@@ -37,27 +37,119 @@ struct JSONReader {
     /// Reads a whole document. A top-level object comes back as its members in order
     /// (duplicates kept, so the caller can reject them); any other top-level value as `nil`.
     static func readTopLevel(_ bytes: [UInt8]) throws(SyntaxError) -> [(key: String, value: Value)]? {
+        try read(bytes) { reader throws(SyntaxError) in
+            guard reader.peek() == UInt8(ascii: "{") else {
+                _ = try reader.readValue(depth: 0)
+                return nil
+            }
+            var members: [(key: String, value: Value)] = []
+            try reader.readObject(depth: 0) { reader, key throws(SyntaxError) in
+                members.append((key, try reader.readValue(depth: 1)))
+            }
+            return members
+        }
+    }
+
+    /// Reads a whole document with `value`, which starts at the first non-blank byte and must
+    /// read exactly one value; anything but whitespace after it is an error.
+    static func read<Result>(
+        _ bytes: [UInt8], _ value: (inout JSONReader) throws(SyntaxError) -> Result
+    ) throws(SyntaxError) -> Result {
         var reader = JSONReader(bytes)
         reader.skipWhitespace()
-        var members: [(key: String, value: Value)]? = nil
-        if reader.peek() == UInt8(ascii: "{") {
-            members = try reader.readObjectMembers()
-        } else {
-            _ = try reader.readValue(depth: 0)
-        }
+        let result = try value(&reader)
         reader.skipWhitespace()
         guard reader.index == bytes.count else {
             throw reader.error("unexpected data after the JSON value")
         }
-        return members
+        return result
+    }
+
+    /// Reads an object, handing `member` each key with the reader at the start of its value,
+    /// which `member` must read (`readValue`, `readOptionalString`, `readObject`, `readArray`).
+    /// `depth` is the object's own nesting depth.
+    mutating func readObject(
+        depth: Int, _ member: (inout JSONReader, String) throws(SyntaxError) -> Void
+    ) throws(SyntaxError) {
+        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        try expect(UInt8(ascii: "{"), "'{'")
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            guard peek() == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            let key = try readString()
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"), "':' after a member name")
+            skipWhitespace()
+            try member(&self, key)
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"):
+                index += 1
+                return
+            default: throw error("expected ',' or '}'")
+            }
+        }
+    }
+
+    /// Reads an array, handing `element` the reader at the start of each element, which
+    /// `element` must read. `depth` is the array's own nesting depth.
+    mutating func readArray(depth: Int, _ element: (inout JSONReader) throws(SyntaxError) -> Void) throws(SyntaxError) {
+        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        try expect(UInt8(ascii: "["), "'['")
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            try element(&self)
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "]"):
+                index += 1
+                return
+            default: throw error("expected ',' or ']'")
+            }
+        }
+    }
+
+    /// A string value, or `nil` for `null`; any other value is an error naming `field`.
+    mutating func readOptionalString(_ field: String) throws(SyntaxError) -> String? {
+        switch peek() {
+        case UInt8(ascii: "\""): return try readString()
+        case UInt8(ascii: "n"):
+            try readLiteral("null")
+            return nil
+        default: throw error("\(field) must be a string")
+        }
+    }
+
+    /// A string value; any other value, `null` included, is an error naming `field`.
+    mutating func readRequiredString(_ field: String) throws(SyntaxError) -> String {
+        guard peek() == UInt8(ascii: "\"") else { throw error("\(field) must be a string") }
+        return try readString()
+    }
+
+    /// Whether the next byte is `byte` (`{` for an object, `[` for an array).
+    func isAt(_ byte: UInt8) -> Bool {
+        peek() == byte
+    }
+
+    /// An error at the reader's position.
+    func error(_ reason: String) -> SyntaxError {
+        SyntaxError(reason: reason, offset: index)
     }
 
     private func peek() -> UInt8? {
         index < bytes.count ? bytes[index] : nil
-    }
-
-    private func error(_ reason: String) -> SyntaxError {
-        SyntaxError(reason: reason, offset: index)
     }
 
     private mutating func skipWhitespace() {
@@ -71,40 +163,19 @@ struct JSONReader {
         index += 1
     }
 
-    private mutating func readObjectMembers() throws(SyntaxError) -> [(key: String, value: Value)] {
-        try expect(UInt8(ascii: "{"), "'{'")
-        var members: [(key: String, value: Value)] = []
-        skipWhitespace()
-        if peek() == UInt8(ascii: "}") {
-            index += 1
-            return members
-        }
-        while true {
-            skipWhitespace()
-            guard peek() == UInt8(ascii: "\"") else { throw error("expected a member name") }
-            let key = try readString()
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"), "':' after a member name")
-            skipWhitespace()
-            members.append((key, try readValue(depth: 1)))
-            skipWhitespace()
-            switch peek() {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"):
-                index += 1
-                return members
-            default: throw error("expected ',' or '}'")
-            }
-        }
-    }
-
-    private mutating func readValue(depth: Int) throws(SyntaxError) -> Value {
+    /// Reads any value; arrays and objects are checked and skipped (`.array`, `.object`).
+    mutating func readValue(depth: Int) throws(SyntaxError) -> Value {
         guard let byte = peek() else { throw error("unexpected end of input") }
         switch byte {
         case UInt8(ascii: "\""): return .string(try readString())
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-            try skipContainer(depth: depth + 1)
-            return byte == UInt8(ascii: "{") ? .object : .array
+        case UInt8(ascii: "{"):
+            try readObject(depth: depth + 1) { reader, _ throws(SyntaxError) in
+                _ = try reader.readValue(depth: depth + 1)
+            }
+            return .object
+        case UInt8(ascii: "["):
+            try readArray(depth: depth + 1) { reader throws(SyntaxError) in _ = try reader.readValue(depth: depth + 1) }
+            return .array
         case UInt8(ascii: "t"):
             try readLiteral("true")
             return .bool(true)
@@ -118,38 +189,6 @@ struct JSONReader {
             return .number(try readNumber())
         default:
             throw error("unexpected character")
-        }
-    }
-
-    private mutating func skipContainer(depth: Int) throws(SyntaxError) {
-        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
-        let isObject = peek() == UInt8(ascii: "{")
-        let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
-        index += 1
-        skipWhitespace()
-        if peek() == close {
-            index += 1
-            return
-        }
-        while true {
-            skipWhitespace()
-            if isObject {
-                guard peek() == UInt8(ascii: "\"") else { throw error("expected a member name") }
-                _ = try readString()
-                skipWhitespace()
-                try expect(UInt8(ascii: ":"), "':' after a member name")
-                skipWhitespace()
-            }
-            _ = try readValue(depth: depth)
-            skipWhitespace()
-            if peek() == UInt8(ascii: ",") {
-                index += 1
-            } else if peek() == close {
-                index += 1
-                return
-            } else {
-                throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
-            }
         }
     }
 
