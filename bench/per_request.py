@@ -171,7 +171,8 @@ def measure(measure_class, bin_dir, requests):
         command, extra = measurement.command(os.path.join(bin_dir, "cm-server"))
         server = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT,
-            env=dict(os.environ, KAFKA_BROKERS=brokers, PORT=str(port), LOG_LEVEL="warning",
+            # A fixed hash seed: with Swift's random one, dictionary work differs by process.
+            env=dict(os.environ, SWIFT_DETERMINISTIC_HASHING="1", KAFKA_BROKERS=brokers, PORT=str(port), LOG_LEVEL="warning",
                      CM_API_HOST=f"127.0.0.1:{fake_port}", RATE_LIMIT_BUY_PER_SECOND="0",
                      RATE_LIMIT_LIST_PER_SECOND="0", **extra))
         if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}", "/readyz")[0] == 200, 120):
