@@ -119,7 +119,7 @@ release:
 	$(SWIFT) build -c release
 
 lint:
-	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench/MongoBench
+	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench/MongoBench bench/HTTPFloor
 
 # Warnings fail the build: every target sets treatAllWarnings(as: .error) in Package.swift.
 build:

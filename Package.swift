@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "cm-server", targets: ["CMServer"]),
         .executable(name: "cm-api", targets: ["CMAPI"]),
         .executable(name: "mongo-bench", targets: ["MongoBench"]),
+        .executable(name: "http-floor", targets: ["HTTPFloor"]),
         .executable(name: "kafka-mock", targets: ["KafkaMockServer"]),
         .library(name: "Events", targets: ["Events"]),
         .library(name: "Kafka", targets: ["Kafka"]),
@@ -178,6 +179,12 @@ let package = Package(
         // Benchmarks live in bench/ with make bench's script and helpers.
         .executableTarget(
             name: "MongoBench", dependencies: ["Mongo"], path: "bench/MongoBench", swiftSettings: settings),
+        .executableTarget(
+            name: "HTTPFloor",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/HTTPFloor", swiftSettings: settings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: settings),
         .testTarget(
             name: "ShopAuthTests",

@@ -176,6 +176,13 @@ kill -STOP $paused
 read -r buy_rps buy_p50 buy_p99 buy_err buy_cpu buy_ctx < <(use_pid=$shop_server measure -s "$data/post.lua" "$server/buy")
 read -r dry_rps dry_p50 dry_p99 dry_err dry_cpu dry_ctx < <(use_pid=$shop_server measure -s "$data/post.lua" "$server/buy?dryRun=true")
 read -r hz_rps hz_p50 hz_p99 hz_err hz_cpu hz_ctx < <(use_pid=$shop_server measure "$server/healthz")
+# The limit for HTTP here: bench/HTTPFloor, Hummingbird alone with one constant route and no
+# middleware, measured the same way.
+floor_port=$(free_port)
+spawn http-floor env PORT="$floor_port" "$bin/http-floor"
+floor_pid=$spawned
+wait_for_http "http://127.0.0.1:$floor_port/healthz"
+read -r floor_rps floor_p50 floor_p99 floor_err floor_cpu floor_ctx < <(use_pid=$floor_pid measure "http://127.0.0.1:$floor_port/healthz")
 
 # 3 (second part) and 4. A second cm-server whose cm-api is bench/fake_cm_api.py answering the page
 # saved above: straight from the fake against through cm-server is the proxy's own cost. One
@@ -280,6 +287,9 @@ buy_instr=$(instructions_of acked)
 dry_instr=$(instructions_of dry-run)
 hz_instr=$(instructions_of healthz)
 proxy_instr=$(instructions_of list)
+floor_instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --binary http-floor --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
+echo "$floor_instructions" >>"$data/per-request.log"
+floor_instr=$(tr ' ' '\n' <<<"${floor_instructions%% (*}" | sed -n "s/^healthz=//p")
 
 server_rss=$(rss_mb "$shop_server" VmHWM)
 # What the resident size is made of: the heap and stacks, and the mapped code of the binary and
@@ -292,7 +302,7 @@ api_rss=$(rss_mb "$shop_api" VmHWM)
 for value in "$buy_rps" "$dry_rps" "$hz_rps" "$list_rps" "$api_rps" "$fake_p50" "$proxy_p50" "$rss_warm" \
     "$rss_end" "$base_rate" "$api_rate" "$base1_rate" "$api1_rate" "$fresh_samples" "$buy_cpu" "$dry_cpu" "$hz_cpu" \
     "$list_cpu" "$api_cpu" "$proxy_cpu" "$api_event_cpu" "$api1_event_cpu" "$buy_instr" "$dry_instr" "$hz_instr" \
-    "$proxy_instr"; do
+    "$proxy_instr" "$floor_rps" "$floor_cpu" "$floor_instr"; do
     [ -n "$value" ] && [ "$value" != 0 ] || fail "a measurement is missing; logs in $data"
 done
 [ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] ||
@@ -310,6 +320,7 @@ table=$(
     http_row "POST /buy (acks=all, idempotent)" "$buy_rps" "$buy_p50" "$buy_p99" "$buy_err" "$buy_cpu" "$buy_ctx" "$buy_instr"
     http_row "POST /buy?dryRun=true (same body, no Kafka)" "$dry_rps" "$dry_p50" "$dry_p99" "$dry_err" "$dry_cpu" "$dry_ctx" "$dry_instr"
     http_row "GET /healthz" "$hz_rps" "$hz_p50" "$hz_p99" "$hz_err" "$hz_cpu" "$hz_ctx" "$hz_instr"
+    http_row "GET /healthz, Hummingbird alone (bench/HTTPFloor)" "$floor_rps" "$floor_p50" "$floor_p99" "$floor_err" "$floor_cpu" "$floor_ctx" "$floor_instr"
     http_row "GET /getAllUserBuys/reader?limit=100 (proxy, c$list_connections)" "$list_rps" "$list_p50" "$list_p99" "$list_err" "$list_cpu" "$list_ctx" "-"
     http_row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err" "$api_cpu" "$api_ctx" "-"
     http_row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err" "$fake_cpu" "$fake_ctx" "-"
@@ -324,9 +335,9 @@ ingest_table=$(
     row "cm-api, INGEST_BATCH_SIZE=1" "$ingest_events_single" "$api1_s" "$api1_rate" "$api1_event_cpu"
 )
 summary=$(
-    echo "- service CPU per request (the headline figure: it moves less than requests/s with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs**, list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46); cm-api's ingest $api_event_cpu µs per event at batch 500, $api1_event_cpu at batch 1 (from its first stored events on)"
+    echo "- service CPU per request (the headline figure: it moves less than requests/s with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs** (Hummingbird alone: $floor_cpu µs), list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46); cm-api's ingest $api_event_cpu µs per event at batch 500, $api1_event_cpu at batch 1 (from its first stored events on)"
     echo "- cm-server's heap allocations per request (bench/per_request.py, deterministic): ${allocations%% (*}"
-    echo "- cm-server's instructions per request (bench/per_request.py, user space under callgrind, deterministic): ${instructions%% (*}"
+    echo "- cm-server's instructions per request (bench/per_request.py, user space under callgrind, deterministic): ${instructions%% (*}; Hummingbird alone (bench/HTTPFloor): ${floor_instructions%% (*}"
     echo "- POST /buy throughput / dry-run throughput: **$ratio** (target >= 0.6)"
     echo "- ingest, cm-api / librdkafka+libmongoc baseline at batch 500: **$ingest_ratio** (target >= 0.8); batching buys cm-api **${batching}x** over batch 1"
     echo "- proxy overhead at p50 (via cm-server - straight, fixed-answer cm-api): **$overhead ms** (target < 1 ms)"
@@ -362,7 +373,8 @@ notes=""
     echo "divided by the requests completed; ctx sw/req: its context switches (all threads) per request;"
     echo "instr/req: cm-server's user-space instructions per request under valgrind's callgrind"
     echo "(bench/per_request.py: one keep-alive connection, after a warm-up; the list against a fake cm-api's"
-    echo "page of 100), the same from run to run, where CPU time is not."
+    echo "page of 100), within 1.5 % from run to run, where CPU time is not. bench/HTTPFloor is Hummingbird"
+    echo "alone (one constant route, no middleware, cm-server's HTTP/1.1 settings): the limit for HTTP here."
     echo "Errors: non-2xx answers plus wrk's socket errors and timeouts (10 s). cm-api and SecantusDB are"
     echo "paused (SIGSTOP) during the three cm-server lines so that ingest does not take the cores from one"
     echo "of them and not the others."

@@ -19,7 +19,10 @@ the figures committed in bench/allocations-debug.txt and bench/instructions-debu
 when one grows by more than --tolerance (5 %).
 
     python bench/per_request.py {allocations,instructions} BIN_DIR [--requests N]
-        [--check FILE] [--tolerance 0.05] [--write FILE]
+        [--check FILE] [--tolerance 0.05] [--write FILE] [--binary http-floor]
+
+With --binary http-floor it measures bench/HTTPFloor's GET /healthz instead: Hummingbird with one
+constant route and no middleware, the limit cm-server's routes are compared with.
 
 To accept a change that costs more (or less) on purpose, run it with --write FILE on the debug
 build (`make build` first) and commit the file with the change, saying why.
@@ -145,7 +148,7 @@ def compile_shim(source, library):
     subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", library, os.path.join(ROOT, "bench", source)], check=True)
 
 
-def measure(measure_class, bin_dir, requests):
+def measure(measure_class, bin_dir, requests, binary="cm-server"):
     folder = tempfile.mkdtemp(prefix="per-request.")
     measurement = measure_class(folder)
     bootstrap = os.path.join(folder, "bootstrap")
@@ -159,7 +162,7 @@ def measure(measure_class, bin_dir, requests):
                                       KAFKA_MOCK_BOOTSTRAP_FILE=bootstrap))
     fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "fake_cm_api.py"), str(fake_port), page])
     server = None
-    log = open(os.path.join(folder, "cm-server.log"), "w")
+    log = open(os.path.join(folder, binary + ".log"), "w")
     try:
         if not wait_for(lambda: os.path.exists(bootstrap) and os.path.getsize(bootstrap) > 0, 30):
             raise RuntimeError("kafka-mock did not start")
@@ -168,18 +171,19 @@ def measure(measure_class, bin_dir, requests):
         port = free_port()
         with open(bootstrap) as f:
             brokers = f.read().strip()
-        command, extra = measurement.command(os.path.join(bin_dir, "cm-server"))
+        command, extra = measurement.command(os.path.join(bin_dir, binary))
         server = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT,
             # A fixed hash seed: with Swift's random one, dictionary work differs by process.
             env=dict(os.environ, SWIFT_DETERMINISTIC_HASHING="1", KAFKA_BROKERS=brokers, PORT=str(port), LOG_LEVEL="warning",
                      CM_API_HOST=f"127.0.0.1:{fake_port}", RATE_LIMIT_BUY_PER_SECOND="0",
                      RATE_LIMIT_LIST_PER_SECOND="0", **extra))
-        if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}", "/readyz")[0] == 200, 120):
-            raise RuntimeError(f"cm-server did not become ready (log: {log.name})")
+        ready = "/readyz" if binary == "cm-server" else "/healthz"
+        if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}", ready)[0] == 200, 120):
+            raise RuntimeError(f"{binary} did not become ready (log: {log.name})")
 
         figures = {}
-        for kind in KINDS:
+        for kind in KINDS if binary == "cm-server" else ["healthz"]:
             send(port, kind, max(requests // 4, 1))  # warm-up: caches, pools, metric handles
             measurement.start(server)
             send(port, kind, requests)
@@ -201,6 +205,8 @@ def main():
     parser.add_argument("measure", choices=["allocations", "instructions"])
     parser.add_argument("bin_dir")
     parser.add_argument("--requests", type=int)
+    parser.add_argument("--binary", default="cm-server",
+                        help="http-floor: bench/HTTPFloor's /healthz instead (Hummingbird alone, the HTTP limit)")
     parser.add_argument("--check")
     parser.add_argument("--write")
     parser.add_argument("--tolerance", type=float, default=0.05)
@@ -208,9 +214,9 @@ def main():
     measure_class = Allocations if arguments.measure == "allocations" else Instructions
     requests = arguments.requests or (2000 if measure_class is Allocations else 500)
 
-    figures = measure(measure_class, arguments.bin_dir, requests)
+    figures = measure(measure_class, arguments.bin_dir, requests, arguments.binary)
     line = " ".join(f"{kind}={value:.{1 if measure_class is Allocations else 0}f}" for kind, value in figures.items())
-    print(line + f" ({measure_class.name} per request, {requests} requests each, {arguments.bin_dir})")
+    print(line + f" ({measure_class.name} per request, {requests} requests each, {arguments.bin_dir}/{arguments.binary})")
     if arguments.write:
         with open(arguments.write, "w") as f:
             f.write(line + "\n")
