@@ -282,14 +282,15 @@ allocations=$("$python" "$root/bench/per_request.py" allocations "$bin" --reques
 echo "$allocations" >>"$data/per-request.log"
 instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
 echo "$instructions" >>"$data/per-request.log"
-instructions_of() { tr ' ' '\n' <<<"${instructions%% (*}" | sed -n "s/^$1=//p"; }
-buy_instr=$(instructions_of acked)
-dry_instr=$(instructions_of dry-run)
-hz_instr=$(instructions_of healthz)
-proxy_instr=$(instructions_of list)
+# KIND LINE: the figure for KIND in a per_request.py line ("dry-run=232731 acked=... (...)").
+figure_of() { tr ' ' '\n' <<<"${2%% (*}" | sed -n "s/^$1=//p"; }
+buy_instr=$(figure_of acked "$instructions")
+dry_instr=$(figure_of dry-run "$instructions")
+hz_instr=$(figure_of healthz "$instructions")
+proxy_instr=$(figure_of list "$instructions")
 floor_instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --binary http-floor --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
 echo "$floor_instructions" >>"$data/per-request.log"
-floor_instr=$(tr ' ' '\n' <<<"${floor_instructions%% (*}" | sed -n "s/^healthz=//p")
+floor_instr=$(figure_of healthz "$floor_instructions")
 
 server_rss=$(rss_mb "$shop_server" VmHWM)
 # What the resident size is made of: the heap and stacks, and the mapped code of the binary and
