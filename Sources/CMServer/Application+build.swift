@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Events
 import Hummingbird
 import Kafka
 import Logging
@@ -14,7 +15,7 @@ import ShopHTTP
 /// page and the public routes).
 func buildRouter(
     publisher: some PurchasePublisher, purchaseLists: PurchaseListClient, auth: RouteAuth = .none,
-    rateLimits: RateLimitSettings = .unlimited
+    rateLimits: RateLimitSettings = .unlimited, timestampRule: TimestampRule = TimestampRule()
 ) -> Router<ShopRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: ShopRequestContext.self)
@@ -22,7 +23,7 @@ func buildRouter(
     let publicRoutes = router.group()
     auth.protect(publicRoutes)
     let limiter = RateLimiter(settings: rateLimits)
-    BuyController(publisher: publisher, rateLimiter: limiter).addRoutes(to: publicRoutes)
+    BuyController(publisher: publisher, rateLimiter: limiter, timestampRule: timestampRule).addRoutes(to: publicRoutes)
     PurchaseListController(client: purchaseLists, rateLimiter: limiter).addRoutes(to: publicRoutes)
     ShopPage.addRoutes(to: router)
     ServiceRoutes.add(
@@ -59,7 +60,7 @@ func buildApplication(
             purchaseLists: PurchaseListClient(
                 http: http, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout,
                 serviceToken: auth.serviceToken),
-            auth: auth, rateLimits: configuration.rateLimits
+            auth: auth, rateLimits: configuration.rateLimits, timestampRule: configuration.timestampRule
         ),
         server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),

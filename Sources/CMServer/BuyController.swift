@@ -12,13 +12,18 @@ import ShopHTTP
 struct BuyController<Publisher: PurchasePublisher> {
     let publisher: Publisher
     let rateLimiter: RateLimiter
+    let timestampRule: TimestampRule
     /// From handing the event to the producer to the broker's ack (or the failure).
     let produceAcknowledged = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "acked")])
     let produceFailed = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "failed")])
 
-    init(publisher: Publisher, rateLimiter: RateLimiter = RateLimiter(settings: .unlimited)) {
+    init(
+        publisher: Publisher, rateLimiter: RateLimiter = RateLimiter(settings: .unlimited),
+        timestampRule: TimestampRule = TimestampRule()
+    ) {
         self.publisher = publisher
         self.rateLimiter = rateLimiter
+        self.timestampRule = timestampRule
     }
     /// Bodies larger than this are refused with 413 (the contract's 16 KiB).
     static var maximumBodyBytes: Int { 16 * 1024 }
@@ -57,7 +62,7 @@ struct BuyController<Publisher: PurchasePublisher> {
         default: dryRunError = [FieldError(field: "dryRun", reason: "must be true or false")]
         }
         do throws(PurchaseDecodingError) {
-            purchase = try Purchase(json: Array(buffer: body), receivedAt: receivedAt)
+            purchase = try Purchase(json: Array(buffer: body), receivedAt: receivedAt, timestampRule: timestampRule)
             idempotencyKey = try request.headers[.idempotencyKey].map { key throws(PurchaseDecodingError) in
                 try IdempotencyKey(key)
             }

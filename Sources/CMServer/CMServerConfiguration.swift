@@ -1,4 +1,5 @@
 import Configuration
+import Events
 import Kafka
 import Logging
 import ShopAuth
@@ -41,6 +42,10 @@ struct CMServerConfiguration: Sendable {
     var serviceToken: ServiceToken?
     /// `RATE_LIMIT_*`: requests per principal on the public routes.
     var rateLimits: RateLimitSettings
+    /// `TIMESTAMP_MAX_FUTURE_S` (default 86400, at most 604800): how far past the server's clock a
+    /// purchase's `timestamp` may be (lists are newest first; a time far ahead would pin a
+    /// purchase to the top of its list). Timestamps before 1970 are refused whatever it says.
+    var timestampRule: TimestampRule
 
     init(config: ConfigReader) throws(ConfigurationError) {
         port = try config.port("port", default: 3001)
@@ -58,6 +63,9 @@ struct CMServerConfiguration: Sendable {
         auth = try AuthSettings(config: config)
         serviceToken = try ServiceToken.read(config)
         rateLimits = try RateLimitSettings(config: config)
+        let largest = Int(TimestampRule.largestMaximumFuture.components.seconds)
+        timestampRule = TimestampRule(
+            maximumFuture: .seconds(try config.integer("timestamp.max.future.s", default: 86_400, range: 0...largest)))
         // A purchase in flight at SIGTERM waits for its delivery; the shutdown must outlast it.
         guard shutdownTimeout > deliveryTimeout + .seconds(5) else {
             throw config.invalid(

@@ -25,14 +25,11 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// e.g. `1195.30`, `0.5`, `12`. Trailing zeros beyond two fraction digits are accepted
     /// because they do not change the amount (`1.500` is `1.50`).
     public init(parsing text: Substring) throws(ParseError) {
-        var digits = text.utf8[...]
+        let digits = text.utf8[...]
+        // Any minus sign is refused, "-0.00" included: a client that sends one has a bug or a
+        // refund in mind, and a shop takes neither as a purchase.
         if digits.first == UInt8(ascii: "-") {
-            digits = digits.dropFirst()
-            guard Self.isPlainDecimal(digits) else { throw .notADecimal }
-            // "-0.00" is zero, which is allowed; any other negative amount is not.
-            guard !digits.contains(where: { $0 >= UInt8(ascii: "1") && $0 <= UInt8(ascii: "9") }) else {
-                throw .negative
-            }
+            throw Self.isPlainDecimal(digits.dropFirst()) ? .negative : .notADecimal
         }
         guard Self.isPlainDecimal(digits) else { throw .notADecimal }
         let point = digits.firstIndex(of: UInt8(ascii: "."))
@@ -63,7 +60,8 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     /// Parses a JSON number exactly as written, including exponent forms such as `1.1953e3`.
-    /// `text` must already be a syntactically valid JSON number.
+    /// `text` must already be a syntactically valid JSON number. A minus sign is refused, on
+    /// zero too (`-0`, `-0.0`).
     init(jsonNumber text: String) throws(ParseError) {
         var utf8 = Substring(text).utf8[...]
         let negative = utf8.first == UInt8(ascii: "-")
@@ -87,8 +85,7 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
         let point = mantissa.firstIndex(of: UInt8(ascii: "."))
         let integer = mantissa[..<(point ?? mantissa.endIndex)]
         let fraction = point.map { mantissa[mantissa.index(after: $0)...] } ?? mantissa[mantissa.endIndex...]
-        let isZero = !mantissa.contains { $0 >= UInt8(ascii: "1") && $0 <= UInt8(ascii: "9") }
-        if negative && !isZero { throw .negative }
+        if negative { throw .negative }
         self = try Self.make(integer: integer, fraction: fraction, exponent: exponent)
     }
 

@@ -74,7 +74,10 @@ extension Purchase {
     /// - Parameters:
     ///   - json: the request body.
     ///   - receivedAt: the server's receive time, used when the body has no `timestamp`.
-    public init(json: [UInt8], receivedAt: Timestamp) throws(PurchaseDecodingError) {
+    ///   - timestampRule: how far from `receivedAt` a given `timestamp` may be.
+    public init(
+        json: [UInt8], receivedAt: Timestamp, timestampRule: TimestampRule = TimestampRule()
+    ) throws(PurchaseDecodingError) {
         let members: [(key: String, value: JSONReader.Value)]?
         do {
             members = try JSONReader.readTopLevel(json)
@@ -142,7 +145,11 @@ extension Purchase {
         case nil, .null: break
         case .string(let text):
             do throws(Timestamp.ParseError) {
-                timestamp = try Timestamp(rfc3339: text)
+                let given = try Timestamp(rfc3339: text)
+                timestamp = given
+                if let violation = timestampRule.violation(given, receivedAt: receivedAt) {
+                    report("timestamp", violation)
+                }
             } catch {
                 report("timestamp", error.description)
             }
@@ -160,4 +167,41 @@ extension Purchase {
     }
 
     static let fieldNames = ["username", "userid", "price", "timestamp"]
+}
+
+/// Which purchase times a shop takes. Lists are ordered by the purchase's own timestamp, newest
+/// first, so a time far in the future would pin a purchase to the top of its owner's list for
+/// as long as it lasts; a time before 1970 is no purchase of this shop.
+public struct TimestampRule: Hashable, Sendable {
+    /// The earliest instant accepted, 1970-01-01T00:00:00.000Z (the Unix epoch: no purchase of
+    /// this shop is older, and tools that take times as unsigned seconds read nothing earlier).
+    public static let earliest = Timestamp(millisecondsSinceEpoch: 0)
+    /// The largest ``maximumFuture`` a service may be configured with: 7 days.
+    public static let largestMaximumFuture: Duration = .seconds(7 * 86_400)
+
+    /// How far past the server's receive time a timestamp may be (clocks drift, time zones are
+    /// got wrong); default 24 hours.
+    public var maximumFuture: Duration
+
+    public init(maximumFuture: Duration = .seconds(86_400)) {
+        precondition(maximumFuture >= .zero && maximumFuture <= Self.largestMaximumFuture)
+        self.maximumFuture = maximumFuture
+    }
+
+    /// Why `timestamp` is not accepted for a purchase received at `receivedAt`, or `nil`.
+    public func violation(_ timestamp: Timestamp, receivedAt: Timestamp) -> String? {
+        if timestamp < Self.earliest { return "must not be before 1970-01-01T00:00:00Z" }
+        let seconds = maximumFuture.components.seconds
+        let latest = receivedAt.millisecondsSinceEpoch + seconds * 1000
+        guard timestamp.millisecondsSinceEpoch <= latest else {
+            let window =
+                switch (seconds, seconds % 3600) {
+                case (3600, _): "1 hour"
+                case (_, 0): "\(seconds / 3600) hours"
+                default: "\(seconds) seconds"
+                }
+            return "must not be more than \(window) after the server's time (\(receivedAt))"
+        }
+        return nil
+    }
 }

@@ -60,6 +60,33 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
         #expect(event.purchase.timestamp == event.receivedAt)
     }
 
+    /// Lists are newest first by the purchase's own time: one dated far ahead would stay on top.
+    @Test func aTimestampPastTheConfiguredWindowIsRefusedNamingTheFieldAndNothingIsPublished() async throws {
+        let app = Application(
+            router: buildRouter(
+                publisher: publisher, purchaseLists: .unreachable,
+                timestampRule: TimestampRule(maximumFuture: .seconds(3600))))
+        let inTwoHours = Timestamp(millisecondsSinceEpoch: Timestamp.now.millisecondsSinceEpoch + 7_200_000)
+        let inHalfAnHour = Timestamp(millisecondsSinceEpoch: Timestamp.now.millisecondsSinceEpoch + 1_800_000)
+        try await app.test(.router) { client in
+            for (timestamp, status) in [
+                (inTwoHours.description, HTTPResponse.Status.unprocessableContent),
+                ("1969-12-31T23:59:59Z", .unprocessableContent), (inHalfAnHour.description, .ok),
+            ] {
+                let body = #"{"username":"joe","userid":"005","price":"1.00","timestamp":"\#(timestamp)"}"#
+                try await client.execute(uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: body))
+                { response in
+                    #expect(response.status == status, "\(timestamp)")
+                    if status != .ok {
+                        let errors = try json(response.body)["errors"] as? [[String: String]]
+                        #expect(errors?.map { $0["field"] } == ["timestamp"])
+                    }
+                }
+            }
+        }
+        #expect(publisher.events.map(\.purchase.timestamp) == [inHalfAnHour])
+    }
+
     @Test func dryRunValidatesWithoutPublishing() async throws {
         try await app.test(.router) { client in
             try await client.execute(

@@ -21,6 +21,7 @@ import Testing
         #expect(configuration.shutdownTimeout == .seconds(25))
         #expect(configuration.linger == .milliseconds(1))
         #expect(configuration.idleTimeout == .seconds(75))
+        #expect(configuration.timestampRule.maximumFuture == .seconds(86_400))
     }
 
     @Test func everyVariableIsRead() throws {
@@ -29,7 +30,7 @@ import Testing
                 "PORT": "8080", "KAFKA_BROKERS": "k1:9092, k2:9093", "KAFKA_TOPIC": "t", "CM_API_HOST": "cm-api:3000",
                 "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
                 "KAFKA_DELIVERY_TIMEOUT_MS": "2500", "CM_API_TIMEOUT_MS": "750", "SHUTDOWN_TIMEOUT_MS": "9000",
-                "KAFKA_LINGER_MS": "0", "HTTP_IDLE_TIMEOUT_MS": "3000",
+                "KAFKA_LINGER_MS": "0", "HTTP_IDLE_TIMEOUT_MS": "3000", "TIMESTAMP_MAX_FUTURE_S": "600",
             ])
         )
         #expect(configuration.port == 8080)
@@ -42,6 +43,7 @@ import Testing
         #expect(configuration.shutdownTimeout == .seconds(9))
         #expect(configuration.linger == .zero)
         #expect(configuration.idleTimeout == .seconds(3))
+        #expect(configuration.timestampRule.maximumFuture == .seconds(600))
         #expect(configuration.kafka.security == .sasl(.init(username: "shop", password: "secret"), tls: true))
     }
 
@@ -69,6 +71,10 @@ import Testing
             (
                 ["KAFKA_BROKERS": "k:9092", "HTTP_IDLE_TIMEOUT_MS": "0"],
                 "HTTP_IDLE_TIMEOUT_MS must be a number of milliseconds from 1000 to 3600000, got \"0\""
+            ),
+            (
+                ["KAFKA_BROKERS": "k:9092", "TIMESTAMP_MAX_FUTURE_S": "604801"],
+                "TIMESTAMP_MAX_FUTURE_S must be a whole number from 0 to 604800, got \"604801\""
             ),
             (
                 ["KAFKA_BROKERS": "k:9092", "LOG_LEVEL": "loud"],

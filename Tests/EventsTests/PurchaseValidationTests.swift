@@ -2,8 +2,9 @@ import Events
 import Foundation
 import Testing
 
-/// 2024-01-01T00:00:00.000Z, the receive time used when a body has no timestamp.
-let receivedAt = Timestamp(millisecondsSinceEpoch: 1_704_067_200_000)
+/// 2024-06-01T00:00:00.000Z, the receive time used when a body has no timestamp (after the
+/// bodies' own 2024-05-31, as a purchase's time is).
+let receivedAt = Timestamp(millisecondsSinceEpoch: 1_717_200_000_000)
 
 func decode(_ json: String) throws(PurchaseDecodingError) -> Purchase {
     try Purchase(json: Array(json.utf8), receivedAt: receivedAt)
@@ -47,7 +48,6 @@ let accepted: [AcceptedCase] = [
     .init(name: "price as a whole-number string", json: body(price: #""12""#), price: "12.00"),
     .init(name: "price with one fraction digit", json: body(price: #""0.5""#), price: "0.50"),
     .init(name: "price zero", json: body(price: "0"), price: "0.00"),
-    .init(name: "price negative zero", json: body(price: "-0.0"), price: "0.00"),
     .init(name: "price with exponent", json: body(price: "1.1953e3"), price: "1195.30"),
     .init(name: "price with negative exponent", json: body(price: "119530E-2"), price: "1195.30"),
     .init(name: "price with trailing zeros past two digits", json: body(price: "1.500"), price: "1.50"),
@@ -75,10 +75,10 @@ let accepted: [AcceptedCase] = [
             " \n{ \"username\" : \"joe\" ,\t\"userid\":\"005\", \"price\" : 1195.30 , \"timestamp\":\"2024-05-31T15:54:32.204Z\" }\r\n"
     ),
     .init(
-        name: "no timestamp uses the receive time", json: body(timestamp: nil), timestamp: "2024-01-01T00:00:00.000Z"),
+        name: "no timestamp uses the receive time", json: body(timestamp: nil), timestamp: "2024-06-01T00:00:00.000Z"),
     .init(
         name: "null timestamp uses the receive time", json: body(timestamp: "null"),
-        timestamp: "2024-01-01T00:00:00.000Z"),
+        timestamp: "2024-06-01T00:00:00.000Z"),
     .init(
         name: "timestamp without fraction", json: body(timestamp: #""2024-05-31T15:54:32Z""#),
         timestamp: "2024-05-31T15:54:32.000Z"),
@@ -109,8 +109,11 @@ let accepted: [AcceptedCase] = [
         name: "timestamp on a leap day", json: body(timestamp: #""2024-02-29T00:00:00Z""#),
         timestamp: "2024-02-29T00:00:00.000Z"),
     .init(
-        name: "timestamp before 1970", json: body(timestamp: #""1969-12-31T23:59:59.999Z""#),
-        timestamp: "1969-12-31T23:59:59.999Z"),
+        name: "timestamp at the Unix epoch", json: body(timestamp: #""1970-01-01T00:00:00Z""#),
+        timestamp: "1970-01-01T00:00:00.000Z"),
+    .init(
+        name: "timestamp 24 hours after the receive time", json: body(timestamp: #""2024-06-02T00:00:00Z""#),
+        timestamp: "2024-06-02T00:00:00.000Z"),
 ]
 
 let rejected: [RejectedCase] = [
@@ -218,6 +221,23 @@ let rejected: [RejectedCase] = [
         name: "timestamp before year 0000 in UTC", json: body(timestamp: #""0000-01-01T00:00:00+01:00""#),
         field: "timestamp", reason: "must fall between the years 0000 and 9999 in UTC"),
     .init(
+        name: "price negative zero as a number", json: body(price: "-0.0"), field: "price",
+        reason: "must not be negative"),
+    .init(
+        name: "price negative zero as a string", json: body(price: #""-0.00""#), field: "price",
+        reason: "must not be negative"),
+    .init(name: "price minus zero", json: body(price: "-0"), field: "price", reason: "must not be negative"),
+    .init(
+        name: "timestamp before 1970", json: body(timestamp: #""1969-12-31T23:59:59.999Z""#), field: "timestamp",
+        reason: "must not be before 1970-01-01T00:00:00Z"),
+    .init(
+        name: "timestamp a millisecond past 24 hours ahead", json: body(timestamp: #""2024-06-02T00:00:00.001Z""#),
+        field: "timestamp",
+        reason: "must not be more than 24 hours after the server's time (2024-06-01T00:00:00.000Z)"),
+    .init(
+        name: "timestamp in the year 9999", json: body(timestamp: #""9999-12-31T23:59:59Z""#), field: "timestamp",
+        reason: "must not be more than 24 hours after the server's time (2024-06-01T00:00:00.000Z)"),
+    .init(
         name: "duplicate price member", json: body(extra: #""price":"0.01""#), field: "price",
         reason: "must appear only once"),
     .init(name: "array body", json: "[1,2]", field: "body", reason: "must be a JSON object"),
@@ -278,6 +298,24 @@ let rejected: [RejectedCase] = [
         ) {
             try decode(body(username: #""""#, userid: nil, price: "-5", timestamp: #""2024-05-31T15:54:32""#))
         }
+    }
+
+    @Test func theFutureWindowIsTheConfiguredOne() throws {
+        let hour = TimestampRule(maximumFuture: .seconds(3600))
+        let json = Array(body(timestamp: #""2024-06-01T01:00:00.001Z""#).utf8)
+        #expect(
+            throws: PurchaseDecodingError.invalid([
+                FieldError(
+                    field: "timestamp", reason: "must not be more than 1 hour after the server's time (2024-06-01T00:00:00.000Z)")
+            ])
+        ) { try Purchase(json: json, receivedAt: receivedAt, timestampRule: hour) }
+        let week = TimestampRule(maximumFuture: TimestampRule.largestMaximumFuture)
+        let purchase = try Purchase(json: json, receivedAt: receivedAt, timestampRule: week)
+        #expect(purchase.timestamp.description == "2024-06-01T01:00:00.001Z")
+        // Without a timestamp the receive time is used and always fits.
+        let none = try Purchase(
+            json: Array(body(timestamp: nil).utf8), receivedAt: receivedAt, timestampRule: TimestampRule(maximumFuture: .zero))
+        #expect(none.timestamp == receivedAt)
     }
 
     @Test func nestingIsBoundedSoDeepInputCannotExhaustTheStack() {
