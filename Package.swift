@@ -189,6 +189,7 @@ let package = Package(
         .testTarget(
             name: "ShopAuthTests",
             dependencies: [
+                "Events",
                 "ShopAuth",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),

@@ -106,7 +106,7 @@ struct DeadLetterSelection: Sendable {
                 letter.source == source || letter.source.hasPrefix(source.hasSuffix("]") ? source + "@" : source + "[")
             else { return false }
         }
-        if let key, letter.key != key { return false }
+        if let key, !(letter.key?.hasSameBytes(as: key) ?? false) { return false }
         if let since, (letter.deadLetteredAt ?? .distantPast) < since { return false }
         if let until, (letter.deadLetteredAt ?? .distantFuture) >= until { return false }
         return true

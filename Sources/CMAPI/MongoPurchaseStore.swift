@@ -73,10 +73,11 @@ struct MongoPurchaseStore: PurchaseStore {
     }
 
     /// Keyset pagination: every page is one range scan of the `username_timestamp_id` index.
-    func purchases(username: String, limit: Int, after resumePoint: PurchasePageResumePoint?) async throws
-        -> [StoredPurchase]
+    func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> [StoredPurchase]
     {
         var filter: BSONDocument = ["username": .string(username)]
+        if let userid { filter.elements.append(("userid", .string(userid))) }
         if let resumePoint {
             let time = BSONValue.date(resumePoint.timestamp.millisecondsSinceEpoch)
             filter.elements.append(

@@ -13,10 +13,11 @@ protocol PurchaseStore: Sendable {
     /// stored; after any other failure nothing of the batch may be taken as stored.
     func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult
 
-    /// One page of a user's purchases, newest first (timestamp, then purchaseId, descending),
-    /// starting after `resumePoint`.
-    func purchases(username: String, limit: Int, after resumePoint: PurchasePageResumePoint?) async throws
-        -> [StoredPurchase]
+    /// One page of the purchases stored under `username` (and, when given, made by `userid`),
+    /// newest first (timestamp, then purchaseId, descending), starting after `resumePoint`. Names
+    /// match byte for byte.
+    func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> [StoredPurchase]
 
     /// The purchase with this id, or `nil` while it is not (yet) stored.
     func purchase(id: UUID) async throws -> StoredPurchase?
@@ -124,13 +125,16 @@ final class InMemoryPurchaseStore: PurchaseStore {
         }
     }
 
-    func purchases(username: String, limit: Int, after resumePoint: PurchasePageResumePoint?) async throws
-        -> [StoredPurchase]
+    func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> [StoredPurchase]
     {
         try check()
         let mine = state.withLock { state in
-            state.purchases.values.filter { purchase in
-                purchase.event.purchase.username == username && resumePoint.map { purchase.resumePoint < $0 } ?? true
+            state.purchases.values.filter { stored in
+                let purchase = stored.event.purchase
+                return purchase.username.hasSameBytes(as: username)
+                    && userid.map { purchase.userid.hasSameBytes(as: $0) } ?? true
+                    && resumePoint.map { stored.resumePoint < $0 } ?? true
             }
         }
         return Array(mine.sorted { $0.resumePoint > $1.resumePoint }.prefix(limit))

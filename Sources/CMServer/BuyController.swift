@@ -77,19 +77,8 @@ struct BuyController<Publisher: PurchasePublisher> {
         }
         // With AUTH_MODE=jwt, one buys only as oneself (a dry run included: it validates exactly
         // as a purchase would be).
-        if let principal = context.identity,
-            principal.userid != purchase.userid || principal.username != purchase.username
-        {
-            var errors: [FieldError] = []
-            if principal.userid != purchase.userid {
-                errors.append(FieldError(field: "userid", reason: "must be the signed-in user's (the token's sub)"))
-            }
-            if principal.username != purchase.username {
-                errors.append(
-                    FieldError(
-                        field: "username", reason: "must be the signed-in user's (the token's preferred_username)"))
-            }
-            return .forbidden("A purchase can only be made as the signed-in user", errors: errors)
+        if let refusal = context.identity?.refusal(toBuy: purchase) {
+            return .forbidden("A purchase can only be made as the signed-in user", errors: refusal)
         }
         if dryRun {
             return .json(.ok, bytes: DryRunAnswer.json)

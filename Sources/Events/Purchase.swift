@@ -39,6 +39,16 @@ public struct Purchase: Hashable, Sendable {
     }
 }
 
+extension StringProtocol {
+    /// Whether two names are the same bytes: the rule wherever the shop compares a username or a
+    /// userid (docs/CONTRACT.md). MongoDB compares bytes, while Swift's `==` takes canonically
+    /// equivalent strings as equal ("café" in NFC and in NFD), so a check made with `==` would let
+    /// one name pass for another that is stored as other bytes.
+    public func hasSameBytes(as other: some StringProtocol) -> Bool {
+        utf8.elementsEqual(other.utf8)
+    }
+}
+
 /// One rule a field of a request broke.
 public struct FieldError: Hashable, Sendable, Codable, CustomStringConvertible {
     public var field: String

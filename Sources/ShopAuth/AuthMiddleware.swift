@@ -117,17 +117,9 @@ extension Response {
         return response
     }
 
-    /// 403: a valid token without the right. `scopeWouldAllow` adds RFC 6750's
-    /// `insufficient_scope` challenge naming the admin scope.
-    public static func forbidden(_ message: String, scopeWouldAllow: Bool = false, errors: [FieldError] = [])
-        -> Response
-    {
-        var response = Response.error(.forbidden, message, errors: errors)
-        if scopeWouldAllow {
-            response.headers[.wwwAuthenticate] =
-                #"Bearer realm="scalable-shop", error="insufficient_scope", scope="\#(ShopPrincipal.adminScope)""#
-        }
-        return response
+    /// 403: a valid token without the right (a purchase made as someone else).
+    public static func forbidden(_ message: String, errors: [FieldError] = []) -> Response {
+        Response.error(.forbidden, message, errors: errors)
     }
 }
 

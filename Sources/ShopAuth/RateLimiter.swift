@@ -172,7 +172,9 @@ public final class RateLimiter: Sendable {
     /// Whom a bucket belongs to: a token's subject, or a client address (16 bytes; IPv4 as
     /// IPv4-mapped IPv6). Hashed as it is: no text is made per request.
     public enum Principal: Hashable, Sendable {
-        case subject(String)
+        /// The subject's bytes: two subjects that differ only in their Unicode normalisation are
+        /// two users, as everywhere the shop compares names.
+        case subject([UInt8])
         case address(UInt64, UInt64)
         case unknown
 
@@ -250,7 +252,7 @@ public final class RateLimiter: Sendable {
     /// the client being the connection's peer or, when the peer is a trusted proxy, the nearest
     /// untrusted address in `X-Forwarded-For`.
     public func principal(request: Request, context: ShopRequestContext) -> Principal {
-        if let identity = context.identity { return .subject(identity.userid) }
+        if let identity = context.identity { return .subject(Array(identity.userid.utf8)) }
         guard let remote = context.remoteAddress else { return .unknown }
         guard !settings.trustedProxies.isEmpty else { return Principal(remote) }
         guard let peer = AddressRange.bytes(remote) else { return .unknown }

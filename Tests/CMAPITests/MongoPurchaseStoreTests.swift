@@ -106,7 +106,7 @@ func storedPurchase(
             var pages: [StoredPurchase] = []
             var resumePoint: PurchasePageResumePoint? = nil
             while true {
-                let page = try await store.purchases(username: "joe", limit: pageSize, after: resumePoint)
+                let page = try await store.purchases(username: "joe", userid: nil, limit: pageSize, after: resumePoint)
                 #expect(page.count <= pageSize)
                 pages += page
                 guard page.count == pageSize, let last = page.last else { break }
@@ -114,7 +114,37 @@ func storedPurchase(
             }
             #expect(pages.map(\.id) == expected.map(\.id), "page size \(pageSize)")
         }
-        #expect(try await store.purchases(username: "nobody", limit: 100, after: nil).isEmpty)
+        #expect(try await store.purchases(username: "nobody", userid: nil, limit: 100, after: nil).isEmpty)
+    }
+
+    /// MongoDB compares names as bytes and so must its in-memory twin: canonically equivalent
+    /// names are two names, and a list asked for by a subject holds that subject's purchases only.
+    @Test func listsMatchNamesByteForByteAndFilterByUserid() async throws {
+        let mongo = try makeStore()
+        defer { Task { try? await mongo.collection.dropDatabase() } }
+        let (composed, decomposed) = ("caf\u{E9}", "cafe\u{301}")
+        func purchase(_ number: Int, username: String, userid: String) throws -> StoredPurchase {
+            var stored = storedPurchase(number, timestampMilliseconds: 1_700_000_000_000 + Int64(number))
+            stored.event.purchase = try Purchase(
+                username: username, userid: userid, price: stored.event.purchase.price,
+                timestamp: stored.event.purchase.timestamp)
+            return stored
+        }
+        let all = [
+            try purchase(1, username: composed, userid: "first"), try purchase(2, username: decomposed, userid: "first"),
+            try purchase(3, username: composed, userid: "second"),
+        ]
+        for store in [mongo, InMemoryPurchaseStore()] as [any PurchaseStore] {
+            _ = try await store.insert(all)
+            func ids(_ username: String, _ userid: String?) async throws -> [String] {
+                try await store.purchases(username: username, userid: userid, limit: 10, after: nil).map(\.id)
+            }
+            #expect(try await ids(composed, nil) == [all[2].id, all[0].id], "\(store)")
+            #expect(try await ids(decomposed, nil) == [all[1].id], "\(store)")
+            #expect(try await ids(composed, "first") == [all[0].id], "\(store)")
+            #expect(try await ids(composed, "second") == [all[2].id], "\(store)")
+            #expect(try await ids(decomposed, "second") == [], "\(store)")
+        }
     }
 
     @Test func pricesAndInstantsRoundTripExactly() async throws {

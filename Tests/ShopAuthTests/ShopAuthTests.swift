@@ -1,4 +1,5 @@
 import Configuration
+import Events
 import Foundation
 import JWTKit
 import NIOCore
@@ -28,8 +29,9 @@ private func config(_ variables: [String: String]) -> ConfigReader {
         let adminToken = try await TokenMinter.token(
             for: admin, secret: secret, issuer: "https://id.test/", audience: "shop", lifetime: .seconds(60))
         let principal = try await verifier.principal(token: adminToken)
-        #expect(principal.isAdmin && principal.mayRead(username: "alice"))
-        #expect(!alice.mayRead(username: "bob") && alice.mayRead(username: "alice"))
+        #expect(principal.isAdmin && principal.listedUserid == nil && principal.mayRead(purchaseOf: alice.userid))
+        #expect(alice.listedUserid == alice.userid, "a list shows its caller's own purchases, by sub")
+        #expect(!alice.mayRead(purchaseOf: "bob-id") && alice.mayRead(purchaseOf: alice.userid))
     }
 
     @Test func expiryAndNotBeforeAllowTheStatedLeewayAndNoMore() async throws {
@@ -148,15 +150,15 @@ private func config(_ variables: [String: String]) -> ConfigReader {
         let limiter = RateLimiter(
             settings: RateLimitSettings(buy: .init(perSecond: 2, burst: 3), lists: nil))
         let start = ContinuousClock.now
-        let burst = (0..<4).map { _ in limiter.take(.buy, principal: .subject("a"), now: start)!.allowed }
+        let burst = (0..<4).map { _ in limiter.take(.buy, principal: .subject(Array("a".utf8)), now: start)!.allowed }
         #expect(burst == [true, true, true, false])
-        let refused = limiter.take(.buy, principal: .subject("a"), now: start)!
+        let refused = limiter.take(.buy, principal: .subject(Array("a".utf8)), now: start)!
         #expect(refused.retryAfter == 1 && refused.remaining == 0)
         // Another principal has its own bucket; half a second refills one request.
-        #expect(limiter.take(.buy, principal: .subject("b"), now: start)!.allowed)
-        #expect(limiter.take(.buy, principal: .subject("a"), now: start + .milliseconds(500))!.allowed)
-        #expect(!limiter.take(.buy, principal: .subject("a"), now: start + .milliseconds(500))!.allowed)
-        #expect(limiter.take(.list, principal: .subject("a"), now: start) == nil, "no list limit: unlimited")
+        #expect(limiter.take(.buy, principal: .subject(Array("b".utf8)), now: start)!.allowed)
+        #expect(limiter.take(.buy, principal: .subject(Array("a".utf8)), now: start + .milliseconds(500))!.allowed)
+        #expect(!limiter.take(.buy, principal: .subject(Array("a".utf8)), now: start + .milliseconds(500))!.allowed)
+        #expect(limiter.take(.list, principal: .subject(Array("a".utf8)), now: start) == nil, "no list limit: unlimited")
     }
 
     @Test func forwardedForIsBelievedOnlyFromTrustedProxies() throws {
@@ -193,5 +195,35 @@ private func config(_ variables: [String: String]) -> ConfigReader {
         #expect(throws: ConfigurationError.self) {
             try RateLimitSettings(config: config(["TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"]))
         }
+    }
+}
+
+/// Names are the same only when they are the same bytes: Swift's `==` takes NFC "café" and NFD
+/// "cafe\u{301}" as one string, MongoDB stores and compares them as two.
+@Suite struct NamesComparedByteForByteTests {
+    let composed = "caf\u{E9}"
+    let decomposed = "cafe\u{301}"
+
+    @Test func canonicallyEquivalentNamesAreDifferentNames() throws {
+        #expect(composed == decomposed, "Swift's own equality, which the shop must not use for names")
+        #expect(!composed.hasSameBytes(as: decomposed))
+        let principal = ShopPrincipal(userid: composed, username: composed)
+        #expect(!principal.mayRead(purchaseOf: decomposed) && principal.mayRead(purchaseOf: composed))
+        let asTheOther = try Purchase(
+            username: decomposed, userid: decomposed, price: Price(hundredths: 100),
+            timestamp: Timestamp(millisecondsSinceEpoch: 0))
+        #expect(principal.refusal(toBuy: asTheOther)?.map(\.field) == ["userid", "username"])
+        let asItself = try Purchase(
+            username: composed, userid: composed, price: Price(hundredths: 100),
+            timestamp: Timestamp(millisecondsSinceEpoch: 0))
+        #expect(principal.refusal(toBuy: asItself) == nil)
+    }
+
+    @Test func rateLimitsCountEachSubjectsOwnBytes() {
+        let limiter = RateLimiter(settings: RateLimitSettings(buy: .init(perSecond: 1, burst: 1), lists: nil))
+        let now = ContinuousClock.now
+        #expect(limiter.take(.buy, principal: .subject(Array(composed.utf8)), now: now)!.allowed)
+        #expect(limiter.take(.buy, principal: .subject(Array(decomposed.utf8)), now: now)!.allowed)
+        #expect(!limiter.take(.buy, principal: .subject(Array(composed.utf8)), now: now)!.allowed)
     }
 }
