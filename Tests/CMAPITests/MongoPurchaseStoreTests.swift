@@ -131,7 +131,8 @@ func storedPurchase(
             return stored
         }
         let all = [
-            try purchase(1, username: composed, userid: "first"), try purchase(2, username: decomposed, userid: "first"),
+            try purchase(1, username: composed, userid: "first"),
+            try purchase(2, username: decomposed, userid: "first"),
             try purchase(3, username: composed, userid: "second"),
         ]
         for store in [mongo, InMemoryPurchaseStore()] as [any PurchaseStore] {

@@ -74,8 +74,9 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
                 ("1969-12-31T23:59:59Z", .unprocessableContent), (inHalfAnHour.description, .ok),
             ] {
                 let body = #"{"username":"joe","userid":"005","price":"1.00","timestamp":"\#(timestamp)"}"#
-                try await client.execute(uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: body))
-                { response in
+                try await client.execute(
+                    uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: body)
+                ) { response in
                     #expect(response.status == status, "\(timestamp)")
                     if status != .ok {
                         let errors = try json(response.body)["errors"] as? [[String: String]]

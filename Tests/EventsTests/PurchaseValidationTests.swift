@@ -306,7 +306,8 @@ let rejected: [RejectedCase] = [
         #expect(
             throws: PurchaseDecodingError.invalid([
                 FieldError(
-                    field: "timestamp", reason: "must not be more than 1 hour after the server's time (2024-06-01T00:00:00.000Z)")
+                    field: "timestamp",
+                    reason: "must not be more than 1 hour after the server's time (2024-06-01T00:00:00.000Z)")
             ])
         ) { try Purchase(json: json, receivedAt: receivedAt, timestampRule: hour) }
         let week = TimestampRule(maximumFuture: TimestampRule.largestMaximumFuture)
@@ -314,7 +315,8 @@ let rejected: [RejectedCase] = [
         #expect(purchase.timestamp.description == "2024-06-01T01:00:00.001Z")
         // Without a timestamp the receive time is used and always fits.
         let none = try Purchase(
-            json: Array(body(timestamp: nil).utf8), receivedAt: receivedAt, timestampRule: TimestampRule(maximumFuture: .zero))
+            json: Array(body(timestamp: nil).utf8), receivedAt: receivedAt,
+            timestampRule: TimestampRule(maximumFuture: .zero))
         #expect(none.timestamp == receivedAt)
     }
 

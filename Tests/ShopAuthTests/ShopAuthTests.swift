@@ -158,7 +158,8 @@ private func config(_ variables: [String: String]) -> ConfigReader {
         #expect(limiter.take(.buy, principal: .subject(Array("b".utf8)), now: start)!.allowed)
         #expect(limiter.take(.buy, principal: .subject(Array("a".utf8)), now: start + .milliseconds(500))!.allowed)
         #expect(!limiter.take(.buy, principal: .subject(Array("a".utf8)), now: start + .milliseconds(500))!.allowed)
-        #expect(limiter.take(.list, principal: .subject(Array("a".utf8)), now: start) == nil, "no list limit: unlimited")
+        #expect(
+            limiter.take(.list, principal: .subject(Array("a".utf8)), now: start) == nil, "no list limit: unlimited")
     }
 
     @Test func forwardedForIsBelievedOnlyFromTrustedProxies() throws {
