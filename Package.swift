@@ -82,6 +82,7 @@ let package = Package(
                 "Kafka",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -169,6 +170,7 @@ let package = Package(
         .executableTarget(
             name: "KafkaMockServer",
             dependencies: [
+                "Events",
                 "Kafka",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),

@@ -8,16 +8,25 @@ import NIOCore
 import ServiceLifecycle
 import ShopAuth
 import ShopHTTP
+import ShopService
+import Synchronization
 
 /// cm-api's routes: the purchase lists, health, readiness and metrics.
-/// `lag` gives the consumer's lag per partition, exported at scrape time; `failure` says why
-/// the process is broken for good (a Kafka client's fatal error), failing its liveness. `auth`
-/// guards the purchase routes: cm-server's service credential, then the caller's own token.
+///
+/// `GET /readyz` says whether cm-api can serve reads (MongoDB answers), and nothing else: the
+/// Service sends reads to every ready pod, and a write problem must not empty the read path.
+/// How the ingest is doing is `GET /readyz/ingest`, `cmapi_ingest_ready`, the alerts and the
+/// logs. `failure` says why the process is broken for good (a Kafka client's fatal error),
+/// failing its liveness. `auth` guards the purchase routes: cm-server's service credential, then
+/// the caller's own token. `topics` says whether the topics exist; `assignment` and `lag` give the
+/// consumer's partitions and lag, exported at scrape time for the assigned partitions only.
 func buildRouter(
     store: any PurchaseStore,
     status: IngestStatus,
     auth: RouteAuth = .none,
     failure: @escaping @Sendable () -> String? = { nil },
+    topics: TopicWatch? = nil,
+    assignment: @escaping @Sendable () async -> [KafkaTopicPartition]? = { [] },
     lag: @escaping @Sendable () async -> [KafkaTopicPartition: Int64] = { [:] }
 ) -> Router<ShopRequestContext> {
     let registry = ShopMetrics.bootstrap()
@@ -29,32 +38,68 @@ func buildRouter(
     }
     auth.protect(purchaseRoutes)
     PurchaseListRoutes(store: store).addRoutes(to: purchaseRoutes)
-    let unavailableReason: @Sendable () async -> String? = {
-        if let reason = status.unavailableReason { return reason }
-        return await store.unavailableReason()
-    }
     ServiceRoutes.add(
         to: router, openAPIDocument: PackageResources.openapi_yaml, failure: failure,
-        unavailableReason: unavailableReason)
+        unavailableReason: { await store.unavailableReason() })
+    let ingestReason: @Sendable () -> String? = { status.unavailableReason ?? topics?.missingReason }
+    router.get("readyz/ingest") { _, _ -> Response in
+        if let reason = failure() ?? ingestReason() { return .error(.serviceUnavailable, reason) }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: "Ingesting")))
+    }
     let newestAge = Gauge(label: "cmapi_newest_stored_event_age_seconds")
+    let ingestReady = Gauge(label: "cmapi_ingest_ready")
+    let partitionGauges = PartitionGauges()
     ShopMetrics.addRoute(to: router, registry: registry) {
-        for (partition, behind) in await lag() {
-            let dimensions = [("topic", partition.topic), ("partition", String(partition.partition))]
-            Gauge(label: "cmapi_consumer_lag_messages", dimensions: dimensions).record(behind)
-            Gauge(label: "cmapi_oldest_unstored_event_age_seconds", dimensions: dimensions)
-                .record(status.oldestUnstoredAge(partition, lag: behind))
+        if let assigned = await assignment() {
+            partitionGauges.retain(Set(assigned))
+            status.retain(Set(assigned))
         }
+        for (partition, behind) in await lag() {
+            partitionGauges.record(
+                partition, lag: behind, oldestUnstoredAge: status.oldestUnstoredAge(partition, lag: behind))
+        }
+        ingestReady.record(failure() == nil && ingestReason() == nil ? 1 : 0)
         await ServiceRoutes.recordHealth(
             service: "cm-api", failure: failure,
-            unavailableReason: {
-                // Never waits for MongoDB: a scrape must answer while it hangs.
-                if let reason = status.unavailableReason { return reason }
-                return await store.latestUnavailableReason()
-            })
+            // Never waits for MongoDB: a scrape must answer while it hangs.
+            unavailableReason: { await store.latestUnavailableReason() })
         if let newest = status.newestReceivedAt {
             newestAge.record(Timestamp.now.seconds(since: newest))
         }
     }
     router.add(middleware: UnroutedRequestMiddleware(routes: router.routes))
     return router
+}
+
+/// The lag and freshness series of the partitions this member owns. A partition given up in a
+/// rebalance has its series removed: its new owner reports it, and a stale copy here would count
+/// twice in the lag alerts or keep a freshness alert firing for good.
+final class PartitionGauges: Sendable {
+    private let exported = Mutex<Set<KafkaTopicPartition>>([])
+
+    private static func dimensions(_ partition: KafkaTopicPartition) -> [(String, String)] {
+        [("topic", partition.topic), ("partition", String(partition.partition))]
+    }
+
+    func record(_ partition: KafkaTopicPartition, lag: Int64, oldestUnstoredAge: Double) {
+        exported.withLock { _ = $0.insert(partition) }
+        Gauge(label: "cmapi_consumer_lag_messages", dimensions: Self.dimensions(partition)).record(lag)
+        Gauge(label: "cmapi_oldest_unstored_event_age_seconds", dimensions: Self.dimensions(partition))
+            .record(oldestUnstoredAge)
+    }
+
+    /// Removes the series of every partition not in `assigned`.
+    func retain(_ assigned: Set<KafkaTopicPartition>) {
+        let revoked = exported.withLock { exported in
+            let revoked = exported.subtracting(assigned)
+            exported.subtract(revoked)
+            return revoked
+        }
+        for partition in revoked {
+            Gauge(label: "cmapi_consumer_lag_messages", dimensions: Self.dimensions(partition)).destroy()
+            Gauge(label: "cmapi_oldest_unstored_event_age_seconds", dimensions: Self.dimensions(partition)).destroy()
+        }
+    }
 }

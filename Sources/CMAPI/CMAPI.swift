@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import Events
 import Foundation
 import Hummingbird
 import Kafka
@@ -50,6 +51,9 @@ struct Serve: AsyncParsableCommand {
             configuration: configuration.consumer, topics: [configuration.topic], logger: logger)
         let deadLetters = try KafkaProducer(
             configuration: KafkaProducerConfiguration(kafka: configuration.kafka), logger: logger)
+        let topicWatch = TopicWatch(
+            topics: [configuration.topic, DeadLetterTopic.name(of: configuration.topic)], logger: logger
+        ) { topic throws(KafkaError) in try await consumer.topicMetadata(topic) }
         let status = IngestStatus()
         var settings = PurchaseIngest.Settings()
         settings.batchSize = configuration.batchSize
@@ -64,6 +68,7 @@ struct Serve: AsyncParsableCommand {
                     consumer.fatalFailure.map { "Kafka consumer: \($0.message)" }
                         ?? deadLetters.fatalFailure.map { "dead-letter producer: \($0.message)" }
                 },
+                topics: topicWatch, assignment: { try? await consumer.assignment() },
                 lag: { (try? await consumer.lag()) ?? [:] }),
             server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
             configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
@@ -73,7 +78,8 @@ struct Serve: AsyncParsableCommand {
         // commits and leaves the group, then the dead-letter producer flushes.
         try await ServiceGroup(
             configuration: .shop(
-                services: [deadLetters, ingest, app], shutdownTimeout: configuration.shutdownTimeout, logger: logger)
+                services: [deadLetters, topicWatch, ingest, app], shutdownTimeout: configuration.shutdownTimeout,
+                logger: logger)
         ).run()
         await mongo.shutdown()
     }

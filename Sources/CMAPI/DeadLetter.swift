@@ -12,15 +12,15 @@ struct DeadLetter: Sendable {
     /// Its place on the dead-letter topic, `topic[partition]@offset`: how an operator names it.
     var id: String { "\(record.topic)[\(record.partition)]@\(record.offset)" }
     /// `dlq-reason`: why cm-api could not store it.
-    var reason: String { header(Self.reasonHeader) ?? "" }
+    var reason: String { header(Header.reason) ?? "" }
     /// `dlq-source`: the purchases topic, partition and offset it was read from.
-    var source: String { header(Self.sourceHeader) ?? "" }
+    var source: String { header(Header.source) ?? "" }
     /// `dlq-mongodb-code`: MongoDB's error code, when MongoDB refused it.
-    var mongoDBCode: String? { header(Self.mongoDBCodeHeader) }
+    var mongoDBCode: String? { header(Header.mongoDBCode) }
     /// `dlq-trace`: set when this is a bounded trace, not the record (it was too large to copy).
-    var trace: String? { header(Self.traceHeader) }
+    var trace: String? { header(Header.trace) }
     /// `dlq-redrive-count`: how many times it was redriven before it came back here.
-    var redrives: Int { header(Self.redriveCountHeader).flatMap { Int($0) } ?? 0 }
+    var redrives: Int { header(Header.redriveCount).flatMap { Int($0) } ?? 0 }
     /// When it was dead-lettered (the record's timestamp).
     var deadLetteredAt: Date? {
         record.timestampMilliseconds.map { Date(timeIntervalSince1970: Double($0) / 1000) }
@@ -31,12 +31,7 @@ struct DeadLetter: Sendable {
         (try? PurchaseEvent(kafkaValue: record.value)).map { $0.purchaseId.lowercasedString }
     }
 
-    static let reasonHeader = "dlq-reason"
-    static let sourceHeader = "dlq-source"
-    static let mongoDBCodeHeader = "dlq-mongodb-code"
-    static let traceHeader = "dlq-trace"
-    static let redriveCountHeader = "dlq-redrive-count"
-    static let redrivenFromHeader = "dlq-redriven-from"
+    typealias Header = DeadLetterTopic.Header
 
     func header(_ name: String) -> String? {
         record.headers.last { $0.name == name }.flatMap(\.value).map { String(decoding: $0, as: UTF8.self) }
@@ -46,12 +41,12 @@ struct DeadLetter: Sendable {
     /// headers without cm-api's dead-letter ones, the redrive count one higher and this letter's id.
     var redriveHeaders: [KafkaHeader] {
         let ours: Set = [
-            Self.reasonHeader, Self.sourceHeader, Self.mongoDBCodeHeader, Self.traceHeader, Self.redriveCountHeader,
-            Self.redrivenFromHeader,
+            Header.reason, Header.source, Header.mongoDBCode, Header.trace, Header.redriveCount,
+            Header.redrivenFrom,
         ]
         return record.headers.filter { !ours.contains($0.name) } + [
-            KafkaHeader(name: Self.redriveCountHeader, value: Array(String(redrives + 1).utf8)),
-            KafkaHeader(name: Self.redrivenFromHeader, value: Array(id.utf8)),
+            KafkaHeader(name: Header.redriveCount, value: Array(String(redrives + 1).utf8)),
+            KafkaHeader(name: Header.redrivenFrom, value: Array(id.utf8)),
         ]
     }
 

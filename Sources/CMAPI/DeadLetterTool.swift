@@ -1,3 +1,4 @@
+import Events
 import Foundation
 import Kafka
 import Logging
@@ -11,7 +12,7 @@ struct DeadLetterTool: Sendable {
     let topic: String
     let output: @Sendable (String) -> Void
 
-    var deadLetterTopic: String { "\(topic).dlq" }
+    var deadLetterTopic: String { DeadLetterTopic.name(of: topic) }
 
     func letters(_ selection: DeadLetterSelection) async throws(KafkaError) -> [DeadLetter] {
         try await reader.readAll(deadLetterTopic).map(DeadLetter.init).filter(selection.matches)

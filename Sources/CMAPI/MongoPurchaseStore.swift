@@ -74,7 +74,7 @@ struct MongoPurchaseStore: PurchaseStore {
 
     /// Keyset pagination: every page is one range scan of the `username_timestamp_id` index.
     func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
-        async throws -> [StoredPurchase]
+        async throws -> [StoredDocument]
     {
         var filter: BSONDocument = ["username": .string(username)]
         if let userid { filter.elements.append(("userid", .string(userid))) }
@@ -92,12 +92,22 @@ struct MongoPurchaseStore: PurchaseStore {
         }
         let documents = try await collection.find(
             filter, sort: ["timestamp": .int32(-1), "_id": .int32(-1)], limit: limit)
-        return try documents.map { document throws(InvalidStoredPurchase) in try StoredPurchase(document: document) }
+        return documents.map { document in
+            do throws(InvalidStoredPurchase) {
+                return .purchase(try StoredPurchase(document: document))
+            } catch {
+                return .unreadable(UnreadableDocument(document, error))
+            }
+        }
     }
 
     func purchase(id: UUID) async throws -> StoredPurchase? {
         guard let document = try await collection.find(id: .string(id.lowercasedString)) else { return nil }
-        return try StoredPurchase(document: document)
+        do throws(InvalidStoredPurchase) {
+            return try StoredPurchase(document: document)
+        } catch {
+            throw UnreadableDocument(document, error)
+        }
     }
 
     func unavailableReason() async -> String? {
@@ -182,6 +192,25 @@ extension StoredPurchase {
 /// wrong with it, starting with the field.
 struct InvalidStoredPurchase: Error, CustomStringConvertible {
     var description: String
+}
+
+extension UnreadableDocument {
+    /// `document`, which `error` says is not a purchase: its `_id` as text, and its place in the
+    /// list when its `_id` is a string and its `timestamp` a date (the list's sort keys).
+    init(_ document: BSONDocument, _ error: InvalidStoredPurchase) {
+        let id: String
+        switch document["_id"] {
+        case .string(let text)?: id = text
+        case let other?: id = "\(other)"
+        case nil: id = "(no _id)"
+        }
+        var resumePoint: PurchasePageResumePoint?
+        if case .string(let text)? = document["_id"], case .date(let milliseconds)? = document["timestamp"] {
+            resumePoint = PurchasePageResumePoint(
+                timestamp: Timestamp(millisecondsSinceEpoch: milliseconds), purchaseId: text)
+        }
+        self.init(id: id, reason: error.description, resumePoint: resumePoint)
+    }
 }
 
 /// Asks MongoDB whether it answers, one ping at a time: a readiness probe every few seconds

@@ -8,7 +8,8 @@ import ServiceLifecycle
 import ShopHTTP
 import Synchronization
 
-/// What `GET /readyz` reports about the ingest.
+/// How the ingest is doing: what `GET /readyz/ingest`, `cmapi_ingest_ready` and the freshness
+/// gauges report. It never gates `GET /readyz`: a write problem must not take the reads down.
 final class IngestStatus: Sendable {
     private struct State {
         var processed = 0
@@ -52,6 +53,14 @@ final class IngestStatus: Sendable {
                 let oldest = state.partitions[message.topicPartition]?.oldestInHand
                 state.partitions[message.topicPartition, default: .init()].oldestInHand = min(oldest ?? time, time)
             }
+        }
+    }
+
+    /// Forgets the progress of partitions no longer assigned: their freshness is their new
+    /// owner's to report, and an event held here when they were taken away is no longer held.
+    func retain(_ assigned: Set<KafkaTopicPartition>) {
+        state.withLock { state in
+            state.partitions = state.partitions.filter { assigned.contains($0.key) }
         }
     }
 
@@ -178,7 +187,7 @@ struct PurchaseIngest: Service {
         refusedWrites = Counter(label: "cmapi_mongo_write_failures_total", dimensions: [("class", "refused")])
         self.consumer = consumer
         self.deadLetters = deadLetters
-        self.deadLetterTopic = "\(topic).dlq"
+        self.deadLetterTopic = DeadLetterTopic.name(of: topic)
         self.store = store
         self.settings = settings
         self.status = status
@@ -328,7 +337,9 @@ struct PurchaseIngest: Service {
             else { continue }
             let sent = try await deadLetter(
                 message, reason: "MongoDB refused the purchase: \(refusal.reason)", cause: .refusedByStore,
-                headers: [KafkaHeader(name: "dlq-mongodb-code", value: Array(String(refusal.code).utf8))])
+                headers: [
+                    KafkaHeader(name: DeadLetterTopic.Header.mongoDBCode, value: Array(String(refusal.code).utf8))
+                ])
             guard sent else { return false }
         }
         return true
@@ -346,8 +357,8 @@ struct PurchaseIngest: Service {
         let source = "\(message.topic)[\(message.partition)]@\(message.offset)"
         let headers =
             message.headers + [
-                KafkaHeader(name: "dlq-reason", value: Array(reason.utf8)),
-                KafkaHeader(name: "dlq-source", value: Array(source.utf8)),
+                KafkaHeader(name: DeadLetterTopic.Header.reason, value: Array(reason.utf8)),
+                KafkaHeader(name: DeadLetterTopic.Header.source, value: Array(source.utf8)),
             ] + extra
         let copy = await sendToDeadLetters(key: message.key, value: message.value, headers: headers)
         switch copy {
@@ -365,10 +376,10 @@ struct PurchaseIngest: Service {
             let limit = settings.traceBytes
             let trace =
                 extra + [
-                    KafkaHeader(name: "dlq-reason", value: Array(reason.utf8.prefix(limit))),
-                    KafkaHeader(name: "dlq-source", value: Array(source.utf8)),
+                    KafkaHeader(name: DeadLetterTopic.Header.reason, value: Array(reason.utf8.prefix(limit))),
+                    KafkaHeader(name: DeadLetterTopic.Header.source, value: Array(source.utf8)),
                     KafkaHeader(
-                        name: "dlq-trace",
+                        name: DeadLetterTopic.Header.trace,
                         value: Array(
                             ("the full record was refused (\(refusal.message)): key \(message.key?.count ?? 0) bytes, "
                                 + "value \(message.value.count) bytes, \(message.headers.count) headers; "

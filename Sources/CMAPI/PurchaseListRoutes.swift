@@ -2,6 +2,7 @@ import Events
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import ShopAuth
 import ShopHTTP
 
@@ -43,6 +44,9 @@ extension PurchaseListItem {
 /// `GET /buyList/{username}` and `GET /purchases/{purchaseId}`, read from the store.
 struct PurchaseListRoutes {
     let store: any PurchaseStore
+    /// Stored documents met by a read that are not purchases: each is left out of its page (or
+    /// answered 500 as a receipt), logged with its id, and counted here for the alert.
+    let unreadable = Counter(label: "cmapi_unreadable_documents_total")
 
     func addRoutes(to router: RouterGroup<ShopRequestContext>) {
         router.get("buyList/:username") { request, context in
@@ -67,11 +71,15 @@ struct PurchaseListRoutes {
             let found = try await store.purchases(
                 username: query.username, userid: context.identity?.listedUserid, limit: limit + 1,
                 after: query.cursor)
-            let page = found.prefix(limit)
+            let window = found.prefix(limit)
+            for case .unreadable(let document) in window { report(document, context: context) }
+            // The next page starts after the last document of this one that has a place in the
+            // list (an unreadable one may have none; the next page then meets it again, unlisted).
             let next =
                 found.count > limit
-                ? page.last.map { PurchaseCursor.encode($0.resumePoint) } : nil
-            return .json(.ok, PurchaseListPage(purchases: page.map(PurchaseListItem.init), nextCursor: next))
+                ? window.last(where: { $0.resumePoint != nil })?.resumePoint.map(PurchaseCursor.encode) : nil
+            let items = window.compactMap(\.purchase).map(PurchaseListItem.init)
+            return .json(.ok, PurchaseListPage(purchases: items, nextCursor: next))
         } catch {
             context.logger.error("MongoDB read failed", metadata: ["error": "\(error)"])
             return .error(.serviceUnavailable, "The purchase list is unavailable: MongoDB failed")
@@ -92,10 +100,21 @@ struct PurchaseListRoutes {
                 return .error(.notFound, "No purchase \(id.lowercasedString) is stored (yet)")
             }
             return .json(.ok, StoredPurchaseAnswer(stored))
+        } catch let document as UnreadableDocument {
+            report(document, context: context)
+            return .error(
+                .internalServerError, "The document stored under \(id.lowercasedString) is not a readable purchase")
         } catch {
             context.logger.error("MongoDB read failed", metadata: ["error": "\(error)"])
             return .error(.serviceUnavailable, "The purchase is unavailable: MongoDB failed")
         }
+    }
+
+    private func report(_ document: UnreadableDocument, context: ShopRequestContext) {
+        unreadable.increment()
+        context.logger.error(
+            "a stored document is not a purchase; it is left out of what is answered",
+            metadata: ["documentId": "\(document.id)", "reason": "\(document.reason)"])
     }
 }
 

@@ -16,10 +16,14 @@ protocol PurchaseStore: Sendable {
     /// One page of the purchases stored under `username` (and, when given, made by `userid`),
     /// newest first (timestamp, then purchaseId, descending), starting after `resumePoint`. Names
     /// match byte for byte.
+    /// A document that is not a purchase of the contract (written by something else) is
+    /// returned as ``StoredDocument/unreadable(_:)`` in its place, never thrown: one bad document
+    /// must not take its whole page down.
     func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
-        async throws -> [StoredPurchase]
+        async throws -> [StoredDocument]
 
     /// The purchase with this id, or `nil` while it is not (yet) stored.
+    /// - Throws: ``UnreadableDocument`` when the document stored under the id is not a purchase.
     func purchase(id: UUID) async throws -> StoredPurchase?
 
     /// `nil` when the store answers, else why not: what `GET /readyz` says.
@@ -28,6 +32,34 @@ protocol PurchaseStore: Sendable {
     /// What ``unavailableReason()`` last found, without waiting for the store (for `/metrics`,
     /// which must answer whatever the store does).
     func latestUnavailableReason() async -> String?
+}
+
+/// One document of a list read: a purchase, or one that cannot be read as one.
+enum StoredDocument: Sendable, Hashable {
+    case purchase(StoredPurchase)
+    case unreadable(UnreadableDocument)
+
+    var purchase: StoredPurchase? {
+        if case .purchase(let purchase) = self { purchase } else { nil }
+    }
+
+    /// Where the list goes on after this document, when its `_id` and `timestamp` say so.
+    var resumePoint: PurchasePageResumePoint? {
+        switch self {
+        case .purchase(let purchase): purchase.resumePoint
+        case .unreadable(let document): document.resumePoint
+        }
+    }
+}
+
+/// A stored document that is not a purchase of the contract (say a price another writer stored
+/// as a double): its `_id` as text, what is wrong with it, and its place in the list if it has one.
+struct UnreadableDocument: Error, Sendable, Hashable, CustomStringConvertible {
+    var id: String
+    var reason: String
+    var resumePoint: PurchasePageResumePoint?
+
+    var description: String { "document \(id): \(reason)" }
 }
 
 /// What an insert did: how many purchases were new and how many were stored already.
@@ -73,6 +105,8 @@ final class InMemoryPurchaseStore: PurchaseStore {
 
     private struct State {
         var purchases: [String: StoredPurchase] = [:]
+        /// Documents another writer left that are not purchases, by username.
+        var unreadable: [String: [UnreadableDocument]] = [:]
         var unavailable: String?
         var permanent = false
         var refuse: @Sendable (StoredPurchase) -> String? = { _ in nil }
@@ -101,6 +135,12 @@ final class InMemoryPurchaseStore: PurchaseStore {
 
     var count: Int { state.withLock { $0.purchases.count } }
 
+    /// Stores a document under `username` that is not a purchase (as another writer could leave
+    /// one in MongoDB); lists meet it at `document.resumePoint`.
+    func addUnreadable(_ document: UnreadableDocument, username: String) {
+        state.withLock { $0.unreadable[username, default: []].append(document) }
+    }
+
     func prepare() async throws { try check() }
 
     func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult {
@@ -126,23 +166,42 @@ final class InMemoryPurchaseStore: PurchaseStore {
     }
 
     func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
-        async throws -> [StoredPurchase]
+        async throws -> [StoredDocument]
     {
         try check()
-        let mine = state.withLock { state in
-            state.purchases.values.filter { stored in
+        let (mine, unreadable) = state.withLock { state in
+            let mine = state.purchases.values.filter { stored in
                 let purchase = stored.event.purchase
                 return purchase.username.hasSameBytes(as: username)
                     && userid.map { purchase.userid.hasSameBytes(as: $0) } ?? true
-                    && resumePoint.map { stored.resumePoint < $0 } ?? true
+            }
+            let unreadable = state.unreadable.filter { $0.key.hasSameBytes(as: username) }.values.joined()
+            return (mine.map(StoredDocument.purchase), unreadable.map(StoredDocument.unreadable))
+        }
+        // As MongoDB's sort and resume filter: dates (resume points) newest first, then the rest.
+        let ordered = (mine + unreadable).filter { document in
+            guard let resumePoint else { return true }
+            return document.resumePoint.map { $0 < resumePoint } ?? false
+        }.sorted { lhs, rhs in
+            switch (lhs.resumePoint, rhs.resumePoint) {
+            case (let left?, let right?): left > right
+            case (.some, nil): true
+            default: false
             }
         }
-        return Array(mine.sorted { $0.resumePoint > $1.resumePoint }.prefix(limit))
+        return Array(ordered.prefix(limit))
     }
 
     func purchase(id: UUID) async throws -> StoredPurchase? {
         try check()
-        return state.withLock { $0.purchases[id.lowercasedString] }
+        let (purchase, unreadable) = state.withLock { state in
+            (
+                state.purchases[id.lowercasedString],
+                state.unreadable.values.joined().first { $0.id == id.lowercasedString }
+            )
+        }
+        if let unreadable { throw unreadable }
+        return purchase
     }
 
     func unavailableReason() async -> String? { state.withLock { $0.unavailable } }

@@ -8,6 +8,7 @@ import NIOCore
 import ServiceLifecycle
 import ShopAuth
 import ShopHTTP
+import ShopService
 
 /// The HTTP routes of cm-server.
 /// `auth` decides who may call the public routes (`POST /buy`, `GET /getAllUserBuys`); the page,
@@ -53,7 +54,10 @@ func buildApplication(
     producerConfiguration.deliveryTimeout = configuration.deliveryTimeout
     producerConfiguration.linger = configuration.linger
     let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
-    let publisher = KafkaPurchasePublisher(producer: producer, topic: configuration.topic)
+    let topicWatch = TopicWatch(topics: [configuration.topic], logger: logger) { topic throws(KafkaError) in
+        try await producer.topicMetadata(topic)
+    }
+    let publisher = KafkaPurchasePublisher(producer: producer, topic: configuration.topic, topicWatch: topicWatch)
     return Application(
         router: buildRouter(
             publisher: publisher,
@@ -64,7 +68,7 @@ func buildApplication(
         ),
         server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),
-        services: [producer],
+        services: [producer, topicWatch],
         logger: logger
     )
 }

@@ -94,10 +94,10 @@ struct BuyController<Publisher: PurchasePublisher> {
         } catch {
             produceFailed.recordInterval(since: start)
             Counter(label: "kafka_delivery_failures_total", dimensions: [("error", error.code.description)]).increment()
-            // Refusals while every broker is down come at request rate; the producer has already
-            // logged the outage itself.
+            // Refusals while every broker is down or the topic is missing come at request rate;
+            // the producer and the topic watch have already logged the cause itself.
             context.logger.log(
-                level: error.code == .brokersUnavailable ? .debug : .warning,
+                level: error.code == .brokersUnavailable || error.code == .unknownTopic ? .debug : .warning,
                 "purchase not acknowledged by Kafka",
                 metadata: ["purchaseId": "\(purchaseId.lowercasedString)", "error": "\(error.message)"]
             )

@@ -1,5 +1,6 @@
 import Events
 import Kafka
+import ShopService
 import Synchronization
 
 /// Where accepted purchases go. Production publishes to Kafka; tests use an in-memory one.
@@ -22,9 +23,13 @@ protocol PurchasePublisher: Sendable {
 struct KafkaPurchasePublisher: PurchasePublisher {
     let producer: KafkaProducer
     let topic: String
+    /// Whether the topic exists: while it does not, a purchase is refused at once (nothing sent)
+    /// rather than held for the whole delivery timeout.
+    var topicWatch: TopicWatch?
 
     func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
-        try await producer.send(topic: topic, key: event.kafkaKey, value: event.kafkaValue())
+        if topicWatch?.isMissing(topic) == true { throw .unknownTopic(topic) }
+        return try await producer.send(topic: topic, key: event.kafkaKey, value: event.kafkaValue())
     }
 
     var queuedMessages: Int { producer.outstandingMessages }
@@ -35,9 +40,11 @@ struct KafkaPurchasePublisher: PurchasePublisher {
     /// ``KafkaProducer/unavailability()``): a readiness probe never outlasts its timeout, and
     /// probes add no broker requests to the thread pool the sends' reachability probe needs.
     func unavailableReason() async -> String? {
-        producer.unavailability().map { error in
-            error.isFatal ? "Kafka producer: \(error.message)" : "Kafka unreachable: \(error.message)"
+        if let unavailable = producer.unavailability() {
+            return unavailable.isFatal
+                ? "Kafka producer: \(unavailable.message)" : "Kafka unreachable: \(unavailable.message)"
         }
+        return topicWatch?.missingReason
     }
 }
 

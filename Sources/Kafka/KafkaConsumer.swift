@@ -174,6 +174,20 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
+    /// Asks the cluster about one topic (whether it exists, its partitions). Runs on the
+    /// consumer's query thread, never behind a poll.
+    /// - Throws: ``KafkaError``: ``KafkaError/Code/unknownTopic`` when the cluster says the topic
+    ///   does not exist, another code when no broker answers within `timeout`.
+    public func topicMetadata(_ topic: String, timeout: Duration = .seconds(5)) async throws(KafkaError)
+        -> KafkaTopicMetadata
+    {
+        try checkOpen()
+        let client = self.client
+        return try await runBlocking(on: threads) { () throws(KafkaError) in
+            try client.topicMetadata(topic, timeout: timeout)
+        }
+    }
+
     /// Stops fetching from every assigned partition (for back-pressure); polling goes on
     /// serving the group but returns no messages from them until ``resume()``.
     /// - Returns: the partitions paused.

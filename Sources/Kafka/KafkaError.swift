@@ -67,6 +67,11 @@ public struct KafkaError: Error, Hashable, Sendable, CustomStringConvertible {
 
     static let shutdown = KafkaError(code: .shutdown, message: "the Kafka client is shut down", isRetriable: true)
 
+    /// The cluster said `topic` does not exist: nothing was sent to it.
+    public static func unknownTopic(_ topic: String) -> KafkaError {
+        KafkaError(code: .unknownTopic, message: "the topic \(topic) does not exist", isRetriable: true)
+    }
+
     /// Maps a librdkafka error code, keeping its name and text in the message.
     init(_ err: rd_kafka_resp_err_t, context: String? = nil) {
         let name = String(cString: rd_kafka_err2name(err))

@@ -59,4 +59,9 @@ public struct KafkaConsumerMessage: Hashable, Sendable {
 public struct KafkaTopicMetadata: Hashable, Sendable {
     public var name: String
     public var partitionCount: Int
+
+    public init(name: String, partitionCount: Int) {
+        self.name = name
+        self.partitionCount = partitionCount
+    }
 }

@@ -47,6 +47,14 @@ public final class KafkaMockCluster: Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "create topic \(name)") }
     }
 
+    /// Makes the cluster answer that `topic` does not exist (`UNKNOWN_TOPIC_OR_PART` in its
+    /// metadata, as after the topic was deleted), or, with `missing` false, that it exists again
+    /// with its partitions and records as they were.
+    public func setTopicMissing(_ topic: String, _ missing: Bool = true) {
+        rd_kafka_mock_topic_set_error(
+            cluster, topic, missing ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART : RD_KAFKA_RESP_ERR_NO_ERROR)
+    }
+
     /// Takes a broker down: its connections close and it accepts no more until brought up.
     public func takeBrokerDown(_ id: Int32) throws(KafkaError) {
         try check(rd_kafka_mock_broker_set_down(cluster, id), "take broker \(id) down")

@@ -1,4 +1,5 @@
 import Configuration
+import Events
 import Foundation
 import Kafka
 import ShopService
@@ -25,14 +26,14 @@ struct KafkaMockServer {
             )
         }
         let cluster = try KafkaMockCluster(brokers: brokers)
-        for name in [topic, "\(topic).dlq"] {
+        for name in [topic, DeadLetterTopic.name(of: topic)] {
             try cluster.createTopic(name, partitions: partitions, replicationFactor: min(brokers, 3))
         }
         if let file = config.text("kafka.mock.bootstrap.file") {
             try Data(cluster.bootstrapServers.utf8).write(to: URL(fileURLWithPath: file))
         }
         say("bootstrap \(cluster.bootstrapServers)")
-        say("topics \(topic), \(topic).dlq with \(partitions) partitions on \(brokers) broker(s)")
+        say("topics \(topic), \(DeadLetterTopic.name(of: topic)) with \(partitions) partitions on \(brokers) broker(s)")
 
         for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigusr1, .sigusr2) {
             switch signal {

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Kafka
 import Mongo
+import ShopService
 import ShopTestSupport
 import Testing
 
@@ -184,4 +185,81 @@ import Testing
         }
         try await ingest.stop()
     }
+
+    /// A deleted topic is seen: the ingest says it is not ready and why, `kafka_topic_missing`
+    /// turns 1 for the alert, and the reads stay ready (MongoDB still serves them).
+    @Test func aMissingTopicHoldsTheIngestVisiblyAndLeavesTheReadsReady() async throws {
+        let harness = try IngestHarness(partitions: 2)
+        let ingest = try harness.startIngest()
+        let watch = TopicWatch(topics: [harness.topic], interval: .milliseconds(200), logger: quietLogger) {
+            topic throws(KafkaError) in try await ingest.consumer.topicMetadata(topic)
+        }
+        let watching = Task { try await watch.run() }
+        let app = Application(router: buildRouter(store: harness.store, status: ingest.status, topics: watch))
+        try await app.test(.router) { client in
+            func ingestAnswer() async throws -> (HTTPResponse.Status, String) {
+                try await client.execute(uri: "/readyz/ingest", method: .get) { ($0.status, String(buffer: $0.body)) }
+            }
+            #expect(try await waitUntil(timeout: .seconds(10)) { try await ingestAnswer().0 == .ok })
+            harness.cluster.setTopicMissing(harness.topic)
+            #expect(try await waitUntil(timeout: .seconds(10)) { try await ingestAnswer().0 == .serviceUnavailable })
+            #expect(try await ingestAnswer().1.contains("the Kafka topic \(harness.topic) does not exist"))
+            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+            let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(metrics.contains(#"kafka_topic_missing{topic="\#(harness.topic)"} 1"#))
+            #expect(metrics.contains("cmapi_ingest_ready 0"))
+            harness.cluster.setTopicMissing(harness.topic, false)
+            #expect(try await waitUntil(timeout: .seconds(10)) { try await ingestAnswer().0 == .ok })
+        }
+        watching.cancel()
+        try await ingest.stop()
+    }
+
+    /// After a rebalance a member exports lag and freshness for the partitions it still owns only:
+    /// the series of those it gave up are removed, or the lag alerts would count them twice and a
+    /// freshness alert could fire for good on a partition nobody here reads.
+    @Test func partitionsGivenUpInARebalanceLeaveTheMetrics() async throws {
+        let harness = try IngestHarness(partitions: 4)
+        let first = try harness.startIngest()
+        let app = Application(
+            router: buildRouter(
+                store: harness.store, status: first.status, assignment: { try? await first.consumer.assignment() },
+                lag: { (try? await first.consumer.lag()) ?? [:] }))
+        try await harness.produce(try (0..<40).map { try IngestHarness.event(user: $0 % 8, number: $0) })
+        #expect(try await harness.waitForCount(40) == 40)
+        try await app.test(.router) { client in
+            let all = try await waitUntil(timeout: .seconds(20)) {
+                try await exportedPartitions(client, "cmapi_consumer_lag_messages", topic: harness.topic).count == 4
+            }
+            #expect(all, "every partition's lag is exported while this member owns them all")
+            let second = try harness.startIngest()
+            let split = try await waitUntil(timeout: .seconds(60)) {
+                let (mine, theirs) = (try await first.consumer.assignment(), try await second.consumer.assignment())
+                return mine.count == 2 && theirs.count == 2
+            }
+            #expect(split, "the group split the four partitions between the two members")
+            let kept = Set(try await first.consumer.assignment().map(\.partition))
+            for metric in ["cmapi_consumer_lag_messages", "cmapi_oldest_unstored_event_age_seconds"] {
+                // The partitions kept report once fetched from again; the ones given up are gone.
+                var now: Set<Int32> = []
+                let followed = try await waitUntil(timeout: .seconds(20)) {
+                    now = try await exportedPartitions(client, metric, topic: harness.topic)
+                    return now == kept
+                }
+                #expect(followed, "\(metric): \(now) exported, \(kept) assigned")
+            }
+            try await second.stop()
+        }
+        try await first.stop()
+    }
+}
+
+/// The partitions of `topic` that `/metrics` has a `metric` series for.
+func exportedPartitions(_ client: some TestClientProtocol, _ metric: String, topic: String) async throws -> Set<Int32> {
+    let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+    let prefix = #"\#(metric){topic="\#(topic)",partition=""#
+    return Set(
+        text.split(separator: "\n").filter { $0.hasPrefix(prefix) }.compactMap { line in
+            Int32(line.dropFirst(prefix.count).prefix { $0 != "\"" })
+        })
 }

@@ -107,6 +107,7 @@ func storedPurchase(
             var resumePoint: PurchasePageResumePoint? = nil
             while true {
                 let page = try await store.purchases(username: "joe", userid: nil, limit: pageSize, after: resumePoint)
+                    .compactMap(\.purchase)
                 #expect(page.count <= pageSize)
                 pages += page
                 guard page.count == pageSize, let last = page.last else { break }
@@ -138,13 +139,37 @@ func storedPurchase(
         for store in [mongo, InMemoryPurchaseStore()] as [any PurchaseStore] {
             _ = try await store.insert(all)
             func ids(_ username: String, _ userid: String?) async throws -> [String] {
-                try await store.purchases(username: username, userid: userid, limit: 10, after: nil).map(\.id)
+                try await store.purchases(username: username, userid: userid, limit: 10, after: nil)
+                    .compactMap(\.purchase).map(\.id)
             }
             #expect(try await ids(composed, nil) == [all[2].id, all[0].id], "\(store)")
             #expect(try await ids(decomposed, nil) == [all[1].id], "\(store)")
             #expect(try await ids(composed, "first") == [all[0].id], "\(store)")
             #expect(try await ids(composed, "second") == [all[2].id], "\(store)")
             #expect(try await ids(decomposed, "second") == [], "\(store)")
+        }
+    }
+
+    /// A price another writer stored as a double makes that document unreadable, in its place in
+    /// the list with its id, and leaves the documents around it readable.
+    @Test func aDocumentThatIsNotAPurchaseComesBackUnreadableInItsPlace() async throws {
+        let store = try makeStore()
+        defer { Task { try? await store.collection.dropDatabase() } }
+        let purchases = (1...3).map { storedPurchase($0, timestampMilliseconds: 1_700_000_000_000 + Int64($0)) }
+        var foreign = storedPurchase(9, timestampMilliseconds: 1_700_000_000_002).document
+        foreign.elements = foreign.elements.map { $0.key == "price" ? ($0.key, .double(12.5)) : $0 }
+        _ = try await store.collection.insert(purchases.map(\.document) + [foreign])
+        let found = try await store.purchases(username: "joe", userid: nil, limit: 10, after: nil)
+        #expect(found.compactMap(\.purchase) == [purchases[2], purchases[1], purchases[0]])
+        guard case .unreadable(let document) = found[1] else {
+            Issue.record("the foreign document is second, newest first: \(found)")
+            return
+        }
+        #expect(document.id == storedPurchase(9).id)
+        #expect(document.reason.hasPrefix("stored purchase: price "))
+        #expect(document.resumePoint?.timestamp == Timestamp(millisecondsSinceEpoch: 1_700_000_000_002))
+        await #expect(throws: UnreadableDocument.self) {
+            try await store.purchase(id: storedPurchase(9).event.purchaseId)
         }
     }
 

@@ -39,6 +39,8 @@ import Testing
     }
 
     static let storedID = UUID.randomPurchaseID()
+    /// A document of joe's that another writer left and that is not a purchase.
+    static let unreadableID = UUID.randomPurchaseID()
 
     static let cases: [Case] = [
         Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 200),
@@ -47,9 +49,10 @@ import Testing
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 200),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/x", status: 400),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(UUID())", status: 404),
+        Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(unreadableID)", status: 500),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 503, mongoDown: true),
         Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 401, caller: .stranger),
-        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 403, caller: .bob),
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 200, caller: .bob),
         Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 200, caller: .joe),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 401, caller: .stranger),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 404, caller: .bob),
@@ -57,7 +60,10 @@ import Testing
         Case(operation: "GET /healthz", uri: "/healthz", status: 200),
         Case(operation: "GET /healthz", uri: "/healthz", status: 503, broken: true),
         Case(operation: "GET /readyz", uri: "/readyz", status: 200),
-        Case(operation: "GET /readyz", uri: "/readyz", status: 503, consumerRunning: false),
+        Case(operation: "GET /readyz", uri: "/readyz", status: 200, consumerRunning: false),
+        Case(operation: "GET /readyz", uri: "/readyz", status: 503, mongoDown: true),
+        Case(operation: "GET /readyz/ingest", uri: "/readyz/ingest", status: 200),
+        Case(operation: "GET /readyz/ingest", uri: "/readyz/ingest", status: 503, consumerRunning: false),
         Case(operation: "GET /metrics", uri: "/metrics", status: 200),
         Case(operation: "GET /openapi.yaml", uri: "/openapi.yaml", status: 200),
     ]
@@ -84,6 +90,9 @@ import Testing
                 event: PurchaseEvent(purchaseId: Self.storedID, purchase: purchase, receivedAt: purchase.timestamp),
                 partition: 0, offset: 0)
         ])
+        store.addUnreadable(
+            UnreadableDocument(id: Self.unreadableID.lowercasedString, reason: "price is a double", resumePoint: nil),
+            username: "joe")
         if testCase.mongoDown { store.setUnavailable("MongoDB unreachable: no server") }
         let status = IngestStatus()
         status.setRunning(testCase.consumerRunning)

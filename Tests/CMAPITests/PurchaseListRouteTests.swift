@@ -3,6 +3,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Kafka
+import ShopService
 import ShopTestSupport
 import Synchronization
 import Testing
@@ -47,6 +49,39 @@ import Testing
                 #expect(items.map(\.purchaseId) == expected, "newest first, purchaseId breaking ties")
             }
         }
+    }
+
+    /// A document another writer left that is not a purchase does not take its page down: the
+    /// page is served without it, every other purchase still listed once across the pages, and
+    /// the document is counted (the alert's metric) each time a read meets it.
+    @Test func anUnreadableDocumentIsLeftOutOfItsPageAndCounted() async throws {
+        try await withRouter { store, client in
+            let purchases = try Self.stored(user: "joe", count: 30)
+            _ = try await store.insert(purchases)
+            let sorted = purchases.sorted { $0.resumePoint > $1.resumePoint }
+            // Just before the 10th newest, so the last of a first page of 10 (its place
+            // decides the next cursor), and one with no place in the list at all.
+            let between = PurchasePageResumePoint(
+                timestamp: sorted[9].event.purchase.timestamp, purchaseId: "ffffffff-ffff-ffff-ffff-ffffffffffff")
+            store.addUnreadable(
+                UnreadableDocument(id: between.purchaseId, reason: "price is a double", resumePoint: between),
+                username: "joe")
+            store.addUnreadable(
+                UnreadableDocument(id: "not-a-uuid", reason: "timestamp is not a date", resumePoint: nil),
+                username: "joe")
+            let before = try await Self.counted(client)
+            for limit in [10, 11, 100] {
+                let items = try await allPages(client, path: "/buyList/joe", limit: limit)
+                #expect(items.map(\.purchaseId) == sorted.map(\.id), "limit \(limit)")
+            }
+            #expect(try await Self.counted(client) > before)
+        }
+    }
+
+    static func counted(_ client: some TestClientProtocol) async throws -> Double {
+        let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+        return text.split(separator: "\n").first { $0.hasPrefix("cmapi_unreadable_documents_total ") }
+            .flatMap { Double($0.split(separator: " ")[1]) } ?? -1
     }
 
     @Test func theListKeepsTheOriginalShapeAndDefaultsTo100() async throws {
@@ -104,43 +139,53 @@ import Testing
         }
     }
 
-    @Test func readinessNeedsARunningConsumerAndAnAnsweringStore() async throws {
+    /// `/readyz` gates the reads and nothing else: Kubernetes takes a pod out of the Service when
+    /// it fails, so an ingest problem there would answer 502 to every list while MongoDB still
+    /// serves reads. The ingest's state is `/readyz/ingest` and `cmapi_ingest_ready`.
+    @Test func readinessIsAboutReadsAndTheIngestIsReportedApart() async throws {
         let store = InMemoryPurchaseStore()
         let status = IngestStatus()
-        let app = Application(router: buildRouter(store: store, status: status))
+        let missing = Mutex(false)
+        let topics = TopicWatch(topics: ["purchases"], logger: quietLogger) { topic throws(KafkaError) in
+            if missing.withLock({ $0 }) { throw .unknownTopic(topic) }
+            return KafkaTopicMetadata(name: topic, partitionCount: 6)
+        }
+        let app = Application(router: buildRouter(store: store, status: status, topics: topics))
         try await app.test(.router) { client in
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body).contains("the Kafka consumer is not running"))
+            func expect(reads: HTTPResponse.Status, ingest: String?) async throws {
+                try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == reads) }
+                try await client.execute(uri: "/readyz/ingest", method: .get) { response in
+                    #expect(response.status == (ingest == nil ? .ok : .serviceUnavailable))
+                    if let ingest { #expect(String(buffer: response.body).contains(ingest)) }
+                }
+                try await client.execute(uri: "/metrics", method: .get) { response in
+                    #expect(String(buffer: response.body).contains("cmapi_ingest_ready \(ingest == nil ? 1 : 0)"))
+                }
             }
+            try await expect(reads: .ok, ingest: "the Kafka consumer is not running")
             status.setRunning(true)
-            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+            try await expect(reads: .ok, ingest: nil)
+            status.setWriteFailure("write concern timed out")
+            try await expect(reads: .ok, ingest: "MongoDB unavailable: write concern timed out")
+            status.setWriteFailure("not authorized on shop to execute command insert", permanent: true)
+            try await expect(
+                reads: .ok,
+                ingest: "MongoDB refuses writes and retrying will not help until the cause is fixed: not authorized")
+            status.setWriteFailure(nil)
+            status.setDeadLetterFailure("Local: Broker transport failure")
+            try await expect(reads: .ok, ingest: "the dead-letter topic refuses records")
+            status.setDeadLetterFailure(nil)
+            missing.withLock { $0 = true }
+            await topics.check()
+            try await expect(reads: .ok, ingest: "the Kafka topic purchases does not exist")
+            missing.withLock { $0 = false }
+            await topics.check()
+            try await expect(reads: .ok, ingest: nil)
             store.setUnavailable("MongoDB unreachable: no primary")
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("MongoDB unreachable: no primary"))
             }
-            status.setWriteFailure("write concern timed out")
-            store.setUnavailable(nil)
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body).contains("MongoDB unavailable: write concern timed out"))
-            }
-            status.setWriteFailure("not authorized on shop to execute command insert", permanent: true)
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(
-                    String(buffer: response.body).contains(
-                        "MongoDB refuses writes and retrying will not help until the cause is fixed: not authorized"))
-            }
-            status.setWriteFailure(nil)
-            status.setDeadLetterFailure("Local: Broker transport failure")
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body).contains("the dead-letter topic refuses records"))
-            }
-            status.setDeadLetterFailure(nil)
-            try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/healthz", method: .get) { #expect(String(buffer: $0.body) == "Success") }
         }
     }

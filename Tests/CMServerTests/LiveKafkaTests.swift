@@ -7,6 +7,7 @@ import HummingbirdTesting
 import Kafka
 import Logging
 import ShopAuth
+import ShopService
 import ShopTestSupport
 import Testing
 
@@ -18,6 +19,7 @@ struct LiveServer {
     let cluster: KafkaMockCluster
     let topic: String
     let producer: KafkaProducer
+    let topicWatch: TopicWatch
     let app: Application<RouterResponder<ShopRequestContext>>
 
     init(partitions: Int, deliveryTimeout: Duration? = nil, logLevel: Logger.Level = .error) throws {
@@ -29,17 +31,55 @@ struct LiveServer {
         var configuration = KafkaProducerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers]))
         if let deliveryTimeout { configuration.deliveryTimeout = deliveryTimeout }
-        producer = try KafkaProducer(configuration: configuration, logger: logger)
+        let producer = try KafkaProducer(configuration: configuration, logger: logger)
+        self.producer = producer
+        topicWatch = TopicWatch(topics: [topic], interval: .milliseconds(200), logger: logger) {
+            topic throws(KafkaError) in try await producer.topicMetadata(topic)
+        }
         app = Application(
             router: buildRouter(
-                publisher: KafkaPurchasePublisher(producer: producer, topic: topic), purchaseLists: .unreachable),
+                publisher: KafkaPurchasePublisher(producer: producer, topic: topic, topicWatch: topicWatch),
+                purchaseLists: .unreachable),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            services: [producer], logger: logger)
+            services: [producer, topicWatch], logger: logger)
     }
 }
 
 /// cm-server's real HTTP server and real Kafka publisher against librdkafka's mock cluster.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct LiveKafkaTests {
+    /// A deleted topic makes cm-server not ready, saying so, and every purchase a 503 at once
+    /// that says nothing was stored, instead of one held for the whole delivery timeout.
+    @Test func aMissingTopicIsNotReadyAndRefusesPurchasesAtOnce() async throws {
+        let server = try LiveServer(partitions: 2, deliveryTimeout: .seconds(10))
+        try await server.app.test(.live) { client in
+            func buy() async throws -> (HTTPResponse.Status, [String: Any], Duration) {
+                let start = ContinuousClock.now
+                return try await client.execute(
+                    uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
+                ) { ($0.status, try json($0.body), ContinuousClock.now - start) }
+            }
+            #expect(try await buy().0 == .ok)
+            server.cluster.setTopicMissing(server.topic)
+            var reason = ""
+            let notReady = try await waitUntil(timeout: .seconds(10)) {
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    reason = String(buffer: response.body)
+                    return response.status == .serviceUnavailable
+                }
+            }
+            #expect(notReady && reason.contains("the Kafka topic \(server.topic) does not exist"), "\(reason)")
+            let (status, answer, took) = try await buy()
+            #expect(status == .serviceUnavailable && answer["possiblyPersisted"] as? Bool == false)
+            #expect(took < .seconds(1), "refused at once, not after the 10 s delivery timeout: \(took)")
+            server.cluster.setTopicMissing(server.topic, false)
+            #expect(
+                try await waitUntil(timeout: .seconds(10)) {
+                    try await client.execute(uri: "/readyz", method: .get) { $0.status == .ok }
+                })
+            #expect(try await buy().0 == .ok)
+        }
+    }
+
     @Test func acknowledgedPurchasesAreOnTheTopicKeyedByUseridAndReadinessFollowsTheBroker() async throws {
         let server = try LiveServer(partitions: 3, deliveryTimeout: .seconds(2))
         let (cluster, topic, app) = (server.cluster, server.topic, server.app)

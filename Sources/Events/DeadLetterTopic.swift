@@ -1,0 +1,27 @@
+/// The dead-letter topic's vocabulary (docs/CONTRACT.md, "Kafka"): its name and the headers cm-api
+/// and `cm-api dlq` put on its records. Defined once, here, for the ingest, the operator's tool,
+/// kafka-mock and the tests.
+public enum DeadLetterTopic {
+    /// `<topic>.dlq`: where the events of `topic` that cannot be stored go.
+    public static func name(of topic: String) -> String {
+        topic + suffix
+    }
+
+    public static let suffix = ".dlq"
+
+    /// The headers of a dead letter, beside the record's own (kept unchanged).
+    public enum Header {
+        /// Why cm-api could not store the record.
+        public static let reason = "dlq-reason"
+        /// Where it was read: `topic[partition]@offset`.
+        public static let source = "dlq-source"
+        /// MongoDB's error code, when MongoDB refused the purchase.
+        public static let mongoDBCode = "dlq-mongodb-code"
+        /// Set on a bounded trace (the record was too large to copy whole): what was cut.
+        public static let trace = "dlq-trace"
+        /// On a record redriven to the purchases topic: how many times its lineage was redriven.
+        public static let redriveCount = "dlq-redrive-count"
+        /// On a record redriven to the purchases topic: the letter it came from.
+        public static let redrivenFrom = "dlq-redriven-from"
+    }
+}
