@@ -50,6 +50,7 @@ func buildRouter(
     }
     let newestAge = Gauge(label: "cmapi_newest_stored_event_age_seconds")
     let ingestReady = Gauge(label: "cmapi_ingest_ready")
+    let held = Gauge(label: "cmapi_ingest_held_messages")
     let partitionGauges = PartitionGauges()
     ShopMetrics.addRoute(to: router, registry: registry) {
         if let assigned = await assignment() {
@@ -61,6 +62,7 @@ func buildRouter(
                 partition, lag: behind, oldestUnstoredAge: status.oldestUnstoredAge(partition, lag: behind))
         }
         ingestReady.record(failure() == nil && ingestReason() == nil ? 1 : 0)
+        held.record(status.held)
         await ServiceRoutes.recordHealth(
             service: "cm-api", failure: failure,
             // Never waits for MongoDB: a scrape must answer while it hangs.

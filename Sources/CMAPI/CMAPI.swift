@@ -42,9 +42,18 @@ struct Serve: AsyncParsableCommand {
     }
 
     static func run(_ configuration: CMAPIConfiguration, auth: RouteAuth, logger: Logger) async throws {
-        let mongo = try MongoClient(uri: configuration.mongoURI, appName: "cm-api")
+        // Two pools: the ingest's writes and the reads never wait for each other's connections.
+        // The reads' queue is bounded in length and time: a read that would answer after
+        // cm-server gave up is refused at once instead.
+        let timeouts = CMAPIConfiguration.mongoTimeouts
+        let writes = try MongoClient(uri: configuration.mongoURI, appName: "cm-api", connections: 2, timeouts: timeouts)
+        let reads = try MongoClient(
+            uri: configuration.mongoURI, appName: "cm-api-reads", connections: 16, timeouts: timeouts,
+            queue: MongoClient.Queue(maximumWaiting: 64, maximumWait: configuration.readTimeout))
         let store = MongoPurchaseStore(
-            collection: mongo.collection(configuration.collection, database: configuration.database), logger: logger)
+            collection: writes.collection(configuration.collection, database: configuration.database),
+            reads: reads.collection(configuration.collection, database: configuration.database),
+            readTimeout: configuration.readTimeout, logger: logger)
         try await store.prepare()
 
         let consumer = try KafkaConsumer(
@@ -81,6 +90,7 @@ struct Serve: AsyncParsableCommand {
                 services: [deadLetters, topicWatch, ingest, app], shutdownTimeout: configuration.shutdownTimeout,
                 logger: logger)
         ).run()
-        await mongo.shutdown()
+        await reads.shutdown()
+        await writes.shutdown()
     }
 }

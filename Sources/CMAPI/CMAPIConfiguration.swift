@@ -1,6 +1,7 @@
 import Configuration
 import Kafka
 import Logging
+import Mongo
 import ShopAuth
 import ShopHTTP
 import ShopService
@@ -22,6 +23,15 @@ struct CMAPIConfiguration: Sendable {
     var database: String
     /// `MONGODB_COLLECTION`, default `purchases`.
     var collection: String
+    /// `MONGODB_READ_TIMEOUT_MS` (default 2000): how long a list or receipt read may take, the wait
+    /// for a connection included (the server stops the query after it too, `maxTimeMS`); a read
+    /// that would take longer is refused with a 503 rather than served after cm-server gave up
+    /// (`CM_API_TIMEOUT_MS`, 5 s).
+    var readTimeout: Duration
+    /// The MongoDB timeouts where `MONGODB_URI` sets none: `socketTimeoutMS` 30 s (libmongoc's
+    /// own 300 s equals the consumer's `max.poll.interval.ms`: a hung MongoDB would get the
+    /// member evicted from the group while it waits) and `serverSelectionTimeoutMS` 10 s.
+    static let mongoTimeouts = MongoClient.Timeouts(socket: .seconds(30), serverSelection: .seconds(10))
     /// `LOG_LEVEL`: trace, debug, info (default), notice, warning, error or critical.
     var logLevel: Logger.Level
     /// `INGEST_BATCH_SIZE` (default 500): the most events written in one bulk insert.
@@ -56,6 +66,7 @@ struct CMAPIConfiguration: Sendable {
         }
         database = config.text("mongodb.db", default: "scalable-shop")
         collection = config.text("mongodb.collection", default: "purchases")
+        readTimeout = try config.milliseconds("mongodb.read.timeout.ms", default: 2000, range: 100...60_000)
         logLevel = try Logger.Level(config: config)
         batchSize = try config.integer("ingest.batch.size", default: 500, range: 1...10_000)
         batchWait = try config.milliseconds("ingest.batch.wait.ms", default: 50, range: 1...10_000)
@@ -64,6 +75,27 @@ struct CMAPIConfiguration: Sendable {
         idleTimeout = try ShopHTTPServer.idleTimeout(config)
         auth = try AuthSettings(config: config)
         serviceToken = try ServiceToken.read(config)
+        // A write waits for MongoDB without polling Kafka; past max.poll.interval.ms the group
+        // evicts the member and rebalances. Each MongoDB wait must end well before (a retried
+        // write waits twice).
+        let pollInterval = KafkaConsumerConfiguration(kafka: kafka, groupID: groupID).maximumPollInterval
+        let timeouts: MongoClient.Timeouts
+        do {
+            timeouts = try MongoClient.effectiveTimeouts(uri: mongoURI, defaults: Self.mongoTimeouts)
+        } catch {
+            throw config.invalid(
+                "mongodb.uri", "is not a MongoDB connection string libmongoc accepts: \(error.message)")
+        }
+        for (name, value) in [
+            ("socketTimeoutMS", timeouts.socket), ("serverSelectionTimeoutMS", timeouts.serverSelection),
+        ]
+        where value <= .zero || value * 4 > pollInterval {
+            throw config.invalid(
+                "mongodb.uri",
+                "sets \(name) to \(value.components.seconds) s: it must be above 0 and at most a quarter of the "
+                    + "consumer's max.poll.interval.ms (\(pollInterval.components.seconds) s), or a hung MongoDB gets cm-api "
+                    + "evicted from its consumer group")
+        }
     }
 }
 

@@ -8,7 +8,15 @@ import Synchronization
 /// purchaseId, so a redelivered event is a duplicate-key no-op; price is an exact Decimal128;
 /// both instants are BSON dates; the Kafka partition and offset it came from are kept.
 struct MongoPurchaseStore: PurchaseStore {
+    /// The collection the ingest writes through.
     let collection: MongoCollection
+    /// The same collection through a client of its own for the reads, so that a flood of reads
+    /// never holds the ingest's writes and a slow write never holds a read (cm-api gives each
+    /// its own pool; tests may pass one client for both).
+    let reads: MongoCollection
+    /// How long a read may take, waiting for a connection included: a read that would answer
+    /// later than this fails instead (its caller, cm-server, gives up at CM_API_TIMEOUT_MS).
+    let readTimeout: Duration?
     let ping: MongoPing
     let logger: Logger
 
@@ -27,9 +35,15 @@ struct MongoPurchaseStore: PurchaseStore {
     /// - Parameters:
     ///   - readinessWait: how long readiness waits for MongoDB's answer to a ping (under the
     ///     probe's own timeout).
-    init(collection: MongoCollection, readinessWait: Duration = MongoPing.defaultWait, logger: Logger) {
+    init(
+        collection: MongoCollection, reads: MongoCollection? = nil, readTimeout: Duration? = nil,
+        readinessWait: Duration = MongoPing.defaultWait, logger: Logger
+    ) {
         self.collection = collection
-        self.ping = MongoPing(client: collection.client, wait: readinessWait)
+        self.reads = reads ?? collection
+        self.readTimeout = readTimeout
+        // Readiness is about the reads: it asks through their client.
+        self.ping = MongoPing(client: self.reads.client, wait: readinessWait)
         self.logger = logger
     }
 
@@ -90,8 +104,8 @@ struct MongoPurchaseStore: PurchaseStore {
                 )
             )
         }
-        let documents = try await collection.find(
-            filter, sort: ["timestamp": .int32(-1), "_id": .int32(-1)], limit: limit)
+        let documents = try await reads.find(
+            filter, sort: ["timestamp": .int32(-1), "_id": .int32(-1)], limit: limit, maxTime: readTimeout)
         return documents.map { document in
             do throws(InvalidStoredPurchase) {
                 return .purchase(try StoredPurchase(document: document))
@@ -102,7 +116,9 @@ struct MongoPurchaseStore: PurchaseStore {
     }
 
     func purchase(id: UUID) async throws -> StoredPurchase? {
-        guard let document = try await collection.find(id: .string(id.lowercasedString)) else { return nil }
+        guard let document = try await reads.find(id: .string(id.lowercasedString), maxTime: readTimeout) else {
+            return nil
+        }
         do throws(InvalidStoredPurchase) {
             return try StoredPurchase(document: document)
         } catch {

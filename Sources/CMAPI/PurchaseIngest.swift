@@ -18,6 +18,7 @@ final class IngestStatus: Sendable {
         var writeFailure: (reason: String, permanent: Bool)?
         var deadLetterFailure: String?
         var newestReceivedAt: Timestamp?
+        var held = 0
     }
     private let state = Mutex(State())
 
@@ -36,6 +37,11 @@ final class IngestStatus: Sendable {
 
     /// Events consumed and settled (stored, found already stored, or dead-lettered).
     var processed: Int { state.withLock { $0.processed } }
+
+    /// Messages in the batch held while MongoDB refuses it, 0 when none is held
+    /// (`cmapi_ingest_held_messages`): never more than a batch, however long the outage.
+    var held: Int { state.withLock { $0.held } }
+    func setHeld(_ count: Int) { state.withLock { $0.held = count } }
 
     /// Per partition, the Kafka timestamps (milliseconds) freshness is computed from.
     private struct PartitionProgress {
@@ -162,6 +168,8 @@ struct PurchaseIngest: Service {
     private let transientWriteFailures: Counter
     private let permanentWriteFailures: Counter
     private let refusedWrites: Counter
+    /// Messages polled while a batch was held and handed back to be read again.
+    private let handedBack: Counter
 
     init(
         consumer: KafkaConsumer, deadLetters: KafkaProducer, topic: String, store: any PurchaseStore,
@@ -185,6 +193,7 @@ struct PurchaseIngest: Service {
         permanentWriteFailures = Counter(
             label: "cmapi_mongo_write_failures_total", dimensions: [("class", "permanent")])
         refusedWrites = Counter(label: "cmapi_mongo_write_failures_total", dimensions: [("class", "refused")])
+        handedBack = Counter(label: "cmapi_ingest_handed_back_messages_total")
         self.consumer = consumer
         self.deadLetters = deadLetters
         self.deadLetterTopic = DeadLetterTopic.name(of: topic)
@@ -226,11 +235,18 @@ struct PurchaseIngest: Service {
 
     /// Stores the batch (retrying while MongoDB fails), dead-letters what MongoDB refuses, and
     /// then commits its offsets. Returns without committing when shutdown comes first.
+    ///
+    /// While the write fails the batch is held, and only it: every partition is paused (those a
+    /// rebalance assigns meanwhile too), anything polled meanwhile is handed back (its partition
+    /// rewound to it, so it is delivered again after the outage, never kept), and the messages of
+    /// partitions taken away are dropped (their new owner reads them). However long the outage
+    /// and whatever the group does, the memory held is one batch.
     func process(_ firstBatch: [KafkaConsumerMessage]) async throws(DeadLetterImpossible) {
         var batch = firstBatch
         guard var purchases = try await prepare(batch) else { return }
         var delay = settings.retryInitial
-        var paused = false
+        var holding = false
+        defer { status.setHeld(0) }
         while true {
             let failure: PurchaseWriteFailure
             do {
@@ -260,11 +276,12 @@ struct PurchaseIngest: Service {
                     "MongoDB write failed; holding the batch and retrying",
                     metadata: ["error": "\(failure)", "retryIn": "\(delay)", "batch": "\(batch.count)"])
             }
-            // Keep serving the group (a rebalance must not wait for MongoDB); paused
-            // partitions deliver nothing more, and whatever was fetched before the pause
-            // joins the held batch behind it, in order.
-            paused = true
-            _ = try? await consumer.pause()
+            if !holding {
+                holding = true
+                // Keep serving the group (a rebalance must not wait for MongoDB), fetch nothing.
+                _ = try? await consumer.pause()
+            }
+            status.setHeld(batch.count)
             let wait = permanent ? settings.permanentRetry : delay
             let until = ContinuousClock.now.advanced(by: wait)
             while ContinuousClock.now < until {
@@ -272,21 +289,67 @@ struct PurchaseIngest: Service {
                 if Task.isShuttingDownGracefully || Task.isCancelled { return }
                 let slice = min(ContinuousClock.now.duration(to: until), settings.retryMaximum, .seconds(1))
                 let more = (try? await consumer.poll(maxMessages: settings.batchSize, maxWait: slice)) ?? []
-                if !more.isEmpty {
-                    status.read(more)
-                    batch += more
-                    guard let prepared = try await prepare(more) else { return }
+                let kept = await handBack(more)
+                if !kept.isEmpty {
+                    // They could not be handed back: they join the batch behind what it holds, in
+                    // order, so that nothing is skipped (as before the rewind existed).
+                    status.read(kept)
+                    batch += kept
+                    guard let prepared = try await prepare(kept) else { return }
                     purchases += prepared
                 }
+            }
+            // Partitions taken away meanwhile are their new owner's: their messages are dropped
+            // here (not committed, so not lost), whatever happens to the write.
+            if let assigned = try? await consumer.assignment().reduce(into: Set(), { $0.insert($1) }) {
+                let kept = batch.filter { assigned.contains($0.topicPartition) }
+                if kept.count < batch.count {
+                    logger.notice(
+                        "partitions were taken away while the batch was held; their messages are left to their new owner",
+                        metadata: ["dropped": "\(batch.count - kept.count)"])
+                    batch = kept
+                    let places = Set(kept.map { Place(partition: $0.partition, offset: $0.offset) })
+                    purchases = purchases.filter { places.contains(Place(partition: $0.partition, offset: $0.offset)) }
+                }
+                status.retain(assigned)
             }
             delay = min(delay * 2, settings.retryMaximum)
         }
         status.setWriteFailure(nil)
         await commit(batch)
         status.settled(batch)
-        if paused {
+        if holding {
             _ = try? await consumer.resume()
             logger.notice("MongoDB writes succeed again; consuming resumed")
+        }
+    }
+
+    /// A message's place in the (one) topic.
+    private struct Place: Hashable {
+        var partition: Int32
+        var offset: Int64
+    }
+
+    /// Messages polled while the batch is held (fetched just before the pause, or from a
+    /// partition assigned as it came): not kept, each partition rewound to the first of them so
+    /// that they come again once consuming resumes.
+    /// - Returns: the messages that could not be handed back (the rewind failed): the caller
+    ///   must keep them, as the consumer's position is past them.
+    private func handBack(_ messages: [KafkaConsumerMessage]) async -> [KafkaConsumerMessage] {
+        guard !messages.isEmpty else { return [] }
+        var first: [KafkaTopicPartition: Int64] = [:]
+        for message in messages {
+            first[message.topicPartition] = min(first[message.topicPartition] ?? message.offset, message.offset)
+        }
+        do {
+            try await consumer.seek(first)
+            handedBack.increment(by: messages.count)
+            return []
+        } catch {
+            logger.warning(
+                "could not hand messages back while holding a batch; they join the held batch",
+                metadata: ["error": "\(error)", "messages": "\(messages.count)"])
+            return messages
         }
     }
 

@@ -188,19 +188,57 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
-    /// Stops fetching from every assigned partition (for back-pressure); polling goes on
-    /// serving the group but returns no messages from them until ``resume()``.
-    /// - Returns: the partitions paused.
+    /// Stops fetching from every assigned partition (for back-pressure), and from every partition
+    /// assigned later, until ``resume()``: polling goes on serving the group but returns no
+    /// messages from them. (librdkafka's own pause covers the partitions assigned when it is
+    /// called; one a rebalance adds afterwards would deliver.)
+    /// - Returns: the partitions paused now.
     @discardableResult
     public func pause() async throws(KafkaError) -> [KafkaTopicPartition] {
-        try await changeFetching(pause: true)
+        client.loggerBox.fetchingPaused.store(true, ordering: .releasing)
+        return try await changeFetching(pause: true)
     }
 
     /// Resumes fetching from every assigned partition.
     /// - Returns: the partitions resumed.
     @discardableResult
     public func resume() async throws(KafkaError) -> [KafkaTopicPartition] {
-        try await changeFetching(pause: false)
+        client.loggerBox.fetchingPaused.store(false, ordering: .releasing)
+        return try await changeFetching(pause: false)
+    }
+
+    /// Whether ``pause()`` holds fetching back.
+    public var isPaused: Bool {
+        client.loggerBox.fetchingPaused.load(ordering: .acquiring)
+    }
+
+    /// Moves the next fetch of each partition to `offsets` (a message handed back to be
+    /// delivered again: its offset), paused partitions included (they fetch from there once
+    /// resumed). Partitions not assigned to this consumer are left out.
+    public func seek(_ offsets: [KafkaTopicPartition: Int64], timeout: Duration = .seconds(5)) async throws(KafkaError)
+    {
+        guard !offsets.isEmpty else { return }
+        try checkOpen()
+        let client = self.client
+        try await runBlocking(on: threads) { () throws(KafkaError) in
+            var pointer: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+            guard rd_kafka_assignment(client.handle, &pointer) == RD_KAFKA_RESP_ERR_NO_ERROR, let pointer else {
+                throw KafkaError(rd_kafka_last_error(), context: "assignment")
+            }
+            let assigned = Set(RDKafkaPartitionList(taking: pointer).elements.map(\.partition))
+            let list = RDKafkaPartitionList(capacity: offsets.count)
+            for (partition, offset) in offsets where assigned.contains(partition) {
+                list.add(partition, offset: offset)
+            }
+            guard list.pointer.pointee.cnt > 0 else { return }
+            if let error = rd_kafka_seek_partitions(client.handle, list.pointer, timeout.timeoutMilliseconds) {
+                defer { rd_kafka_error_destroy(error) }
+                throw KafkaError(rd_kafka_error_code(error), context: "seek")
+            }
+            if let failed = list.elements.first(where: { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+                throw KafkaError(failed.error, context: "seek \(failed.partition)")
+            }
+        }
     }
 
     private func changeFetching(pause: Bool) async throws(KafkaError) -> [KafkaTopicPartition] {

@@ -109,6 +109,9 @@ final class LoggerBox: Sendable {
     let logger: Logger
     /// Revocations whose commit of the stored offsets failed (see `rdKafkaRebalance`).
     let revokeCommitFailures = Atomic<Int>(0)
+    /// Whether the application paused fetching: partitions assigned meanwhile are paused as they
+    /// arrive (see `KafkaConsumer.pause()`).
+    let fetchingPaused = Atomic<Bool>(false)
 
     init(_ logger: Logger) {
         self.logger = logger
@@ -190,6 +193,11 @@ func rdKafkaRebalance(
             }
         } else {
             _ = rd_kafka_assign(rk, partitions)
+        }
+        // A paused consumer stays paused whatever it is given: a partition assigned while the
+        // application holds back must not deliver behind its back.
+        if box?.fetchingPaused.load(ordering: .acquiring) == true, let partitions {
+            _ = rd_kafka_pause_partitions(rk, partitions)
         }
     } else {
         logger?.error("Kafka rebalance error: \(KafkaError(err).message)")

@@ -172,12 +172,19 @@ public struct MongoCollection: Sendable {
     }
 
     /// The documents matching `filter`, in `sort` order, at most `limit` of them.
-    public func find(_ filter: BSONDocument, sort: BSONDocument? = nil, limit: Int? = nil) async throws(MongoError)
-        -> [BSONDocument]
-    {
+    /// - Parameter maxTime: the server stops the query after this long (`maxTimeMS`) and it fails
+    ///   with ``MongoError/Kind/timeout``.
+    public func find(
+        _ filter: BSONDocument, sort: BSONDocument? = nil, limit: Int? = nil, maxTime: Duration? = nil
+    ) async throws(MongoError) -> [BSONDocument] {
         var options = BSONDocument()
         if let sort { options.elements.append(("sort", .document(sort))) }
         if let limit { options.elements.append(("limit", .int64(Int64(limit)))) }
+        if let maxTime {
+            let milliseconds =
+                maxTime.components.seconds * 1000 + maxTime.components.attoseconds / 1_000_000_000_000_000
+            options.elements.append(("maxTimeMS", .int64(max(1, milliseconds))))
+        }
         let (database, name, findOptions) = (self.database, self.name, options)
         return try await client.withClient { client throws(MongoError) in
             let filterBSON = try OwnedBSON(filter)
@@ -202,8 +209,8 @@ public struct MongoCollection: Sendable {
     }
 
     /// The document with this `_id`, or `nil`.
-    public func find(id: BSONValue) async throws(MongoError) -> BSONDocument? {
-        try await find(["_id": id], limit: 1).first
+    public func find(id: BSONValue, maxTime: Duration? = nil) async throws(MongoError) -> BSONDocument? {
+        try await find(["_id": id], limit: 1, maxTime: maxTime).first
     }
 
     /// Drops the whole database this collection belongs to (tests and benchmarks).

@@ -22,16 +22,18 @@ import Testing
         #expect(configuration.fetchWait == .milliseconds(500))
         #expect(configuration.shutdownTimeout == .seconds(25))
         #expect(configuration.idleTimeout == .seconds(75))
+        #expect(configuration.readTimeout == .seconds(2))
     }
 
     @Test func everyVariableIsRead() throws {
         let configuration = try CMAPIConfiguration(
             config: .shop(environment: [
                 "PORT": "9000", "KAFKA_BROKERS": "k:1", "KAFKA_TOPIC": "t", "KAFKA_GROUPID": "g",
-                "MONGODB_URI": "mongodb+srv://cluster.example/?w=majority", "MONGODB_DB": "d",
+                "MONGODB_URI": "mongodb+srv://cluster0.example.net/?w=majority", "MONGODB_DB": "d",
                 "MONGODB_COLLECTION": "c",
                 "LOG_LEVEL": "warning", "INGEST_BATCH_SIZE": "200", "INGEST_BATCH_WAIT_MS": "20",
                 "SHUTDOWN_TIMEOUT_MS": "5000", "KAFKA_FETCH_WAIT_MAX_MS": "10", "HTTP_IDLE_TIMEOUT_MS": "2000",
+                "MONGODB_READ_TIMEOUT_MS": "1500",
             ])
         )
         #expect(configuration.port == 9000)
@@ -44,6 +46,7 @@ import Testing
         #expect(configuration.fetchWait == .milliseconds(10))
         #expect(configuration.shutdownTimeout == .seconds(5))
         #expect(configuration.idleTimeout == .seconds(2))
+        #expect(configuration.readTimeout == .milliseconds(1500))
     }
 
     /// What the ingest's consumer is given, down to librdkafka's property names.
@@ -77,6 +80,21 @@ import Testing
             (
                 ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_FETCH_WAIT_MAX_MS": "0"],
                 "KAFKA_FETCH_WAIT_MAX_MS must be a number of milliseconds from 1 to 10000, got \"0\""
+            ),
+            (
+                ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "MONGODB_READ_TIMEOUT_MS": "0"],
+                "MONGODB_READ_TIMEOUT_MS must be a number of milliseconds from 100 to 60000, got \"0\""
+            ),
+            // A hung MongoDB must not hold a write past the consumer's max.poll.interval.ms (300 s).
+            (
+                ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m/?socketTimeoutMS=0"],
+                "MONGODB_URI sets socketTimeoutMS to 0 s: it must be above 0 and at most a quarter of the consumer's "
+                    + "max.poll.interval.ms (300 s), or a hung MongoDB gets cm-api evicted from its consumer group"
+            ),
+            (
+                ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m/?serverSelectionTimeoutMS=100000"],
+                "MONGODB_URI sets serverSelectionTimeoutMS to 100 s: it must be above 0 and at most a quarter of the "
+                    + "consumer's max.poll.interval.ms (300 s), or a hung MongoDB gets cm-api evicted from its consumer group"
             ),
         ] as [([String: String], String)])
     func aMissingOrMalformedValueIsOneLineNamingTheVariable(_ values: [String: String], message: String) {

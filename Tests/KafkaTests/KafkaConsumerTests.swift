@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+import ShopTestSupport
 import Testing
 
 @testable import Kafka
@@ -240,6 +241,60 @@ import Testing
         try await consumer.resume()
         let afterResume = try await consume(consumer, count: 20)
         #expect(Set(afterResume.map(\.text)) == Set((0..<20).map(String.init)))
+        await consumer.close()
+        await producer.shutdown()
+    }
+
+    /// A paused consumer stays paused whatever the group gives it: partitions it gets in a
+    /// rebalance while paused deliver nothing until it resumes (librdkafka's own pause covers only
+    /// the partitions assigned when it is called).
+    @Test func partitionsAssignedWhilePausedArePausedToo() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("pause-rebalance")
+        try cluster.createTopic(topic, partitions: 4)
+        let group = uniqueName("g")
+        let first = try cluster.makeConsumer(topic: topic, group: group)
+        let second = try cluster.makeConsumer(topic: topic, group: group)
+        _ = try await waitForAssignment(of: [first, second], partitions: 4)
+        try await first.pause()
+        let producer = try cluster.makeProducer()
+        for i in 0..<40 {
+            _ = try await producer.send(topic: topic, key: Array("k\(i)".utf8), value: Array("\(i)".utf8))
+        }
+        // The second leaves: its two partitions come to the first, which is paused.
+        await second.close()
+        var delivered: [KafkaConsumerMessage] = []
+        let regained = try await waitUntil(timeout: .seconds(30)) {
+            delivered += try await first.poll(maxMessages: 100, maxWait: .milliseconds(100))
+            return try await first.assignment().count == 4
+        }
+        #expect(regained, "the first member has all four partitions again")
+        delivered += try await consume(first, count: 1, timeout: .seconds(2), markProcessed: false)
+        #expect(delivered.isEmpty, "\(delivered.count) messages delivered while paused")
+        try await first.resume()
+        let afterResume = try await consume(first, count: 40)
+        #expect(Set(afterResume.map(\.text)) == Set((0..<40).map(String.init)))
+        await first.close()
+        await producer.shutdown()
+    }
+
+    /// Messages handed back with `seek` come again, from the offset given, also when the seek
+    /// happens while paused (they come once resumed).
+    @Test func seekHandsMessagesBackToBeDeliveredAgain() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("seek")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try cluster.makeProducer()
+        for i in 0..<10 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(i)".utf8)) }
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("g"))
+        let all = try await consume(consumer, count: 10, markProcessed: false)
+        #expect(all.map(\.text) == (0..<10).map(String.init))
+        try await consumer.pause()
+        try await consumer.seek([KafkaTopicPartition(topic: topic, partition: 0): 6])
+        #expect(try await consume(consumer, count: 1, timeout: .seconds(1), markProcessed: false).isEmpty)
+        try await consumer.resume()
+        let again = try await consume(consumer, count: 4, markProcessed: false)
+        #expect(again.map(\.text) == ["6", "7", "8", "9"])
         await consumer.close()
         await producer.shutdown()
     }
