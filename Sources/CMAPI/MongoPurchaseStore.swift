@@ -64,24 +64,61 @@ struct MongoPurchaseStore: PurchaseStore {
     }
 
     func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult {
+        let written: MongoCollection.InsertResult
+        var refused: [RefusedPurchase]?
         do {
             // Durable before the offsets move: a write only in memory (w:1 without the journal)
             // would be lost with the server's process after Kafka was told it was stored.
-            let result = try await collection.insert(purchases.map(\.document), writeConcern: .majorityJournaled())
-            return PurchaseInsertResult(inserted: result.inserted, alreadyStored: result.alreadyStored)
+            written = try await collection.insert(purchases.map(\.document), writeConcern: .majorityJournaled())
+        } catch {
+            guard error.kind == .writeFailed, let partly = error.written else { throw Self.classify(error) }
+            written = partly
+            refused = error.failedDocuments.map {
+                RefusedPurchase(index: $0.index, code: Int($0.code), reason: $0.reason)
+            }
+        }
+        let result = PurchaseInsertResult(
+            inserted: written.inserted, alreadyStored: written.alreadyStored,
+            conflicts: try await conflicts(among: written.alreadyStoredIndices, of: purchases))
+        if let refused { throw .refused(refused, written: result) }
+        return result
+    }
+
+    /// The purchases of `purchases` at `indices` (found already stored) whose stored purchase is
+    /// another request under the same `Idempotency-Key`: a key reused for another purchase while
+    /// the first was still on its way (cm-server refuses the reuse once the first is stored).
+    private func conflicts(among indices: [Int], of purchases: [StoredPurchase]) async throws(PurchaseWriteFailure)
+        -> [IdempotencyConflict]
+    {
+        let keyed = indices.filter { purchases[$0].event.idempotencyFingerprint != nil }
+        guard !keyed.isEmpty else { return [] }
+        let stored: [BSONDocument]
+        do {
+            stored = try await collection.find([
+                "_id": .document(["$in": .array(keyed.map { .string(purchases[$0].id) })])
+            ])
         } catch {
             throw Self.classify(error)
         }
+        var byID: [String: BSONDocument] = [:]
+        for document in stored { if case .string(let id)? = document["_id"] { byID[id] = document } }
+        return keyed.compactMap { index in
+            let incoming = purchases[index]
+            guard let fingerprint = incoming.event.idempotencyFingerprint, let document = byID[incoming.id] else {
+                return nil
+            }
+            guard let existing = try? StoredPurchase(document: document) else {
+                return IdempotencyConflict(
+                    index: index, reason: "the document stored under its purchaseId is not a readable purchase")
+            }
+            return IdempotencyConflict(existing: existing, incoming: incoming, index: index, fingerprint: fingerprint)
+        }
     }
 
-    /// MongoDB's errors in the ingest's classes: refusals of single documents, errors a retry
-    /// can fix (MongoDB's retryable list, the network, server selection), and all the others.
+    /// MongoDB's errors in the ingest's classes: errors a retry can fix (MongoDB's retryable list,
+    /// the network, server selection), and all the others. (Refusals of single documents are
+    /// read where the write's result is.)
     static func classify(_ error: MongoError) -> PurchaseWriteFailure {
-        if error.kind == .writeFailed, let written = error.written {
-            return .refused(
-                error.failedDocuments.map { RefusedPurchase(index: $0.index, code: Int($0.code), reason: $0.reason) },
-                written: PurchaseInsertResult(inserted: written.inserted, alreadyStored: written.alreadyStored))
-        }
         let reason = "\(error.message) (\(error.kind), code \(error.code))"
         return error.isTransient || error.kind == .shutdown ? .transient(reason) : .permanent(reason)
     }
@@ -138,7 +175,7 @@ struct MongoPurchaseStore: PurchaseStore {
 extension StoredPurchase {
     /// The contract's document.
     var document: BSONDocument {
-        [
+        var document: BSONDocument = [
             "_id": .string(id),
             "username": .string(event.purchase.username),
             "userid": .string(event.purchase.userid),
@@ -148,6 +185,10 @@ extension StoredPurchase {
             "partition": .int32(partition),
             "offset": .int64(offset),
         ]
+        if let fingerprint = event.idempotencyFingerprint {
+            document.elements.append(("idempotencyFingerprint", .string(fingerprint.text)))
+        }
+        return document
     }
 
     /// Decodes a stored document exactly, with the same rules as a request.
@@ -176,6 +217,13 @@ extension StoredPurchase {
             throw Self.invalid("partition", "is not an int32")
         }
         guard let offset = try field("offset").integer else { throw Self.invalid("offset", "is not an integer") }
+        var fingerprint: IdempotencyFingerprint?
+        if let value = document["idempotencyFingerprint"] {
+            guard case .string(let text) = value, let valid = IdempotencyFingerprint(text: text) else {
+                throw Self.invalid("idempotencyFingerprint", "is not 64 lowercase hex digits")
+            }
+            fingerprint = valid
+        }
         let purchase: Purchase
         do {
             purchase = try Purchase(
@@ -192,7 +240,8 @@ extension StoredPurchase {
             event: PurchaseEvent(
                 purchaseId: purchaseId,
                 purchase: purchase,
-                receivedAt: Timestamp(millisecondsSinceEpoch: receivedAt)
+                receivedAt: Timestamp(millisecondsSinceEpoch: receivedAt),
+                idempotencyFingerprint: fingerprint
             ),
             partition: partition,
             offset: Int64(offset)

@@ -144,11 +144,7 @@ struct PurchaseIngest: Service {
         var traceBytes = 1024
     }
 
-    /// Why a record is on the dead-letter topic: the `cause` label of its counter.
-    enum DeadLetterCause: String {
-        case invalidEvent = "invalid_event"
-        case refusedByStore = "refused_by_mongodb"
-    }
+    typealias DeadLetterCause = DeadLetterTopic.Cause
 
     let consumer: KafkaConsumer
     let deadLetters: KafkaProducer
@@ -180,11 +176,10 @@ struct PurchaseIngest: Service {
         consumed = Counter(label: "cmapi_events_consumed_total")
         inserted = Counter(label: "cmapi_purchases_inserted_total")
         duplicates = Counter(label: "cmapi_purchases_duplicate_total")
-        deadLettered = [
-            .invalidEvent: Counter(label: "cmapi_events_dead_lettered_total", dimensions: [("cause", "invalid_event")]),
-            .refusedByStore: Counter(
-                label: "cmapi_events_dead_lettered_total", dimensions: [("cause", "refused_by_mongodb")]),
-        ]
+        deadLettered = Dictionary(
+            uniqueKeysWithValues: DeadLetterCause.allCases.map { cause in
+                (cause, Counter(label: "cmapi_events_dead_lettered_total", dimensions: [("cause", cause.rawValue)]))
+            })
         deadLetterTraces = Counter(label: "cmapi_dead_letter_traces_total")
         batchSizes = Recorder(label: "cmapi_batch_size")
         writeLatency = Timer(label: "cmapi_mongo_write_duration_seconds")
@@ -247,10 +242,11 @@ struct PurchaseIngest: Service {
         var delay = settings.retryInitial
         var holding = false
         defer { status.setHeld(0) }
+        var conflicts: [IdempotencyConflict] = []
         while true {
             let failure: PurchaseWriteFailure
             do {
-                try await insert(purchases)
+                conflicts = try await insert(purchases).conflicts
                 break
             } catch {
                 failure = error
@@ -258,6 +254,7 @@ struct PurchaseIngest: Service {
             if case .refused(let refused, let written) = failure {
                 refusedWrites.increment(by: refused.count)
                 count(written, of: purchases)
+                conflicts = written.conflicts
                 guard try await deadLetterRefused(refused, of: purchases, in: batch) else { return }
                 break
             }
@@ -316,6 +313,7 @@ struct PurchaseIngest: Service {
             delay = min(delay * 2, settings.retryMaximum)
         }
         status.setWriteFailure(nil)
+        guard try await deadLetterConflicts(conflicts, of: purchases, in: batch) else { return }
         await commit(batch)
         status.settled(batch)
         if holding {
@@ -372,18 +370,40 @@ struct PurchaseIngest: Service {
     }
 
     /// One unordered bulk insert; purchases already stored are counted, not written again.
-    private func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) {
-        guard !purchases.isEmpty else { return }
+    private func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult {
+        guard !purchases.isEmpty else { return PurchaseInsertResult(inserted: 0, alreadyStored: 0) }
         let start = DispatchTime.now()
         let result = try await store.insert(purchases)
         writeLatency.recordInterval(since: start)
         count(result, of: purchases)
+        return result
     }
 
     private func count(_ result: PurchaseInsertResult, of purchases: [StoredPurchase]) {
         inserted.increment(by: result.inserted)
-        duplicates.increment(by: result.alreadyStored)
+        duplicates.increment(by: result.alreadyStored - result.conflicts.count)
         if let newest = purchases.map(\.event.receivedAt).max() { status.stored(receivedAt: newest) }
+    }
+
+    /// Sends the records of purchases whose `Idempotency-Key` was used for another purchase,
+    /// stored first, to the dead-letter topic. `false` when shutdown came first.
+    private func deadLetterConflicts(
+        _ conflicts: [IdempotencyConflict], of purchases: [StoredPurchase], in batch: [KafkaConsumerMessage]
+    ) async throws(DeadLetterImpossible) -> Bool {
+        for conflict in conflicts where purchases.indices.contains(conflict.index) {
+            guard let message = Self.message(of: purchases[conflict.index], in: batch) else { continue }
+            let sent = try await deadLetter(
+                message, reason: DeadLetterCause.idempotencyConflict.reasonPrefix + conflict.reason,
+                cause: .idempotencyConflict)
+            guard sent else { return false }
+        }
+        return true
+    }
+
+    /// The record a purchase was read from.
+    private static func message(of purchase: StoredPurchase, in batch: [KafkaConsumerMessage]) -> KafkaConsumerMessage?
+    {
+        batch.first { $0.partition == purchase.partition && $0.offset == purchase.offset }
     }
 
     /// Sends the records of the purchases MongoDB refused to the dead-letter topic, with its
@@ -399,7 +419,8 @@ struct PurchaseIngest: Service {
                 let message = messages.first(where: { $0.key.partition == purchase.partition })?.value[purchase.offset]
             else { continue }
             let sent = try await deadLetter(
-                message, reason: "MongoDB refused the purchase: \(refusal.reason)", cause: .refusedByStore,
+                message, reason: DeadLetterCause.refusedByMongoDB.reasonPrefix + refusal.reason,
+                cause: .refusedByMongoDB,
                 headers: [
                     KafkaHeader(name: DeadLetterTopic.Header.mongoDBCode, value: Array(String(refusal.code).utf8))
                 ])

@@ -126,11 +126,14 @@ struct StoredPurchaseAnswer: Encodable {
     var receivedAt: String
     var partition: Int32
     var offset: Int64
+    /// For a purchase made with an `Idempotency-Key`: cm-server tells a retry from a reuse by it.
+    var idempotencyFingerprint: String?
 
     init(_ stored: StoredPurchase) {
         purchase = PurchaseListItem(stored)
         receivedAt = stored.event.receivedAt.description
         partition = stored.partition
         offset = stored.offset
+        idempotencyFingerprint = stored.event.idempotencyFingerprint?.text
     }
 }

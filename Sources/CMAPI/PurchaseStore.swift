@@ -62,10 +62,41 @@ struct UnreadableDocument: Error, Sendable, Hashable, CustomStringConvertible {
     var description: String { "document \(id): \(reason)" }
 }
 
-/// What an insert did: how many purchases were new and how many were stored already.
+/// What an insert did: how many purchases were new and how many were stored already, and which
+/// of those were not the same request (``IdempotencyConflict``).
 struct PurchaseInsertResult: Hashable, Sendable {
     var inserted: Int
     var alreadyStored: Int
+    var conflicts: [IdempotencyConflict] = []
+}
+
+/// A purchase whose purchaseId (decided by its `Idempotency-Key`) is already stored for another
+/// request: the key was reused for a different purchase while the first was on its way. It is
+/// not stored; the ingest dead-letters it with `reason`.
+struct IdempotencyConflict: Hashable, Sendable {
+    /// Its position in the purchases given to the write.
+    var index: Int
+    var reason: String
+
+    init(index: Int, reason: String) {
+        self.index = index
+        self.reason = reason
+    }
+
+    /// `nil` when `incoming` is the request `existing` was stored for (a redelivery or a retry).
+    init?(existing: StoredPurchase, incoming: StoredPurchase, index: Int, fingerprint: IdempotencyFingerprint) {
+        let same = IdempotencyFingerprint.isSameRequest(
+            stored: (existing.event.idempotencyFingerprint, existing.event.purchase), as: incoming.event.purchase,
+            fingerprint: fingerprint)
+        guard !same else { return nil }
+        self.init(
+            index: index,
+            reason:
+                "the Idempotency-Key of purchase \(incoming.id) was used for another purchase, stored first "
+                + "(price \(existing.event.purchase.price), timestamp \(existing.event.purchase.timestamp)); this one "
+                + "(price \(incoming.event.purchase.price), timestamp \(incoming.event.purchase.timestamp)) is not stored"
+        )
+    }
 }
 
 /// Why a write failed, in the classes the ingest treats differently (docs/RELIABILITY.md).
@@ -153,11 +184,17 @@ final class InMemoryPurchaseStore: PurchaseStore {
             for (index, purchase) in purchases.enumerated() {
                 if let reason = state.refuse(purchase) {
                     refused.append(RefusedPurchase(index: index, code: 121, reason: reason))
-                } else if state.purchases[purchase.id] == nil {
+                } else if let existing = state.purchases[purchase.id] {
+                    result.alreadyStored += 1
+                    if let fingerprint = purchase.event.idempotencyFingerprint,
+                        let conflict = IdempotencyConflict(
+                            existing: existing, incoming: purchase, index: index, fingerprint: fingerprint)
+                    {
+                        result.conflicts.append(conflict)
+                    }
+                } else {
                     state.purchases[purchase.id] = purchase
                     result.inserted += 1
-                } else {
-                    result.alreadyStored += 1
                 }
             }
             if !refused.isEmpty { throw .refused(refused, written: result) }

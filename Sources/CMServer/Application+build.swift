@@ -15,8 +15,9 @@ import ShopService
 /// health, readiness, metrics and the OpenAPI document stay open (the ingress publishes only the
 /// page and the public routes).
 func buildRouter(
-    publisher: some PurchasePublisher, purchaseLists: PurchaseListClient, auth: RouteAuth = .none,
-    rateLimits: RateLimitSettings = .unlimited, timestampRule: TimestampRule = TimestampRule()
+    publisher: some PurchasePublisher, purchaseLists: PurchaseListClient, receipts: (any PurchaseReceipts)? = nil,
+    auth: RouteAuth = .none, rateLimits: RateLimitSettings = .unlimited, timestampRule: TimestampRule = TimestampRule(),
+    idempotencyLookupTimeout: Duration = .seconds(1)
 ) -> Router<ShopRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: ShopRequestContext.self)
@@ -24,7 +25,11 @@ func buildRouter(
     let publicRoutes = router.group()
     auth.protect(publicRoutes)
     let limiter = RateLimiter(settings: rateLimits)
-    BuyController(publisher: publisher, rateLimiter: limiter, timestampRule: timestampRule).addRoutes(to: publicRoutes)
+    BuyController(
+        publisher: publisher,
+        receipts: receipts ?? CMAPIReceipts(client: purchaseLists, timeout: idempotencyLookupTimeout),
+        rateLimiter: limiter, timestampRule: timestampRule
+    ).addRoutes(to: publicRoutes)
     PurchaseListController(client: purchaseLists, rateLimiter: limiter).addRoutes(to: publicRoutes)
     ShopPage.addRoutes(to: router)
     ServiceRoutes.add(
@@ -64,7 +69,8 @@ func buildApplication(
             purchaseLists: PurchaseListClient(
                 http: http, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout,
                 serviceToken: auth.serviceToken),
-            auth: auth, rateLimits: configuration.rateLimits, timestampRule: configuration.timestampRule
+            auth: auth, rateLimits: configuration.rateLimits, timestampRule: configuration.timestampRule,
+            idempotencyLookupTimeout: configuration.idempotencyLookupTimeout
         ),
         server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),

@@ -11,17 +11,28 @@ import ShopHTTP
 /// `POST /buy`: validates a purchase and answers only after Kafka acknowledged it.
 struct BuyController<Publisher: PurchasePublisher> {
     let publisher: Publisher
+    /// Asked before a keyed purchase is produced (see ``PurchaseReceipts``).
+    let receipts: any PurchaseReceipts
     let rateLimiter: RateLimiter
     let timestampRule: TimestampRule
+    /// What keyed purchases found when cm-api was asked: `replayed` (the same request, answered
+    /// as the first was), `conflict` (the key reused for another purchase: 422), `not_stored`
+    /// (produced), `lookup_failed` (produced; the ingest catches a reuse).
+    let idempotencyOutcomes = Dictionary(
+        uniqueKeysWithValues: ["replayed", "conflict", "not_stored", "lookup_failed"].map {
+            ($0, Counter(label: "purchase_idempotency_lookups_total", dimensions: [("outcome", $0)]))
+        })
     /// From handing the event to the producer to the broker's ack (or the failure).
     let produceAcknowledged = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "acked")])
     let produceFailed = Timer(label: "kafka_produce_duration_seconds", dimensions: [("result", "failed")])
 
     init(
-        publisher: Publisher, rateLimiter: RateLimiter = RateLimiter(settings: .unlimited),
+        publisher: Publisher, receipts: any PurchaseReceipts,
+        rateLimiter: RateLimiter = RateLimiter(settings: .unlimited),
         timestampRule: TimestampRule = TimestampRule()
     ) {
         self.publisher = publisher
+        self.receipts = receipts
         self.rateLimiter = rateLimiter
         self.timestampRule = timestampRule
     }
@@ -50,7 +61,7 @@ struct BuyController<Publisher: PurchasePublisher> {
             return .error(.contentTooLarge, "Request body is larger than \(Self.maximumBodyBytes) bytes")
         }
         let receivedAt = Timestamp.now
-        let purchase: Purchase
+        let submitted: PurchaseRequest
         let idempotencyKey: IdempotencyKey?
         // Anything but true or false is refused: `?dryRun=yes` must not quietly buy for real.
         var dryRun = false
@@ -62,7 +73,8 @@ struct BuyController<Publisher: PurchasePublisher> {
         default: dryRunError = [FieldError(field: "dryRun", reason: "must be true or false")]
         }
         do throws(PurchaseDecodingError) {
-            purchase = try Purchase(json: Array(buffer: body), receivedAt: receivedAt, timestampRule: timestampRule)
+            submitted = try PurchaseRequest(
+                json: Array(buffer: body), receivedAt: receivedAt, timestampRule: timestampRule)
             idempotencyKey = try request.headers[.idempotencyKey].map { key throws(PurchaseDecodingError) in
                 try IdempotencyKey(key)
             }
@@ -75,6 +87,7 @@ struct BuyController<Publisher: PurchasePublisher> {
                 return .error(.unprocessableContent, "Invalid purchase", errors: all)
             }
         }
+        let purchase = submitted.purchase
         // With AUTH_MODE=jwt, one buys only as oneself (a dry run included: it validates exactly
         // as a purchase would be).
         if let refusal = context.identity?.refusal(toBuy: purchase) {
@@ -83,9 +96,23 @@ struct BuyController<Publisher: PurchasePublisher> {
         if dryRun {
             return .json(.ok, bytes: DryRunAnswer.json)
         }
-        let purchaseId =
-            idempotencyKey.map { UUID.purchaseID(userid: purchase.userid, idempotencyKey: $0) } ?? .randomPurchaseID()
-        let event = PurchaseEvent(purchaseId: purchaseId, purchase: purchase, receivedAt: receivedAt)
+        let purchaseId: UUID
+        var fingerprint: IdempotencyFingerprint?
+        if let idempotencyKey {
+            purchaseId = UUID.purchaseID(userid: purchase.userid, idempotencyKey: idempotencyKey)
+            let requested = submitted.fingerprint
+            fingerprint = requested
+            if let answer = await answerFromTheFirst(
+                purchaseId: purchaseId, request: submitted, fingerprint: requested, context: context,
+                authorization: request.headers[.authorization])
+            {
+                return answer
+            }
+        } else {
+            purchaseId = .randomPurchaseID()
+        }
+        let event = PurchaseEvent(
+            purchaseId: purchaseId, purchase: purchase, receivedAt: receivedAt, idempotencyFingerprint: fingerprint)
         let start = DispatchTime.now()
         do {
             let report = try await publisher.publish(event)
@@ -108,6 +135,51 @@ struct BuyController<Publisher: PurchasePublisher> {
             response.headers[.retryAfter] = String(Self.retryAfterSeconds)
             return response
         }
+    }
+
+    /// For a keyed purchase whose purchaseId is already stored: the first answer again (the same
+    /// request: a retry) or a 422 (the key used for another purchase), and nothing produced.
+    /// `nil` when nothing is stored under it yet, or cm-api could not say: the purchase is then
+    /// produced, and a reuse that races the first is caught where the two meet, in the ingest,
+    /// which dead-letters the later one (docs/CONTRACT.md, "Idempotency").
+    private func answerFromTheFirst(
+        purchaseId: UUID, request: PurchaseRequest, fingerprint: IdempotencyFingerprint, context: ShopRequestContext,
+        authorization: String?
+    ) async -> Response? {
+        let stored: StoredReceipt?
+        do {
+            stored = try await receipts.receipt(of: purchaseId, authorization: authorization)
+        } catch {
+            idempotencyOutcomes["lookup_failed"]?.increment()
+            context.logger.warning(
+                "could not ask cm-api whether a keyed purchase is stored; producing it",
+                metadata: ["purchaseId": "\(purchaseId.lowercasedString)", "error": "\(error)"])
+            return nil
+        }
+        guard let stored else {
+            idempotencyOutcomes["not_stored"]?.increment()
+            return nil
+        }
+        guard
+            IdempotencyFingerprint.isSameRequest(
+                stored: (stored.fingerprint, stored.purchase), as: request.purchase, fingerprint: fingerprint)
+        else {
+            idempotencyOutcomes["conflict"]?.increment()
+            return .error(
+                .unprocessableContent, "This Idempotency-Key was already used for another purchase",
+                errors: [
+                    FieldError(
+                        field: "Idempotency-Key",
+                        reason:
+                            "was used for a different purchase (purchaseId \(purchaseId.lowercasedString)); "
+                            + "send a new key for a new purchase")
+                ])
+        }
+        idempotencyOutcomes["replayed"]?.increment()
+        let report = KafkaDeliveryReport(topic: "", partition: stored.partition, offset: stored.offset)
+        var response = Response.json(.ok, bytes: BuyAnswer(purchaseId: purchaseId, report: report).json)
+        response.headers[.idempotentReplayed] = "true"
+        return response
     }
 
     /// `application/json` in any case, with or without parameters such as `charset` and spaces
@@ -184,4 +256,7 @@ enum DryRunAnswer {
 
 extension HTTPField.Name {
     static let idempotencyKey = Self("Idempotency-Key")!
+    /// On the answer to a retry of a stored keyed purchase: this is the first answer again, and
+    /// nothing was produced (Stripe's name for it).
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
 }

@@ -46,6 +46,11 @@ struct CMServerConfiguration: Sendable {
     /// purchase's `timestamp` may be (lists are newest first; a time far ahead would pin a
     /// purchase to the top of its list). Timestamps before 1970 are refused whatever it says.
     var timestampRule: TimestampRule
+    /// `IDEMPOTENCY_LOOKUP_TIMEOUT_MS` (default 1000): how long a purchase with an
+    /// `Idempotency-Key` waits for cm-api to say whether its purchaseId is stored; past it the
+    /// purchase is produced (the ingest catches a reused key), so cm-api's trouble never stops
+    /// purchases.
+    var idempotencyLookupTimeout: Duration
 
     init(config: ConfigReader) throws(ConfigurationError) {
         port = try config.port("port", default: 3001)
@@ -64,6 +69,8 @@ struct CMServerConfiguration: Sendable {
         serviceToken = try ServiceToken.read(config)
         rateLimits = try RateLimitSettings(config: config)
         let largest = Int(TimestampRule.largestMaximumFuture.components.seconds)
+        idempotencyLookupTimeout = try config.milliseconds(
+            "idempotency.lookup.timeout.ms", default: 1000, range: 50...10_000)
         timestampRule = TimestampRule(
             maximumFuture: .seconds(try config.integer("timestamp.max.future.s", default: 86_400, range: 0...largest)))
         // A purchase in flight at SIGTERM waits for its delivery; the shutdown must outlast it.

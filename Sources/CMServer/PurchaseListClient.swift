@@ -92,6 +92,44 @@ struct PurchaseListClient: Sendable {
         }
     }
 
+    /// What cm-api has stored under a purchaseId, as far as `POST /buy` needs it to tell a retry
+    /// of a keyed purchase from the key reused: `nil` while nothing is stored under it.
+    /// - Parameters:
+    ///   - timeout: the whole exchange; past it the lookup fails (`.timedOut`).
+    ///   - authorization: the caller's own `Authorization` header (cm-api shows a purchase only
+    ///     to its owner).
+    func receipt(of purchaseId: UUID, timeout: Duration, authorization: String? = nil) async throws(Failure)
+        -> StoredReceipt?
+    {
+        var request = HTTPClientRequest(url: "\(baseURL)/purchases/\(purchaseId.lowercasedString)")
+        request.headers.add(name: "Accept", value: "application/json")
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+        if let serviceToken { request.headers.add(name: ServiceToken.header.rawName, value: serviceToken.value) }
+        let body: ByteBuffer
+        let status: UInt
+        do {
+            let response = try await http.execute(request, timeout: TimeAmount(timeout))
+            status = response.status.code
+            body = try await response.body.collect(upTo: 64 * 1024)
+        } catch let error as HTTPClientError
+            where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
+        {
+            throw .timedOut
+        } catch {
+            throw .upstream("cm-api could not be reached", detail: "\(error)")
+        }
+        switch status {
+        case 200:
+            do {
+                return try StoredReceipt(json: body)
+            } catch {
+                throw .upstream("cm-api answered 200 with something that is not a stored purchase", detail: "\(error)")
+            }
+        case 404: return nil
+        default: throw .upstream("cm-api answered \(status)")
+        }
+    }
+
     /// Everything but RFC 3986's unreserved characters is escaped, `/` included, so a username
     /// stays one path segment.
     static func percentEncoded(_ text: String) -> String {
@@ -104,5 +142,44 @@ struct PurchaseListClient: Sendable {
     private struct UpstreamError: Decodable {
         var message: String
         var errors: [FieldError]?
+    }
+}
+
+/// What cm-api's `GET /purchases/{purchaseId}` says of a stored purchase, as far as a keyed
+/// `POST /buy` needs it: the purchase, what request it was stored for, and where Kafka put it.
+struct StoredReceipt: Hashable, Sendable {
+    var purchase: Purchase
+    var fingerprint: IdempotencyFingerprint?
+    var partition: Int32
+    var offset: Int64
+
+    private struct Wire: Decodable {
+        var purchase: PurchaseListItem
+        var partition: Int32
+        var offset: Int64
+        var idempotencyFingerprint: String?
+    }
+
+    init(purchase: Purchase, fingerprint: IdempotencyFingerprint?, partition: Int32, offset: Int64) {
+        self.purchase = purchase
+        self.fingerprint = fingerprint
+        self.partition = partition
+        self.offset = offset
+    }
+
+    init(json: ByteBuffer) throws {
+        let wire = try JSONDecoder().decode(Wire.self, from: Data(buffer: json))
+        purchase = try Purchase(
+            username: wire.purchase.username, userid: wire.purchase.userid,
+            price: Price(parsing: Substring(wire.purchase.price)),
+            timestamp: Timestamp(rfc3339: wire.purchase.timestamp))
+        fingerprint = try wire.idempotencyFingerprint.map { text in
+            guard let fingerprint = IdempotencyFingerprint(text: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "idempotencyFingerprint"))
+            }
+            return fingerprint
+        }
+        partition = wire.partition
+        offset = wire.offset
     }
 }

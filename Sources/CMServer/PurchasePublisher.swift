@@ -1,4 +1,5 @@
 import Events
+import Foundation
 import Kafka
 import ShopService
 import Synchronization
@@ -48,10 +49,33 @@ struct KafkaPurchasePublisher: PurchasePublisher {
     }
 }
 
+/// Where a keyed `POST /buy` asks what is already stored under its purchaseId, to answer a retry
+/// with what the first answered and to refuse the key reused for another purchase. Production
+/// asks cm-api (``CMAPIReceipts``); route tests, the in-memory publisher.
+protocol PurchaseReceipts: Sendable {
+    /// What is stored under `purchaseId`, `nil` while nothing is.
+    /// - Throws: when the answer could not be had (cm-api down or slow).
+    func receipt(of purchaseId: UUID, authorization: String?) async throws -> StoredReceipt?
+}
+
+/// Receipts from cm-api's `GET /purchases/{purchaseId}`, each asked within `timeout`.
+struct CMAPIReceipts: PurchaseReceipts {
+    let client: PurchaseListClient
+    let timeout: Duration
+
+    func receipt(of purchaseId: UUID, authorization: String?) async throws -> StoredReceipt? {
+        try await client.receipt(of: purchaseId, timeout: timeout, authorization: authorization)
+    }
+}
+
 /// Keeps what would have gone to Kafka in memory (the route tests' publisher); can be told to
-/// fail as a broker that did not acknowledge would, and to report a queue depth.
-final class InMemoryPublisher: PurchasePublisher {
+/// fail as a broker that did not acknowledge would, and to report a queue depth. As
+/// ``PurchaseReceipts`` it answers what it published as stored at once, or, with `storing` false,
+/// nothing (the window before cm-api stores a purchase).
+final class InMemoryPublisher: PurchasePublisher, PurchaseReceipts {
     private let state = Mutex<(events: [PurchaseEvent], failure: KafkaError?, fatal: String?)>(([], nil, nil))
+    /// Whether published purchases count as stored for ``receipt(of:authorization:)``.
+    let storing = Atomic<Bool>(true)
 
     /// What a test says the producer's queue holds.
     let queued = Atomic<Int>(0)
@@ -84,4 +108,15 @@ final class InMemoryPublisher: PurchasePublisher {
     }
 
     var queuedMessages: Int { queued.load(ordering: .relaxed) }
+
+    func receipt(of purchaseId: UUID, authorization: String?) async throws -> StoredReceipt? {
+        guard storing.load(ordering: .relaxed) else { return nil }
+        let found = state.withLock { state in
+            state.events.enumerated().first { $0.element.purchaseId == purchaseId }
+        }
+        return found.map { index, event in
+            StoredReceipt(
+                purchase: event.purchase, fingerprint: event.idempotencyFingerprint, partition: 2, offset: Int64(index))
+        }
+    }
 }

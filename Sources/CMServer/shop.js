@@ -8,6 +8,20 @@
   const rows = new Map(); // purchaseId -> <tr>
   let cursor = null;
   let listedUser = null;
+  // One Idempotency-Key per purchase attempt: Buy pressed again with the same form after an
+  // answer that did not settle it (none, a 429 or a 5xx) sends the same key, so the shop stores
+  // the purchase at most once; any other form, or a settled answer, starts a new attempt.
+  let attempt = null; // { body, key }
+
+  // A random (version 4) UUID; crypto.randomUUID needs a secure context, which a plain-HTTP
+  // ingress is not.
+  function newKey() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+  }
 
   $("timestamp").value = new Date().toISOString();
 
@@ -189,15 +203,27 @@
     clearErrors();
     const purchase = { username: $("username").value, userid: $("userid").value, price: $("price").value };
     if ($("timestamp").value.trim() !== "") purchase.timestamp = $("timestamp").value.trim();
+    const payload = JSON.stringify(purchase);
+    const retrying = attempt !== null && attempt.body === payload;
+    if (!retrying) attempt = { body: payload, key: newKey() };
     $("buy").disabled = true;
-    say("Sending…", false);
+    say(retrying ? "Sending again (same purchase, stored at most once)…" : "Sending…", false);
     const { status, body, retryAfter } = await call("buy", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(purchase),
+      headers: { "Content-Type": "application/json", "Idempotency-Key": attempt.key },
+      body: payload,
     }, 20);
     $("buy").disabled = false;
-    if (status !== 200) return showErrors(body, status, retryAfter);
+    const settled = status !== 0 && status !== 429 && status < 500;
+    if (settled) attempt = null;
+    if (status !== 200) {
+      showErrors(body, status, retryAfter);
+      if (!settled && status !== 429) {
+        const which = body.purchaseId ? " (purchase " + body.purchaseId + ")" : "";
+        say($("message").textContent + which + " Press Buy again to retry: the purchase is stored at most once.", true);
+      }
+      return;
+    }
     say("Sent to Kafka: " + body.purchaseId + " (partition " + body.partition + ", offset " + body.offset + "); waiting until it is stored", false);
     if (listedUser !== purchase.username) {
       listedUser = purchase.username;

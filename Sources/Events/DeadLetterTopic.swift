@@ -9,6 +9,27 @@ public enum DeadLetterTopic {
 
     public static let suffix = ".dlq"
 
+    /// Why a record is there: the `cause` label of `cmapi_events_dead_lettered_total`, and how its
+    /// `dlq-reason` starts (what `cm-api dlq --reason` selects on).
+    public enum Cause: String, CaseIterable, Sendable {
+        /// Not a purchase event: not JSON, the wrong schema, a rule broken.
+        case invalidEvent = "invalid_event"
+        /// MongoDB refused the purchase for good (a validator).
+        case refusedByMongoDB = "refused_by_mongodb"
+        /// Its `Idempotency-Key` was used for another purchase, stored first.
+        case idempotencyConflict = "idempotency_conflict"
+
+        /// The start of the `dlq-reason` of this cause's records (an invalid event's reason is
+        /// the decoder's own).
+        public var reasonPrefix: String {
+            switch self {
+            case .invalidEvent: ""
+            case .refusedByMongoDB: "MongoDB refused the purchase: "
+            case .idempotencyConflict: "Idempotency-Key conflict: "
+            }
+        }
+    }
+
     /// The headers of a dead letter, beside the record's own (kept unchanged).
     public enum Header {
         /// Why cm-api could not store the record.

@@ -78,6 +78,32 @@ public enum PurchaseDecodingError: Error, Hashable, Sendable, CustomStringConver
 }
 
 extension Purchase {
+    /// Reads and validates a purchase from a JSON request body (see ``PurchaseRequest``).
+    public init(
+        json: [UInt8], receivedAt: Timestamp, timestampRule: TimestampRule = TimestampRule()
+    ) throws(PurchaseDecodingError) {
+        self = try PurchaseRequest(json: json, receivedAt: receivedAt, timestampRule: timestampRule).purchase
+    }
+}
+
+/// What a client asked for in a `POST /buy` body: the purchase, and whether it named its own
+/// time (without one the server's receive time is the purchase's).
+public struct PurchaseRequest: Hashable, Sendable {
+    public var purchase: Purchase
+    /// Whether the body had a `timestamp`.
+    public var timestampGiven: Bool
+
+    /// What makes two requests the same request, for `Idempotency-Key` (see
+    /// ``IdempotencyFingerprint``).
+    public var fingerprint: IdempotencyFingerprint {
+        IdempotencyFingerprint(self)
+    }
+
+    public init(purchase: Purchase, timestampGiven: Bool) {
+        self.purchase = purchase
+        self.timestampGiven = timestampGiven
+    }
+
     /// Reads and validates a purchase from a JSON request body.
     ///
     /// Unknown members are ignored. Every broken rule is reported, one reason per field.
@@ -107,15 +133,16 @@ extension Purchase {
                 errors.append(FieldError(field: field, reason: reason))
             }
         }
+        let fieldNames = Purchase.fieldNames
         for (key, value) in members {
-            guard let position = Self.fieldNames.firstIndex(of: key) else { continue }
+            guard let position = fieldNames.firstIndex(of: key) else { continue }
             if fields[position] != nil {
                 report(key, "must appear only once")
             }
             fields[position] = value
         }
         func value(_ field: String) -> JSONReader.Value? {
-            Self.fieldNames.firstIndex(of: field).flatMap { fields[$0] }
+            fieldNames.firstIndex(of: field).flatMap { fields[$0] }
         }
         func string(_ field: String) -> String? {
             switch value(field) {
@@ -129,7 +156,7 @@ extension Purchase {
         }
         func name(_ field: String) -> String? {
             guard let value = string(field) else { return nil }
-            if let violation = Self.nameViolation(value) {
+            if let violation = Purchase.nameViolation(value) {
                 report(field, violation)
                 return nil
             }
@@ -151,12 +178,14 @@ extension Purchase {
         }
 
         var timestamp: Timestamp? = receivedAt
+        var timestampGiven = false
         switch value("timestamp") {
         case nil, .null: break
         case .string(let text):
             do throws(Timestamp.ParseError) {
                 let given = try Timestamp(rfc3339: text)
                 timestamp = given
+                timestampGiven = true
                 if let violation = timestampRule.violation(given, receivedAt: receivedAt) {
                     report("timestamp", violation)
                 }
@@ -170,13 +199,21 @@ extension Purchase {
         guard errors.isEmpty, let username, let userid, let price, let timestamp else {
             throw .invalid(errors)
         }
-        self.username = username
-        self.userid = userid
-        self.price = price
-        self.timestamp = timestamp
+        self.purchase = Purchase(valid: (username, userid, price, timestamp))
+        self.timestampGiven = timestampGiven
     }
+}
 
+extension Purchase {
     static let fieldNames = ["username", "userid", "price", "timestamp"]
+
+    /// A purchase from parts already checked.
+    fileprivate init(valid parts: (username: String, userid: String, price: Price, timestamp: Timestamp)) {
+        username = parts.username
+        userid = parts.userid
+        price = parts.price
+        timestamp = parts.timestamp
+    }
 }
 
 /// Which purchase times a shop takes. Lists are ordered by the purchase's own timestamp, newest

@@ -9,11 +9,19 @@ public struct PurchaseEvent: Hashable, Sendable {
     public var purchase: Purchase
     /// When cm-server accepted the request.
     public var receivedAt: Timestamp
+    /// For a purchase made with an `Idempotency-Key` (whose purchaseId the key decides): what the
+    /// request was, so that the key reused for another purchase is recognised where it meets the
+    /// first (docs/CONTRACT.md, "Idempotency").
+    public var idempotencyFingerprint: IdempotencyFingerprint?
 
-    public init(purchaseId: UUID, purchase: Purchase, receivedAt: Timestamp) {
+    public init(
+        purchaseId: UUID, purchase: Purchase, receivedAt: Timestamp,
+        idempotencyFingerprint: IdempotencyFingerprint? = nil
+    ) {
         self.purchaseId = purchaseId
         self.purchase = purchase
         self.receivedAt = receivedAt
+        self.idempotencyFingerprint = idempotencyFingerprint
     }
 
     /// The Kafka message key: one user's purchases share a partition and so keep their order.
@@ -29,8 +37,11 @@ public struct PurchaseEventDecodingError: Error, Hashable, Sendable, CustomStrin
 
 extension PurchaseEvent {
     /// The JSON value: `{"schemaVersion":1,"purchaseId","username","userid","price","timestamp","receivedAt"}`,
-    /// with `price` as a two-digit decimal string and both instants in RFC 3339 UTC milliseconds.
+    /// with `price` as a two-digit decimal string and both instants in RFC 3339 UTC milliseconds,
+    /// and `idempotencyFingerprint` when the request had an `Idempotency-Key` (an addition that
+    /// readers of schema version 1 which do not know it ignore).
     private struct Wire: Codable {
+        var idempotencyFingerprint: String?
         var schemaVersion: Int
         var purchaseId: String
         var username: String
@@ -46,7 +57,13 @@ extension PurchaseEvent {
     public func kafkaValue() -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(192 + purchase.username.utf8.count + purchase.userid.utf8.count)
-        JSONText.append(#"{"price":"#, to: &output)
+        output.append(UInt8(ascii: "{"))
+        if let idempotencyFingerprint {
+            JSONText.append(#""idempotencyFingerprint":""#, to: &output)
+            output.append(contentsOf: idempotencyFingerprint.text.utf8)
+            JSONText.append(#"","#, to: &output)
+        }
+        JSONText.append(#""price":"#, to: &output)
         JSONText.appendString(purchase.price.description, to: &output)
         JSONText.append(#","purchaseId":""#, to: &output)
         purchaseId.appendLowercased(to: &output)
@@ -89,10 +106,18 @@ extension PurchaseEvent {
         let price = try field("price") { try Price(parsing: Substring(wire.price)) }
         let timestamp = try field("timestamp") { try Timestamp(rfc3339: wire.timestamp) }
         let receivedAt = try field("receivedAt") { try Timestamp(rfc3339: wire.receivedAt) }
+        var fingerprint: IdempotencyFingerprint?
+        if let text = wire.idempotencyFingerprint {
+            guard let valid = IdempotencyFingerprint(text: text) else {
+                throw PurchaseEventDecodingError(description: "idempotencyFingerprint is not 64 lowercase hex digits")
+            }
+            fingerprint = valid
+        }
         do {
             let purchase = try Purchase(
                 username: wire.username, userid: wire.userid, price: price, timestamp: timestamp)
-            self.init(purchaseId: purchaseId, purchase: purchase, receivedAt: receivedAt)
+            self.init(
+                purchaseId: purchaseId, purchase: purchase, receivedAt: receivedAt, idempotencyFingerprint: fingerprint)
         } catch {
             throw PurchaseEventDecodingError(description: error.description)
         }

@@ -19,15 +19,17 @@ public struct MongoCollection: Sendable {
         }
     }
 
-    /// What an insert did: how many documents were new, and how many were stored already
-    /// (their `_id` existed, so the write was a no-op).
+    /// What an insert did: how many documents were new, and which were stored already (their
+    /// `_id` existed, so the write was a no-op for them).
     public struct InsertResult: Hashable, Sendable {
         public var inserted: Int
-        public var alreadyStored: Int
+        /// The positions, in the documents given, of those whose `_id` was already stored.
+        public var alreadyStoredIndices: [Int]
+        public var alreadyStored: Int { alreadyStoredIndices.count }
 
-        public init(inserted: Int, alreadyStored: Int) {
+        public init(inserted: Int, alreadyStoredIndices: [Int]) {
             self.inserted = inserted
-            self.alreadyStored = alreadyStored
+            self.alreadyStoredIndices = alreadyStoredIndices
         }
     }
 
@@ -94,7 +96,7 @@ public struct MongoCollection: Sendable {
     public func insert(_ documents: [BSONDocument], writeConcern: WriteConcern = .deploymentDefault)
         async throws(MongoError) -> InsertResult
     {
-        guard !documents.isEmpty else { return InsertResult(inserted: 0, alreadyStored: 0) }
+        guard !documents.isEmpty else { return InsertResult(inserted: 0, alreadyStoredIndices: []) }
         let (database, name) = (self.database, self.name)
         return try await client.withClient { client throws(MongoError) in
             let encoded = try documents.map { document throws(MongoError) in try OwnedBSON(document) }
@@ -119,14 +121,17 @@ public struct MongoCollection: Sendable {
             let succeeded = mongoc_bulk_operation_execute(bulk, reply.pointer, &error) != 0
             let summary = reply.document
             let inserted = summary["nInserted"].flatMap(\.integer) ?? 0
-            var duplicates = 0
+            var duplicates: [Int] = []
             var failed: [MongoError.FailedDocument] = []
             if case .array(let writeErrors)? = summary["writeErrors"] {
                 for case .document(let writeError) in writeErrors {
                     let code = Int32(writeError["code"].flatMap(\.integer) ?? 0)
-                    if code == 11000, Self.isDuplicateID(writeError) {
-                        duplicates += 1
-                    } else if let index = writeError["index"].flatMap(\.integer), documents.indices.contains(index) {
+                    let index = writeError["index"].flatMap(\.integer).flatMap {
+                        documents.indices.contains($0) ? $0 : nil
+                    }
+                    if code == 11000, Self.isDuplicateID(writeError), let index {
+                        duplicates.append(index)
+                    } else if let index {
                         let reason = if case .string(let text)? = writeError["errmsg"] { text } else { "write error" }
                         failed.append(.init(index: index, document: documents[index], code: code, reason: reason))
                     }
@@ -148,13 +153,13 @@ public struct MongoCollection: Sendable {
                     domain: UInt32(MONGOC_ERROR_SERVER.rawValue),
                     code: UInt32(bitPattern: failed[0].code),
                     failedDocuments: failed,
-                    written: InsertResult(inserted: inserted, alreadyStored: duplicates)
+                    written: InsertResult(inserted: inserted, alreadyStoredIndices: duplicates.sorted())
                 )
             }
-            if !succeeded && inserted + duplicates != documents.count {
+            if !succeeded && inserted + duplicates.count != documents.count {
                 throw MongoError(error, reply: reply.pointer)
             }
-            return InsertResult(inserted: inserted, alreadyStored: duplicates)
+            return InsertResult(inserted: inserted, alreadyStoredIndices: duplicates.sorted())
         }
     }
 

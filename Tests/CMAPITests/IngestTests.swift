@@ -229,6 +229,38 @@ import Testing
         try await ingest.stop()
     }
 
+    /// The race cm-server cannot see: one `Idempotency-Key` used for two purchases before the
+    /// first was stored. Both events share a purchaseId and a partition (the key is the userid's);
+    /// the first stored is kept, the later one is dead-lettered with a reason (never dropped as a
+    /// duplicate), and a redelivery of the first is still just a duplicate.
+    @Test func aKeyUsedForTwoPurchasesKeepsTheFirstAndDeadLettersTheOther() async throws {
+        let harness = try IngestHarness(partitions: 2)
+        let id = UUID.purchaseID(userid: "id-7", idempotencyKey: try IdempotencyKey("reused"))
+        func keyed(_ hundredths: Int64) throws -> PurchaseEvent {
+            let purchase = try Purchase(
+                username: "user 7", userid: "id-7", price: Price(hundredths: hundredths),
+                timestamp: Timestamp(millisecondsSinceEpoch: 1_717_000_000_000))
+            return PurchaseEvent(
+                purchaseId: id, purchase: purchase, receivedAt: purchase.timestamp,
+                idempotencyFingerprint: PurchaseRequest(purchase: purchase, timestampGiven: true).fingerprint)
+        }
+        let (first, reuse) = (try keyed(100), try keyed(999))
+        try await harness.produce([first])
+        try await harness.produce([reuse])
+        try await harness.produce([first])
+        let ingest = try harness.startIngest()
+        #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == 3 })
+        let stored = try await harness.store.purchase(id: id)
+        #expect(stored?.event == first, "the first request is the one kept")
+        let letters = try await harness.deadLetters(expecting: 1)
+        #expect(letters.count == 1)
+        #expect(letters.first?.value == reuse.kafkaValue())
+        let reason = letters.first.flatMap { IngestFailureClassTests.header(DeadLetterTopic.Header.reason, of: $0) }
+        #expect(reason?.hasPrefix(DeadLetterTopic.Cause.idempotencyConflict.reasonPrefix) == true, "\(reason ?? "-")")
+        #expect(try await harness.collection.count() == 1)
+        try await ingest.stop()
+    }
+
     /// A deleted topic is seen: the ingest says it is not ready and why, `kafka_topic_missing`
     /// turns 1 for the alert, and the reads stay ready (MongoDB still serves them).
     @Test func aMissingTopicHoldsTheIngestVisiblyAndLeavesTheReadsReady() async throws {

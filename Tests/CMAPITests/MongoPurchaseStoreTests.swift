@@ -173,6 +173,26 @@ func storedPurchase(
         }
     }
 
+    /// A purchase already stored under its key's purchaseId is a duplicate when it is the same
+    /// request and a conflict when it is another; both stores agree, and the fingerprint is kept.
+    @Test func anotherRequestUnderAStoredKeyIsAConflictInBothStores() async throws {
+        let mongo = try makeStore()
+        defer { Task { try? await mongo.collection.dropDatabase() } }
+        func keyed(_ hundredths: Int64) throws -> StoredPurchase {
+            var stored = storedPurchase(7, hundredths: hundredths)
+            stored.event.idempotencyFingerprint =
+                PurchaseRequest(purchase: stored.event.purchase, timestampGiven: true).fingerprint
+            return stored
+        }
+        for store in [mongo, InMemoryPurchaseStore()] as [any PurchaseStore] {
+            #expect(try await store.insert([try keyed(100)]) == .init(inserted: 1, alreadyStored: 0), "\(store)")
+            let again = try await store.insert([storedPurchase(8), try keyed(100), try keyed(200)])
+            #expect(again.inserted == 1 && again.alreadyStored == 2, "\(store)")
+            #expect(again.conflicts.map(\.index) == [2], "\(store)")
+            #expect(try await store.purchase(id: try keyed(100).event.purchaseId) == (try keyed(100)), "\(store)")
+        }
+    }
+
     @Test func pricesAndInstantsRoundTripExactly() async throws {
         let store = try makeStore()
         defer { Task { try? await store.collection.dropDatabase() } }

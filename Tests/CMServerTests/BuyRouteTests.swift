@@ -18,7 +18,7 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
 @Suite struct BuyRouteTests {
     let publisher = InMemoryPublisher()
     var app: some ApplicationProtocol {
-        Application(router: buildRouter(publisher: publisher, purchaseLists: .unreachable))
+        Application(router: buildRouter(publisher: publisher, purchaseLists: .unreachable, receipts: publisher))
     }
 
     @Test func theOriginalClientsCallIsAcknowledgedWithWhereKafkaStoredIt() async throws {
@@ -88,6 +88,64 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
         #expect(publisher.events.map(\.purchase.timestamp) == [inHalfAnHour])
     }
 
+    /// draft-ietf-httpapi-idempotency-key-header: the same key with the same request answers what
+    /// the first answered, without a second event; the same key with another request is a 422
+    /// naming the key, and nothing is produced.
+    @Test func aReusedIdempotencyKeyReplaysTheSameRequestAndRefusesAnother() async throws {
+        func post(_ body: String, key: String = "key-1") async throws -> (HTTPResponse.Status, [String: Any], String?) {
+            var keyed = jsonHeaders
+            keyed[.idempotencyKey] = key
+            let headers = keyed
+            return try await app.test(.router) { client in
+                try await client.execute(uri: "/buy", method: .post, headers: headers, body: ByteBuffer(string: body)) {
+                    ($0.status, try json($0.body), $0.headers[.idempotentReplayed])
+                }
+            }
+        }
+        let (status, first, replayedFirst) = try await post(originalBody)
+        #expect(status == .ok && replayedFirst == nil)
+        let (again, second, replayed) = try await post(originalBody)
+        #expect(again == .ok && replayed == "true")
+        for field in ["purchaseId", "partition", "offset", "status", "message"] {
+            #expect("\(first[field] ?? "-")" == "\(second[field] ?? "-")", "\(field)")
+        }
+        let other = originalBody.replacing(#""price":"1195.30""#, with: #""price":"1.00""#)
+        let (refused, error, _) = try await post(other)
+        #expect(refused == .unprocessableContent)
+        #expect((error["errors"] as? [[String: String]])?.map { $0["field"] } == ["Idempotency-Key"])
+        #expect(publisher.events.count == 1, "neither the retry nor the reuse produced anything")
+        #expect(publisher.events.first?.idempotencyFingerprint != nil)
+
+        // Without a timestamp the server's time is the purchase's: a retry is still the same request.
+        let untimed = #"{"username":"joe","userid":"005","price":"2.00"}"#
+        #expect(try await post(untimed, key: "key-2").0 == .ok)
+        #expect(try await post(untimed, key: "key-2").2 == "true")
+        #expect(publisher.events.count == 2)
+    }
+
+    /// Before the first purchase is stored cm-server cannot know it: the reuse is produced (and
+    /// the ingest, which meets both in the same partition, dead-letters the later one), as it is
+    /// when cm-api cannot be asked.
+    @Test func aKeyWhoseFirstPurchaseIsNotStoredYetIsProducedWithItsFingerprint() async throws {
+        publisher.storing.store(false, ordering: .relaxed)
+        var keyed = jsonHeaders
+        keyed[.idempotencyKey] = "key-3"
+        let headers = keyed
+        let unreachable = Application(router: buildRouter(publisher: publisher, purchaseLists: .unreachable))
+        for app in [app, unreachable] as [any ApplicationProtocol] {
+            try await app.test(.router) { client in
+                try await client.execute(
+                    uri: "/buy", method: .post, headers: headers, body: ByteBuffer(string: originalBody)
+                ) {
+                    #expect($0.status == .ok && $0.headers[.idempotentReplayed] == nil)
+                }
+            }
+        }
+        #expect(publisher.events.count == 2)
+        #expect(Set(publisher.events.map(\.purchaseId)).count == 1)
+        #expect(Set(publisher.events.compactMap(\.idempotencyFingerprint)).count == 1)
+    }
+
     @Test func dryRunValidatesWithoutPublishing() async throws {
         try await app.test(.router) { client in
             try await client.execute(
@@ -154,6 +212,7 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
         }
         #expect(ids[0] == ids[1])
         #expect(ids[0] != ids[2])
+        #expect(publisher.events.count == 2, "the retry was answered from the stored purchase, not produced again")
         #expect(
             ids[0] == UUID.purchaseID(userid: "005", idempotencyKey: try IdempotencyKey("k-1")).uuidString.lowercased())
     }

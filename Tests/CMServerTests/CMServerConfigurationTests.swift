@@ -22,6 +22,7 @@ import Testing
         #expect(configuration.linger == .milliseconds(1))
         #expect(configuration.idleTimeout == .seconds(75))
         #expect(configuration.timestampRule.maximumFuture == .seconds(86_400))
+        #expect(configuration.idempotencyLookupTimeout == .seconds(1))
     }
 
     @Test func everyVariableIsRead() throws {
@@ -31,6 +32,7 @@ import Testing
                 "LOG_LEVEL": "DEBUG", "KAFKA_USERNAME": "shop", "KAFKA_PASSWORD": "secret",
                 "KAFKA_DELIVERY_TIMEOUT_MS": "2500", "CM_API_TIMEOUT_MS": "750", "SHUTDOWN_TIMEOUT_MS": "9000",
                 "KAFKA_LINGER_MS": "0", "HTTP_IDLE_TIMEOUT_MS": "3000", "TIMESTAMP_MAX_FUTURE_S": "600",
+                "IDEMPOTENCY_LOOKUP_TIMEOUT_MS": "250",
             ])
         )
         #expect(configuration.port == 8080)
@@ -44,6 +46,7 @@ import Testing
         #expect(configuration.linger == .zero)
         #expect(configuration.idleTimeout == .seconds(3))
         #expect(configuration.timestampRule.maximumFuture == .seconds(600))
+        #expect(configuration.idempotencyLookupTimeout == .milliseconds(250))
         #expect(configuration.kafka.security == .sasl(.init(username: "shop", password: "secret"), tls: true))
     }
 

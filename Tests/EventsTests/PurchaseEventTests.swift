@@ -75,6 +75,7 @@ import Testing
     ])
     func kafkaValueIsTheBytesJSONEncoderWrote(username: String, userid: String) throws {
         struct Wire: Encodable {
+            var idempotencyFingerprint: String?
             var schemaVersion: Int
             var purchaseId: String
             var username: String
@@ -85,23 +86,65 @@ import Testing
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        for (hundredths, milliseconds) in [
-            (0, 0), (119_530, 1_717_170_872_204), (999_999_999_999, 253_402_300_798_000),
+        for (hundredths, milliseconds, keyed) in [
+            (0, 0, false), (119_530, 1_717_170_872_204, true), (999_999_999_999, 253_402_300_798_000, false),
         ] {
+            let purchase = try Purchase(
+                username: username, userid: userid, price: Price(hundredths: Int64(hundredths)),
+                timestamp: Timestamp(millisecondsSinceEpoch: Int64(milliseconds)))
             let event = PurchaseEvent(
-                purchaseId: .randomPurchaseID(),
-                purchase: try Purchase(
-                    username: username, userid: userid, price: Price(hundredths: Int64(hundredths)),
-                    timestamp: Timestamp(millisecondsSinceEpoch: Int64(milliseconds))),
-                receivedAt: Timestamp(millisecondsSinceEpoch: Int64(milliseconds) + 7))
+                purchaseId: .randomPurchaseID(), purchase: purchase,
+                receivedAt: Timestamp(millisecondsSinceEpoch: Int64(milliseconds) + 7),
+                idempotencyFingerprint: keyed
+                    ? PurchaseRequest(purchase: purchase, timestampGiven: true).fingerprint : nil)
             let expected = try encoder.encode(
                 Wire(
+                    idempotencyFingerprint: event.idempotencyFingerprint?.text,
                     schemaVersion: 1, purchaseId: event.purchaseId.uuidString.lowercased(), username: username,
                     userid: userid, price: event.purchase.price.description,
                     timestamp: event.purchase.timestamp.description, receivedAt: event.receivedAt.description))
             #expect(event.kafkaValue() == Array(expected), "\(String(decoding: event.kafkaValue(), as: UTF8.self))")
             #expect(try PurchaseEvent(kafkaValue: event.kafkaValue()) == event)
         }
+    }
+
+    /// Two requests under one key are the same request when the client sent the same purchase:
+    /// the same names, price, and timestamp or none (the server's receive time is not the client's).
+    @Test func theFingerprintIsWhatTheClientSent() throws {
+        let at = Timestamp(millisecondsSinceEpoch: 1_717_170_872_204)
+        func request(_ price: Int64 = 100, timestamp: Timestamp? = at, username: String = "joe") throws
+            -> PurchaseRequest
+        {
+            PurchaseRequest(
+                purchase: try Purchase(
+                    username: username, userid: "005", price: Price(hundredths: price), timestamp: timestamp ?? at),
+                timestampGiven: timestamp != nil)
+        }
+        #expect(try request().fingerprint == request().fingerprint)
+        #expect(try request().fingerprint.text.count == 64)
+        #expect(try request().fingerprint != request(101).fingerprint)
+        #expect(try request().fingerprint != request(timestamp: nil).fingerprint)
+        #expect(try request().fingerprint != request(username: "cafe\u{301}").fingerprint)
+        #expect(try request(username: "caf\u{E9}").fingerprint != request(username: "cafe\u{301}").fingerprint)
+        #expect(
+            try request(timestamp: nil).fingerprint
+                == PurchaseRequest(
+                    purchase: try Purchase(
+                        username: "joe", userid: "005", price: Price(hundredths: 100),
+                        timestamp: Timestamp(millisecondsSinceEpoch: 5)),
+                    timestampGiven: false
+                ).fingerprint, "without a timestamp, the server's receive time is not part of it")
+        #expect(IdempotencyFingerprint(text: try request().fingerprint.text) == (try request().fingerprint))
+        #expect(IdempotencyFingerprint(text: String(repeating: "A", count: 64)) == nil)
+    }
+
+    @Test func anEventWithAMalformedFingerprintIsNotAPurchaseEvent() throws {
+        let value =
+            #"{"idempotencyFingerprint":"xyz","price":"1.00","purchaseId":"6f1c6b1e-5a7e-4f1e-9a2b-1c2d3e4f5a6b","receivedAt":"2024-05-31T15:54:32.204Z","schemaVersion":1,"timestamp":"2024-05-31T15:54:32.204Z","userid":"005","username":"joe"}"#
+        let error = #expect(throws: PurchaseEventDecodingError.self) {
+            try PurchaseEvent(kafkaValue: Array(value.utf8))
+        }
+        #expect(error?.description == "idempotencyFingerprint is not 64 lowercase hex digits")
     }
 
     @Test func aPurchaseIdIsWrittenAsFoundationWritesItInLowerCase() {

@@ -11,6 +11,7 @@ keeps the token in the tab's sessionStorage only.
 """
 
 import http.server
+import json
 import os
 import shutil
 import sys
@@ -159,6 +160,28 @@ def main():
         assert driver.find_element(By.ID, "price").get_attribute("aria-invalid") == "true"
         assert "negative" in driver.find_element(By.ID, "price-error").text, driver.find_element(By.ID, "price-error").text
 
+        # A purchase Kafka did not take (503) is bought again with the same Idempotency-Key when
+        # Buy is pressed again: the retry is the same purchase (the same purchaseId), stored once.
+        shop.kafka_down()
+        try:
+            fill(driver, username="carol", userid="c1", price="6.60", timestamp="2024-01-01T00:00:06.000Z")
+            driver.find_element(By.ID, "buy").click()
+            wait.until(lambda d: "Press Buy again to retry" in message(d))
+        finally:
+            shop.kafka_up()
+        tried = message(driver).split("(purchase ", 1)[1].split(")", 1)[0]
+        wait.until(lambda d: shop.ready("cm-server"))
+        driver.find_element(By.ID, "buy").click()
+        wait.until(lambda d: message(d).startswith("Stored:"))
+        stored_id = message(driver).split(": ", 1)[1]
+        with urllib.request.urlopen(base + "getAllUserBuys/carol", timeout=10) as response:
+            listed = json.load(response)["purchases"]
+        assert stored_id == tried, f"the retry is the purchase first tried: {stored_id} != {tried}"
+        assert [item["purchaseId"] for item in listed] == [stored_id], listed
+        # A new purchase is a new attempt: a new key, a new purchaseId.
+        buy(driver, wait, username="carol", userid="c1", price="6.60", timestamp="2024-01-01T00:00:07.000Z")
+        assert message(driver).split(": ", 1)[1] != stored_id
+
         # The keyboard alone: Enter in a field submits the form.
         fill(driver, username="alice", userid="a1", price="4.40", timestamp="2024-01-01T00:00:04.000Z")
         driver.find_element(By.ID, "price").send_keys(Keys.ENTER)
@@ -284,10 +307,11 @@ def jwt_mode():
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#purchases tbody tr")) == 1)
         driver.save_screenshot(os.path.join(SCREENSHOTS, "shop-signed-in.png"))
 
-        # Another user's list, or buying in another name: 403, said so.
+        # Another user's list shows only the caller's own purchases under that name (none);
+        # buying in another name is a 403, said so.
         fill(driver, username="bob")
         driver.find_element(By.ID, "list").click()
-        wait.until(lambda d: message(d).startswith("Not allowed:"))
+        wait.until(lambda d: message(d) == "No purchases for bob")
         fill(driver, username="alice", userid="b-002", price="1.00")
         driver.find_element(By.ID, "buy").click()
         wait.until(lambda d: message(d).startswith("Not allowed:"))
