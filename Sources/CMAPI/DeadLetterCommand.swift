@@ -55,10 +55,14 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @OptionGroup var filters: Filters
         @Flag(help: "One JSON object per line instead of text.")
         var json = false
+        @Flag(help: "Only letters no redrive has sent back yet (unhandled or claimed).")
+        var unhandled = false
 
         func run() async throws {
-            let selection = try filters.selection()
-            try await DeadLetterCommand.withTool { tool, _ in try await tool.list(selection, json: json) }
+            let (selection, unhandled, json) = (try filters.selection(), self.unhandled, self.json)
+            try await DeadLetterCommand.withTool { tool, _ in
+                try await tool.list(selection, unhandled: unhandled, json: json)
+            }
         }
     }
 
@@ -79,7 +83,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
             discussion: """
                 Each letter goes back with its key and value unchanged and a dlq-redrive-count header one \
                 higher; one that fails again comes back to the dead-letter topic with that count, and is \
-                not redriven past --max-redrives. Traces (records too large to dead-letter whole) are skipped. \
+                not redriven past --max-redrives. Each letter is sent back at most once, however many runs \
+                there are, at once or one after another: a run claims a letter on the dead-letter topic \
+                before it sends it and marks it redriven after. Letters redriven already, claimed by \
+                another run, and traces (records too large to dead-letter whole) are skipped. \
                 Exits 1 if any send failed.
                 """)
         @OptionGroup var filters: Filters
@@ -89,6 +96,12 @@ struct DeadLetterCommand: AsyncParsableCommand {
         var dryRun = false
         @Option(help: "Skip letters already redriven this many times.")
         var maxRedrives = 3
+        @Flag(
+            help: """
+                Also redrive letters claimed by a run that never said how it ended (it stopped mid-run): \
+                it may have sent them; the store keeps one. Only when no other redrive is running.
+                """)
+        var retryClaimed = false
 
         func validate() throws {
             let chosen = try !filters.selection().isEmpty
@@ -101,14 +114,15 @@ struct DeadLetterCommand: AsyncParsableCommand {
 
         func run() async throws {
             let selection = try filters.selection()
-            let (dryRun, maxRedrives) = (self.dryRun, self.maxRedrives)
+            let (dryRun, maxRedrives, retryClaimed) = (self.dryRun, self.maxRedrives, self.retryClaimed)
             let summary = try await DeadLetterCommand.withTool { tool, kafka in
                 guard !dryRun else {
                     return try await tool.redrive(selection, producer: nil, maximumRedrives: maxRedrives)
                 }
                 let producer = try KafkaProducer(
                     configuration: KafkaProducerConfiguration(kafka: kafka), logger: tool.reader.logger)
-                let summary = try await tool.redrive(selection, producer: producer, maximumRedrives: maxRedrives)
+                let summary = try await tool.redrive(
+                    selection, producer: producer, maximumRedrives: maxRedrives, retryClaimed: retryClaimed)
                 await producer.shutdown()
                 return summary
             }

@@ -44,5 +44,27 @@ public enum DeadLetterTopic {
         public static let redriveCount = "dlq-redrive-count"
         /// On a record redriven to the purchases topic: the letter it came from.
         public static let redrivenFrom = "dlq-redriven-from"
+        /// Set on the redrive's own records on the dead-letter topic (never a letter): a
+        /// ``Marker`` raw value.
+        public static let marker = "dlq-marker"
+        /// On a marker: the letter it is about, `topic[partition]@offset`.
+        public static let letter = "dlq-letter"
+        /// On a marker: the redrive run that claimed the letter (a UUID).
+        public static let run = "dlq-run"
+        /// On a `redriven` marker: where the letter went, `topic[partition]@offset`.
+        public static let redrivenTo = "dlq-redriven-to"
+    }
+
+    /// The records `cm-api dlq redrive` adds to a letter's own partition, so that every run, however
+    /// many run at once, sends each letter at most once: the first claim of a letter in offset order
+    /// owns it; only its owner's `released` or `redriven` settles it (docs/RELIABILITY.md).
+    public enum Marker: String, Sendable {
+        /// A run is about to send the letter, if its claim is the first.
+        case claim
+        /// The owning run sent it: the letter is handled.
+        case redriven
+        /// The owning run could not send it (or an operator gave up an unfinished run's claim):
+        /// the letter is unhandled again.
+        case released
     }
 }

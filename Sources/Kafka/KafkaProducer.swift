@@ -55,6 +55,7 @@ public final class KafkaProducer: Service, Sendable {
     ///   - key: the partitioning key; messages with the same key keep their order.
     ///   - value: the payload.
     ///   - headers: record headers.
+    ///   - partition: the partition to write to; `nil` lets the partitioner choose by the key.
     /// - Returns: the partition and offset the broker stored the message at.
     /// - Throws: ``KafkaError``: ``KafkaError/Code/timedOut`` when not acknowledged within
     ///   `deliveryTimeout`, ``KafkaError/Code/queueFull`` at once when the local queue is full,
@@ -64,7 +65,8 @@ public final class KafkaProducer: Service, Sendable {
         topic: String,
         key: [UInt8]?,
         value: [UInt8],
-        headers: [KafkaHeader] = []
+        headers: [KafkaHeader] = [],
+        partition: Int32? = nil
     ) async throws(KafkaError) -> KafkaDeliveryReport {
         if availability.allBrokersDown {
             try await confirmReachable()
@@ -74,7 +76,9 @@ public final class KafkaProducer: Service, Sendable {
                 continuation.resume(returning: .failure(.shutdown))
                 return
             }
-            let err = produce(topic: topic, key: key, value: value, headers: headers, id: id)
+            let err = produce(
+                topic: topic, partition: partition ?? RD_KAFKA_PARTITION_UA, key: key, value: value, headers: headers,
+                id: id)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 state.complete(
                     id: id, with: .failure(client.fatalError() ?? KafkaError(err, context: "produce to \(topic)")))
@@ -83,9 +87,9 @@ public final class KafkaProducer: Service, Sendable {
         return try result.get()
     }
 
-    private func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt)
-        -> rd_kafka_resp_err_t
-    {
+    private func produce(
+        topic: String, partition: Int32, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt
+    ) -> rd_kafka_resp_err_t {
         var cHeaders: OpaquePointer? = nil
         if !headers.isEmpty {
             cHeaders = rd_kafka_headers_new(headers.count)
@@ -102,7 +106,7 @@ public final class KafkaProducer: Service, Sendable {
         let err = value.withUnsafeBytes { valueBytes in
             func call(_ keyPointer: UnsafeRawPointer?, _ keyLength: Int) -> rd_kafka_resp_err_t {
                 shop_rd_kafka_produce(
-                    client.handle, topic, RD_KAFKA_PARTITION_UA, keyPointer, keyLength,
+                    client.handle, topic, partition, keyPointer, keyLength,
                     valueBytes.baseAddress, valueBytes.count, cHeaders, UnsafeMutableRawPointer(bitPattern: id)
                 )
             }

@@ -114,26 +114,175 @@ import Testing
         let first = try await tool.redrive(selection, producer: harness.producer, maximumRedrives: 3)
         #expect(first == .init(redriven: 3))
         #expect(try await waitUntil(timeout: .seconds(30)) { store.count == 12 })
+        #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == 15 })
         let second = try await tool.redrive(selection, producer: harness.producer, maximumRedrives: 3)
-        #expect(second == .init(redriven: 3))
-        #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == 18 })
-        #expect(store.count == 12, "redriven twice, stored once")
+        #expect(second == .init(skippedRedriven: 3), "each letter is sent back once")
+        #expect(
+            try await waitUntil(timeout: .seconds(3)) { ingest.status.processed > 15 } == false,
+            "the second run sends nothing")
+        #expect(store.count == 12)
         for id in refused { #expect(try await store.purchase(id: UUID(uuidString: id)!) != nil) }
 
         // Refused again after a redrive: the letter comes back counting it; the maximum stops it.
         let more = try (100..<102).map { try IngestHarness.event(user: 9, number: $0) }
         store.refuse { $0.event.purchase.username == "user 9" ? "still refused" : nil }
         try await harness.produce(more)
-        #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == 20 })
+        #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == 17 })
         _ = lines.take()
         #expect(
             try await tool.redrive(
                 DeadLetterSelection(reason: "still refused"), producer: harness.producer, maximumRedrives: 1)
                 == .init(redriven: 2))
-        #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == 22 })
+        #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == 19 })
         let again = try await tool.redrive(
             DeadLetterSelection(reason: "still refused"), producer: harness.producer, maximumRedrives: 1)
-        #expect(again == .init(redriven: 2, skippedAtMaximum: 2), "\(lines.take())")
+        #expect(again == .init(skippedAtMaximum: 2, skippedRedriven: 2), "\(lines.take())")
         try await ingest.stop()
+    }
+
+    /// The tool, the records the redrives sent to the purchases topic, and the letters on the
+    /// dead-letter topic, for a harness whose store refuses `refused` purchases.
+    struct RedriveBench {
+        let harness: IngestHarness
+        let store = InMemoryPurchaseStore()
+        let ingest: IngestHarness.Running
+        let lines = Lines()
+        let tool: DeadLetterTool
+
+        init(partitions: Int = 2, refused: Int) async throws {
+            harness = try IngestHarness(partitions: partitions)
+            store.refuse { _ in "Document failed validation" }
+            try await harness.produce(try (0..<refused).map { try IngestHarness.event(user: $0, number: $0) })
+            ingest = try harness.startIngest(store: store)
+            tool = DeadLetterTool(
+                reader: KafkaTopicReader(
+                    kafka: KafkaConfiguration(bootstrapServers: [harness.cluster.bootstrapServers]),
+                    logger: quietLogger),
+                topic: harness.topic, output: lines.append)
+            let ingest = self.ingest
+            #expect(try await waitUntil(timeout: .seconds(30)) { ingest.status.processed == refused })
+        }
+
+        /// How many records the redrives sent back to the purchases topic.
+        func redrivenRecords() async throws -> Int {
+            try await tool.reader.readAll(harness.topic).filter { record in
+                record.headers.contains { $0.name == DeadLetterTopic.Header.redrivenFrom }
+            }.count
+        }
+    }
+
+    /// The reproduction: one letter the store keeps refusing, `redrive --all` four times.
+    /// Each run sends each letter once; the copy that comes back is a new letter of the same
+    /// lineage, and --max-redrives stops the lineage.
+    @Test func redriveRunsOneAfterAnotherSendEachLetterOnce() async throws {
+        let bench = try await RedriveBench(refused: 1)
+        var sent: [Int] = []
+        for run in 1...4 {
+            let summary = try await bench.tool.redrive(
+                DeadLetterSelection(), producer: bench.harness.producer, maximumRedrives: 3)
+            sent.append(summary.redriven)
+            let expected = 1 + min(run, 3)
+            #expect(
+                try await waitUntil(timeout: .seconds(30)) { bench.ingest.status.processed == expected },
+                "the redriven copy was refused again and dead-lettered")
+        }
+        #expect(sent == [1, 1, 1, 0])
+        let (letters, ledger) = try await bench.tool.read()
+        #expect(letters.map(\.redrives) == [0, 1, 2, 3], "one letter per redrive, not 15")
+        #expect(letters.prefix(3).allSatisfy { ledger.state(of: $0.id).isRedriven })
+        #expect(ledger.state(of: letters[3].id) == .unhandled)
+        #expect(try await bench.redrivenRecords() == 3)
+        _ = bench.lines.take()
+        try await bench.tool.list(DeadLetterSelection(), unhandled: true, json: false)
+        #expect(bench.lines.take().first?.hasPrefix(letters[3].id) == true)
+        try await bench.ingest.stop()
+    }
+
+    /// Four runs at once over the same 30 letters: every letter is sent back exactly once.
+    @Test func concurrentRedriveRunsSendEachLetterOnce() async throws {
+        let bench = try await RedriveBench(partitions: 3, refused: 30)
+        bench.store.refuse { _ in nil }
+        let summaries = try await withThrowingTaskGroup(of: DeadLetterTool.RedriveSummary.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    try await bench.tool.redrive(
+                        DeadLetterSelection(), producer: bench.harness.producer, maximumRedrives: 3)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(summaries.map(\.redriven).reduce(0, +) == 30, "\(summaries)")
+        #expect(summaries.allSatisfy { $0.redriven + $0.skippedRedriven + $0.skippedClaimed == 30 })
+        #expect(try await bench.redrivenRecords() == 30)
+        #expect(try await waitUntil(timeout: .seconds(30)) { bench.store.count == 30 })
+        try await bench.ingest.stop()
+    }
+
+    /// A run that stopped between its claim and its outcome: the letter is skipped, shown as
+    /// claimed, and sent once when the operator says --retry-claimed.
+    @Test func aRunStoppedAfterItsClaimLeavesTheLetterClaimedUntilRetried() async throws {
+        let bench = try await RedriveBench(refused: 2)
+        bench.store.refuse { _ in nil }
+        let (letters, _) = try await bench.tool.read()
+        try await bench.tool.mark(letters[0], .claim, run: "stopped-run", producer: bench.harness.producer)
+
+        let first = try await bench.tool.redrive(
+            DeadLetterSelection(), producer: bench.harness.producer, maximumRedrives: 3)
+        #expect(first == .init(redriven: 1, skippedClaimed: 1))
+        #expect(
+            bench.lines.take().contains { $0.hasPrefix("skipped \(letters[0].id): claimed by redrive run stopped-run") }
+        )
+        try await bench.tool.list(DeadLetterSelection(), unhandled: true, json: true)
+        let unhandled = try bench.lines.take().map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        #expect(unhandled.map { $0["id"] as? String } == [letters[0].id])
+        #expect(unhandled.first?["state"] as? String == "claimed")
+        #expect(unhandled.first?["claimedBy"] as? String == "stopped-run")
+
+        let retried = try await bench.tool.redrive(
+            DeadLetterSelection(), producer: bench.harness.producer, maximumRedrives: 3, retryClaimed: true)
+        #expect(retried == .init(redriven: 1, skippedRedriven: 1))
+        let after = try await bench.tool.redrive(
+            DeadLetterSelection(), producer: bench.harness.producer, maximumRedrives: 3, retryClaimed: true)
+        #expect(after == .init(skippedRedriven: 2))
+        #expect(try await bench.redrivenRecords() == 2)
+        #expect(try await waitUntil(timeout: .seconds(30)) { bench.store.count == 2 })
+        try await bench.ingest.stop()
+    }
+
+    /// The markers' rules, in offset order: the first claim owns a letter; a later claim, or
+    /// another run's outcome, changes nothing.
+    @Test func theFirstClaimOwnsALetterAndOnlyItsOutcomeSettlesIt() {
+        func marker(_ kind: String, _ run: String, offset: Int64, to: String? = nil) -> KafkaConsumerMessage {
+            KafkaConsumerMessage(
+                topic: "shop.dlq", partition: 0, offset: offset, key: nil, value: [],
+                headers: [
+                    KafkaHeader(name: "dlq-marker", value: Array(kind.utf8)),
+                    KafkaHeader(name: "dlq-letter", value: Array("shop.dlq[0]@0".utf8)),
+                    KafkaHeader(name: "dlq-run", value: Array(run.utf8)),
+                ] + (to.map { [KafkaHeader(name: "dlq-redriven-to", value: Array($0.utf8))] } ?? []),
+                timestampMilliseconds: nil)
+        }
+        var ledger = RedriveLedger()
+        let steps: [(KafkaConsumerMessage, String)] = [
+            (marker("claim", "a", offset: 1), "claimed"),
+            (marker("claim", "b", offset: 2), "claimed"),
+            (marker("released", "b", offset: 3), "claimed"),
+            (marker("redriven", "b", offset: 4, to: "shop[0]@9"), "claimed"),
+            (marker("released", "a", offset: 5), "unhandled"),
+            (marker("claim", "b", offset: 6), "claimed"),
+            (marker("redriven", "b", offset: 7, to: "shop[0]@9"), "redriven"),
+            (marker("claim", "c", offset: 8), "redriven"),
+        ]
+        for (record, state) in steps {
+            let applied = ledger.apply(record)
+            #expect(applied)
+            #expect(ledger.state(of: "shop.dlq[0]@0").name == state, "after \(record.offset)")
+        }
+        #expect(ledger.state(of: "shop.dlq[0]@0").claimedBy == nil)
+        #expect(ledger.state(of: "shop.dlq[0]@0").redrivenTo == "shop[0]@9")
+        let letterApplied = ledger.apply(Self.letter(offset: 0, reason: "r", source: "shop[0]@1").record)
+        #expect(!letterApplied)
     }
 }

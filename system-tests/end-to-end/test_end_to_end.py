@@ -22,7 +22,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from shop import Shop, wait_for  # noqa: E402  (the launcher)
+from shop import TOPIC, Shop, wait_for  # noqa: E402  (the launcher)
 
 ORIGINAL = '{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}'
 
@@ -179,6 +179,45 @@ class EndToEnd(unittest.TestCase):
         self.assertTrue(listed, "the first purchase and the retried one, once")
         self.assertEqual(len(self.purchases("fault")), 2)
 
+    def test_an_idempotency_key_answers_its_purchase_and_refuses_another(self):
+        shop = self.start_shop()
+        first = '{"username":"keyed","userid":"k-1","price":"5.00","timestamp":"2026-01-02T03:04:05.000Z"}'
+        other = '{"username":"keyed","userid":"k-1","price":"6.00","timestamp":"2026-01-02T03:04:05.000Z"}'
+        status, bought = self.server.buy(first, {"Idempotency-Key": "order-1"})
+        self.assertEqual(status, 200, bought)
+        purchase_id = bought["purchaseId"]
+        self.assertTrue(wait_for(lambda: self.api.get("/purchases/" + purchase_id)[0] == 200, 30, 0.2))
+        before = shop.topic_end_offsets()
+
+        # The same request again: the first answer, marked as a replay, and nothing produced.
+        status, headers, text = self.server.request("POST", "/buy", first,
+                                                    {"Idempotency-Key": "order-1", "Content-Type": "application/json"})
+        self.assertEqual(status, 200, text)
+        self.assertEqual(headers.get("Idempotent-Replayed"), "true")
+        replayed = json.loads(text)
+        self.assertEqual((replayed["purchaseId"], replayed["partition"], replayed["offset"]),
+                         (purchase_id, bought["partition"], bought["offset"]))
+        # Another purchase under the key: 422 naming the key, nothing produced.
+        status, refused = self.server.buy(other, {"Idempotency-Key": "order-1"})
+        self.assertEqual(status, 422, refused)
+        self.assertEqual([error["field"] for error in refused["errors"]], ["Idempotency-Key"])
+        self.assertEqual(shop.topic_end_offsets(), before, "neither the replay nor the refusal produced anything")
+        self.assertEqual([p["price"] for p in self.purchases("keyed")], ["5.00"])
+
+        # The race: cm-api stopped, so cm-server cannot know the key is taken and produces both.
+        # cm-api keeps the first and dead-letters the other with the cause an alert fires on.
+        key = 'cmapi_events_dead_lettered_total{cause="idempotency_conflict"}'
+        self.assertEqual(shop.kill("cm-api", signal.SIGTERM), 0)
+        self.assertEqual(self.server.buy(first, {"Idempotency-Key": "order-2"})[0], 200)
+        self.assertEqual(self.server.buy(other, {"Idempotency-Key": "order-2"})[0], 200)
+        shop.start_service("cm-api")
+        self.assertTrue(wait_for(lambda: shop.metric("cm-api", key) == 1, 30, 0.2), "the later one dead-lettered")
+        code, out, err = shop.dlq("list", "--json", "--reason", "Idempotency-Key conflict")
+        self.assertEqual(code, 0, err)
+        [letter] = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual(letter["key"], "k-1")
+        self.assertEqual(sorted(p["price"] for p in self.purchases("keyed")), ["5.00", "5.00"])
+
     def test_a_purchase_mongodb_refuses_is_dead_lettered_and_redriven_once_the_cause_is_fixed(self):
         shop = self.start_shop()
         collection = shop.mongo_collection()
@@ -222,10 +261,16 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(code, 0, err)
         self.assertIn("1 redriven", out)
         self.assertTrue(wait_for(lambda: self.api.get("/purchases/" + purchase_id)[0] == 200, 30, 0.2))
-        duplicates = shop.metric("cm-api", "cmapi_purchases_duplicate_total")
-        self.assertEqual(shop.dlq("redrive", "--id", letter["id"])[0], 0)
-        self.assertTrue(wait_for(lambda: shop.metric("cm-api", "cmapi_purchases_duplicate_total") > duplicates, 30,
-                                 0.2), "the second redrive was read and found stored")
+        # Redriven again, it is not sent: each letter goes back once, and the list says where.
+        code, out, err = shop.dlq("redrive", "--id", letter["id"])
+        self.assertEqual(code, 0, err)
+        self.assertIn("0 redriven, 1 redriven already", out)
+        code, out, err = shop.dlq("list", "--json", "--key", "r-1")
+        [listed_letter] = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual(listed_letter["state"], "redriven")
+        self.assertTrue(listed_letter["redrivenTo"].startswith(TOPIC + "["), listed_letter)
+        self.assertEqual(shop.dlq("list", "--unhandled", "--key", "r-1")[1].splitlines()[-1],
+                         f"0 dead letters on {TOPIC}.dlq match")
         listed = self.purchases("refused")
         self.assertEqual([p["purchaseId"] for p in listed], [purchase_id])
 
