@@ -41,7 +41,7 @@ test: lint test-k8s build venv
 	$(MAKE) --no-print-directory test-fleet
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
-# Against the whole shop (debug builds): 113 bad requests, schemathesis on both OpenAPI
+# Against the whole shop (debug builds): 117 bad requests, schemathesis on both OpenAPI
 # documents, and nine faults under load with an exact accounting (about 4 minutes); with
 # AUTH_MODE=jwt, 74 hostile token and access cases, the corpus and schemathesis with a token, a
 # request flood (test_auth.py, about 2 minutes, docs/SECURITY.md); and, without a shop, what make soak's leak check counts and calls a leak.

@@ -298,8 +298,9 @@ class Shop:
     def url(self, name):
         return self.server_url if name == "cm-server" else self.api_url
 
-    def ready(self, name):
-        return http_get(self.url(name), "/readyz", timeout=5)[0] == 200
+    def ready(self, name, path="/readyz"):
+        """Whether the service's readiness (or cm-api's ingest readiness, path="/readyz/ingest") is 200."""
+        return http_get(self.url(name), path, timeout=5)[0] == 200
 
     def healthy(self, name):
         return self.processes[name].alive and http_get(self.url(name), "/healthz", timeout=5)[0] == 200
@@ -323,9 +324,9 @@ class Shop:
         """The sum of a metric over all its label sets."""
         return sum(value for key, value in self.metrics(name).items() if key == metric or key.startswith(metric + "{"))
 
-    def readiness(self, name):
-        """(status, body) of the service's /readyz."""
-        status, body = http_get(self.url(name), "/readyz", timeout=5)
+    def readiness(self, name, path="/readyz"):
+        """(status, body) of the service's /readyz (or `path`)."""
+        status, body = http_get(self.url(name), path, timeout=5)
         return status, body.decode(errors="replace")
 
     def dlq(self, *arguments, timeout=60):

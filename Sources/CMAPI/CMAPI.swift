@@ -61,7 +61,8 @@ struct Serve: AsyncParsableCommand {
         let deadLetters = try KafkaProducer(
             configuration: KafkaProducerConfiguration(kafka: configuration.kafka), logger: logger)
         let topicWatch = TopicWatch(
-            topics: [configuration.topic, DeadLetterTopic.name(of: configuration.topic)], logger: logger
+            topics: [configuration.topic, DeadLetterTopic.name(of: configuration.topic)], service: "cm-api",
+            logger: logger
         ) { topic throws(KafkaError) in try await consumer.topicMetadata(topic) }
         let status = IngestStatus()
         var settings = PurchaseIngest.Settings()

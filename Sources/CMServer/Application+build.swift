@@ -59,7 +59,8 @@ func buildApplication(
     producerConfiguration.deliveryTimeout = configuration.deliveryTimeout
     producerConfiguration.linger = configuration.linger
     let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
-    let topicWatch = TopicWatch(topics: [configuration.topic], logger: logger) { topic throws(KafkaError) in
+    let topicWatch = TopicWatch(topics: [configuration.topic], service: "cm-server", logger: logger) {
+        topic throws(KafkaError) in
         try await producer.topicMetadata(topic)
     }
     let publisher = KafkaPurchasePublisher(producer: producer, topic: configuration.topic, topicWatch: topicWatch)

@@ -10,11 +10,13 @@ import Synchronization
 ///
 /// A topic counts as missing only when the cluster answers that it does not exist; no answer
 /// at all (the brokers down) is another problem, reported elsewhere, and leaves the last verdict
-/// standing. Exports `kafka_topic_missing{topic}` (1 while the topic is missing).
+/// standing. Exports `kafka_topic_missing{shop_service,topic}` (1 while the topic is missing).
 public final class TopicWatch: Service, Sendable {
     public typealias Lookup = @Sendable (String) async throws(KafkaError) -> KafkaTopicMetadata
 
     public let topics: [String]
+    /// The service watching: the `shop_service` label, as on `service_ready`.
+    public let service: String
     public let interval: Duration
     private let lookup: Lookup
     private let logger: Logger
@@ -22,9 +24,14 @@ public final class TopicWatch: Service, Sendable {
 
     /// - Parameters:
     ///   - topics: the topics the service reads or writes.
+    ///   - service: the service's name (`cm-server`, `cm-api`).
     ///   - lookup: asks the cluster about one topic (a producer's or consumer's `topicMetadata`).
-    public init(topics: [String], interval: Duration = .seconds(5), logger: Logger, lookup: @escaping Lookup) {
+    public init(
+        topics: [String], service: String, interval: Duration = .seconds(5), logger: Logger,
+        lookup: @escaping Lookup
+    ) {
         self.topics = topics
+        self.service = service
         self.interval = interval
         self.lookup = lookup
         self.logger = logger
@@ -59,7 +66,8 @@ public final class TopicWatch: Service, Sendable {
             }
             // Made here rather than at init: a metric made before the process bootstraps its
             // metrics system would stay a no-op.
-            Gauge(label: "kafka_topic_missing", dimensions: [("topic", topic)]).record(found ? 0 : 1)
+            Gauge(label: "kafka_topic_missing", dimensions: [("shop_service", service), ("topic", topic)]).record(
+                found ? 0 : 1)
             if changed && found {
                 logger.notice("the Kafka topic exists again", metadata: ["topic": "\(topic)"])
             } else if changed {

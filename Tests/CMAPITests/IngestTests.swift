@@ -266,7 +266,9 @@ import Testing
     @Test func aMissingTopicHoldsTheIngestVisiblyAndLeavesTheReadsReady() async throws {
         let harness = try IngestHarness(partitions: 2)
         let ingest = try harness.startIngest()
-        let watch = TopicWatch(topics: [harness.topic], interval: .milliseconds(200), logger: quietLogger) {
+        let watch = TopicWatch(
+            topics: [harness.topic], service: "cm-api", interval: .milliseconds(200), logger: quietLogger
+        ) {
             topic throws(KafkaError) in try await ingest.consumer.topicMetadata(topic)
         }
         let watching = Task { try await watch.run() }
@@ -281,7 +283,7 @@ import Testing
             #expect(try await ingestAnswer().1.contains("the Kafka topic \(harness.topic) does not exist"))
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
             let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
-            #expect(metrics.contains(#"kafka_topic_missing{topic="\#(harness.topic)"} 1"#))
+            #expect(metrics.contains(#"kafka_topic_missing{shop_service="cm-api",topic="\#(harness.topic)"} 1"#))
             #expect(metrics.contains("cmapi_ingest_ready 0"))
             harness.cluster.setTopicMissing(harness.topic, false)
             #expect(try await waitUntil(timeout: .seconds(10)) { try await ingestAnswer().0 == .ok })

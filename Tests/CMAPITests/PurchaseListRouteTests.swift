@@ -146,7 +146,8 @@ import Testing
         let store = InMemoryPurchaseStore()
         let status = IngestStatus()
         let missing = Mutex(false)
-        let topics = TopicWatch(topics: ["purchases"], logger: quietLogger) { topic throws(KafkaError) in
+        let topics = TopicWatch(topics: ["purchases"], service: "cm-api", logger: quietLogger) {
+            topic throws(KafkaError) in
             if missing.withLock({ $0 }) { throw .unknownTopic(topic) }
             return KafkaTopicMetadata(name: topic, partitionCount: 6)
         }

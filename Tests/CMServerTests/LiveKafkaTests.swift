@@ -33,7 +33,7 @@ struct LiveServer {
         if let deliveryTimeout { configuration.deliveryTimeout = deliveryTimeout }
         let producer = try KafkaProducer(configuration: configuration, logger: logger)
         self.producer = producer
-        topicWatch = TopicWatch(topics: [topic], interval: .milliseconds(200), logger: logger) {
+        topicWatch = TopicWatch(topics: [topic], service: "cm-server", interval: .milliseconds(200), logger: logger) {
             topic throws(KafkaError) in try await producer.topicMetadata(topic)
         }
         app = Application(

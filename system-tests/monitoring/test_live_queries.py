@@ -187,12 +187,12 @@ class LiveQueries(unittest.TestCase):
         admin.command("configureFailPoint", "failCommand", mode="alwaysOn",
                       data={"failCommands": ["insert"], "errorCode": 13, "appName": "cm-api"})
         try:
-            expect_alerts({"CmApiMongoDBRefusesWrites", "CmApiNotReady"}, "MongoDB refusing writes")
+            expect_alerts({"CmApiMongoDBRefusesWrites", "CmApiIngestNotReady"}, "MongoDB refusing writes")
         finally:
             admin.command("configureFailPoint", "failCommand", mode="off")
         shop.kill("secantusdb")
         try:
-            expect_alerts({"CmApiMongoDBWritesFailing", "CmApiServerErrors", "CmServerServerErrors"},
+            expect_alerts({"CmApiMongoDBWritesFailing", "CmApiServerErrors", "CmServerServerErrors", "CmApiNotReady"},
                           "MongoDB down")
         finally:
             shop.start_service("secantusdb")

@@ -198,6 +198,12 @@ def corpus():
         ("timestamp words", s, buy(purchase(timestamp="yesterday")), {422}),
         ("timestamp without zone", s, buy(purchase(timestamp="2024-05-31T15:54:32")), {422}),
         ("timestamp Feb 30", s, buy(purchase(timestamp="2024-02-30T00:00:00Z")), {422}),
+        ("negative zero price", s, buy(purchase(price="-0.00")), {422}),
+        ("timestamp before 1970", s, buy(purchase(timestamp="1969-12-31T23:59:59.999Z")), {422}),
+        ("timestamp in 9999", s, buy(purchase(timestamp="9999-12-31T23:59:59Z")), {422}),
+        # Past TIMESTAMP_MAX_FUTURE_S (24 h by default): a purchase dated ahead would top its list.
+        ("timestamp two days ahead", s,
+         buy(purchase(timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2 * 86400)))), {422}),
         ("timestamp number", s, buy(purchase(timestamp=1717170872204)), {422}),
         ("dry run of an invalid purchase", s, request("POST", "/buy?dryRun=true", body=purchase(price="-1")), {422}),
         # -- sizes and framing -----------------------------------------------------------------

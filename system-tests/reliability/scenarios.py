@@ -19,6 +19,9 @@ from accounting import CONNECTIONS, Load, account, percentile
 from bad_input import changed
 from shop import TOPIC, http_get, wait_for
 
+# cm-api's ingest readiness: /readyz says only whether it can serve reads.
+INGEST = "/readyz/ingest"
+
 
 class Report:
     def __init__(self, name, accounting, facts, problems):
@@ -444,7 +447,7 @@ def mongodb_refuses_documents(shop, load, refusals=5):
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
     collection.database.command("collMod", collection.name, validator={"username": {"$ne": refused_user}})
     try:
-        enough = wait_for(lambda: readiness.append(shop.ready("cm-api")) or refused() >= refusals, 60, 0.2)
+        enough = wait_for(lambda: readiness.append(shop.ready("cm-api", INGEST)) or refused() >= refusals, 60, 0.2)
     finally:
         collection.database.command("collMod", collection.name, validator={})
     problems = []
@@ -482,34 +485,38 @@ def mongodb_refuses_documents(shop, load, refusals=5):
 
 def mongodb_permanent_error(shop, load, hold_seconds=3):
     """MongoDB answers every write of cm-api with an error no retry fixes (Unauthorized, as after
-    a revoked role): cm-api says so in /readyz, logs it at error, counts it, commits nothing and
-    retries slowly; once the role is back it stores the held purchases, each once."""
+    a revoked role): cm-api says so in /readyz/ingest, logs it at error, counts it, commits nothing
+    and retries slowly, while its reads stay ready; once the role is back it stores the held
+    purchases, each once."""
     admin = shop.mongo().admin
     key = 'cmapi_mongo_write_failures_total{class="permanent"}'
     before = shop.metric("cm-api", key)
     admin.command("configureFailPoint", "failCommand", mode="alwaysOn",
                   data={"failCommands": ["insert"], "errorCode": 13, "appName": "cm-api"})
     try:
-        said = wait_for(lambda: "retrying will not help" in shop.readiness("cm-api")[1], 30, 0.2)
-        reason = shop.readiness("cm-api")[1]
+        said = wait_for(lambda: "retrying will not help" in shop.readiness("cm-api", INGEST)[1], 30, 0.2)
+        reason = shop.readiness("cm-api", INGEST)[1]
+        reads_ready = shop.ready("cm-api")
         counted = wait_for(lambda: shop.metric("cm-api", key) > before, 10, 0.2)
         time.sleep(hold_seconds)
     finally:
         admin.command("configureFailPoint", "failCommand", mode="off")
     fixed = time.monotonic()
-    ready = wait_for(lambda: shop.ready("cm-api"), 60, 0.2)
+    ready = wait_for(lambda: shop.ready("cm-api", INGEST), 60, 0.2)
     logged = "MongoDB refuses writes; retrying will not help" in shop.processes["cm-api"].tail(400)
     facts = {"ready_again_after_fix_ms": _ms(time.monotonic() - fixed),
              "permanent_failures_counted": int(shop.metric("cm-api", key) - before)}
     problems = []
     if not said:
-        problems.append(f"cm-api's /readyz did not report the permanent error: {reason!r}")
+        problems.append(f"cm-api's /readyz/ingest did not report the permanent error: {reason!r}")
+    if not reads_ready:
+        problems.append("a write failure took cm-api's reads out of readiness (/readyz)")
     if not counted:
         problems.append(f"{key} did not count the permanent error")
     if not logged:
         problems.append("cm-api logged no error about the permanent failure")
     if not ready:
-        problems.append("cm-api not ready within 60 s of the fix")
+        problems.append("cm-api's ingest not ready within 60 s of the fix")
     return facts, problems
 
 
