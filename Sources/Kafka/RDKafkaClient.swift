@@ -194,10 +194,17 @@ func rdKafkaRebalance(
         } else {
             _ = rd_kafka_assign(rk, partitions)
         }
-        // A paused consumer stays paused whatever it is given: a partition assigned while the
-        // application holds back must not deliver behind its back.
-        if box?.fetchingPaused.load(ordering: .acquiring) == true, let partitions {
-            _ = rd_kafka_pause_partitions(rk, partitions)
+        // Every partition given takes the application's current state: paused while it holds
+        // back (a partition assigned then must not deliver behind its back), else resumed.
+        // librdkafka keeps a partition's pause across an unassign, so one paused before a
+        // rebalance and given back after `resume()` (which saw the assignment without it) would
+        // otherwise stay paused for good: found by the mongodb-long-outage scenario.
+        if let partitions {
+            if box?.fetchingPaused.load(ordering: .acquiring) == true {
+                _ = rd_kafka_pause_partitions(rk, partitions)
+            } else {
+                _ = rd_kafka_resume_partitions(rk, partitions)
+            }
         }
     } else {
         logger?.error("Kafka rebalance error: \(KafkaError(err).message)")

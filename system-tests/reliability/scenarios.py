@@ -9,6 +9,7 @@ picks them at random for ten minutes.
 
 import http.client
 import json
+import os
 import signal
 import threading
 import time
@@ -17,7 +18,7 @@ import uuid
 
 from accounting import CONNECTIONS, Load, account, percentile
 from bad_input import changed
-from shop import TOPIC, http_get, wait_for
+from shop import TOPIC, Process, free_port, http_get, wait_for
 
 # cm-api's ingest readiness: /readyz says only whether it can serve reads.
 INGEST = "/readyz/ingest"
@@ -520,6 +521,95 @@ def mongodb_permanent_error(shop, load, hold_seconds=3):
     return facts, problems
 
 
+def resident_mb(pid):
+    """The process's resident memory (VmRSS) in MB, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def mongodb_long_outage(shop, load, down_seconds=None, batch=500, growth_mb=16):
+    """MongoDB down for a long time under load (LONG_OUTAGE_SECONDS: 20 s in make test, 180 s in
+    make test-long-outage) with a rebalance in the middle: a second cm-api, in the group since
+    before the outage and holding its own batch, leaves (SIGTERM), and its partitions move to the
+    first while that one holds its batch. cm-api holds at most one batch (`batch` messages, every
+    partition paused, the new ones too), its memory stays flat (grows by less than `growth_mb`
+    from the outage's first seconds to its end), and once MongoDB is back every acknowledged
+    purchase is stored once (the accounting)."""
+    down_seconds = down_seconds or float(os.environ.get("LONG_OUTAGE_SECONDS", "20"))
+    first = shop.processes["cm-api"]
+    api_port = int(shop.api_url.rsplit(":", 1)[1])
+
+    def held_messages(port):
+        status, body = http_get(f"http://127.0.0.1:{port}", "/metrics", timeout=5)
+        for line in body.decode(errors="replace").splitlines():
+            if line.startswith("cmapi_ingest_held_messages "):
+                return float(line.split()[1])
+        return 0.0
+
+    def ingest_ready(port):
+        return http_get(f"http://127.0.0.1:{port}", INGEST, timeout=5)[0] == 200
+
+    samples, most_held, sampling = [], [0.0], threading.Event()
+
+    def sample():
+        while not sampling.wait(0.5):  # the sampling period, not a wait for a state
+            samples.append(resident_mb(first.pid))
+            most_held[0] = max(most_held[0], held_messages(api_port))
+
+    # A second member first: the group shares the partitions between the two.
+    second_port = free_port()
+    second = Process("cm-api-2", first.argv, dict(first.env, PORT=str(second_port)), os.path.dirname(first.log_path))
+    second.start()
+    sampler = threading.Thread(target=sample, name="outage-sampler")
+    problems, leave_s = [], None
+    try:
+        joined = wait_for(lambda: second.alive and ingest_ready(second_port), 120, 0.5)
+        shop.kill("secantusdb")
+        started = time.monotonic()
+        sampler.start()
+        try:
+            ingest_down = wait_for(lambda: not ingest_ready(api_port), 30, 0.2)
+            second_held = wait_for(lambda: held_messages(second_port) > 0, 30, 0.2)
+            time.sleep(max(0.0, started + down_seconds * 0.4 - time.monotonic()))  # the fault's length
+            # It leaves while both hold a batch: its partitions move to the first, which must pause them.
+            leaving = time.monotonic()
+            left = second.stop(signal.SIGTERM, 60) == 0
+            leave_s = round(time.monotonic() - leaving, 1)
+            time.sleep(max(0.0, started + down_seconds - time.monotonic()))  # the fault's length
+        finally:
+            sampling.set()
+            sampler.join()
+            shop.start_service("secantusdb")
+    finally:
+        if second.alive:
+            second.stop(signal.SIGKILL)
+    ingest_back = wait_for(lambda: ingest_ready(api_port), 60, 0.2)
+    if not samples:
+        return {}, ["no memory sample taken during the outage"]
+    early = max(samples[: max(1, len(samples) // 5)])
+    facts = {"down_s": round(time.monotonic() - started), "rss_start_mb": round(early, 1),
+             "rss_max_mb": round(max(samples), 1), "rss_end_mb": round(samples[-1], 1),
+             "most_held": int(most_held[0]), "samples": len(samples), "second_left_in_s": leave_s}
+    if not joined:
+        problems.append("the second cm-api did not join and get ready")
+    if not ingest_down:
+        problems.append("cm-api's ingest stayed ready while MongoDB was down")
+    if not second_held:
+        problems.append("the second cm-api held no batch: it had no partitions")
+    if not left:
+        problems.append("the second cm-api did not stop cleanly on SIGTERM while MongoDB was down")
+    if most_held[0] > batch:
+        problems.append(f"cm-api held {int(most_held[0])} messages, more than one batch ({batch})")
+    if max(samples) - early > growth_mb:
+        problems.append(f"cm-api's memory grew from {early:.1f} MB to {max(samples):.1f} MB during the outage")
+    if not ingest_back:
+        problems.append("cm-api's ingest not ready within 60 s of MongoDB's return")
+    return facts, problems
+
+
 # Scenarios in which acknowledged purchases may end on the dead-letter topic (with their reason)
 # and stay there. None: mongodb-refuses-documents redrives what it dead-lettered.
 DEAD_LETTERING = set()
@@ -534,6 +624,7 @@ FAULTS = {
     "cm-api-stalled": cm_api_stalled,
     "mongodb-refuses-documents": mongodb_refuses_documents,
     "mongodb-permanent-error": mongodb_permanent_error,
+    "mongodb-long-outage": mongodb_long_outage,
 }
 
 

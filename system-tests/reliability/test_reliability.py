@@ -157,6 +157,10 @@ class Test3Faults(ShopTestCase):
     def test_mongodb_permanent_error(self):
         self.scenario("mongodb-permanent-error")
 
+    def test_mongodb_long_outage(self):
+        # 20 s here; make test-long-outage holds MongoDB down for 3 minutes.
+        self.scenario("mongodb-long-outage")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
