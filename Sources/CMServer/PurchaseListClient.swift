@@ -49,22 +49,18 @@ struct PurchaseListClient: Sendable {
         case timedOut
     }
 
-    /// `authorization`: the caller's own `Authorization` header, passed on for cm-api to verify.
-    func page(username: String, limit: Int, cursor: String?, authorization: String? = nil) async throws(Failure)
-        -> PurchaseListPage
+    /// One GET to cm-api with the caller's `Authorization` and the service token: its status and
+    /// body (at most `upTo` bytes). Past `timeout`, `.timedOut`; unreachable, `.upstream`.
+    private func get(_ url: String, authorization: String?, timeout: Duration, upTo limit: Int)
+        async throws(Failure) -> (status: UInt, body: ByteBuffer)
     {
-        var url = "\(baseURL)/buyList/\(Self.percentEncoded(username))?limit=\(limit)"
-        if let cursor { url += "&cursor=\(Self.percentEncoded(cursor))" }
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let serviceToken { request.headers.add(name: ServiceToken.header.rawName, value: serviceToken.value) }
-        let body: ByteBuffer
-        let status: UInt
         do {
             let response = try await http.execute(request, timeout: TimeAmount(timeout))
-            status = response.status.code
-            body = try await response.body.collect(upTo: Self.maximumResponseBytes)
+            return (response.status.code, try await response.body.collect(upTo: limit))
         } catch let error as HTTPClientError
             where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
         {
@@ -72,6 +68,16 @@ struct PurchaseListClient: Sendable {
         } catch {
             throw .upstream("cm-api could not be reached", detail: "\(error)")
         }
+    }
+
+    /// `authorization`: the caller's own `Authorization` header, passed on for cm-api to verify.
+    func page(username: String, limit: Int, cursor: String?, authorization: String? = nil) async throws(Failure)
+        -> PurchaseListPage
+    {
+        var url = "\(baseURL)/buyList/\(Self.percentEncoded(username))?limit=\(limit)"
+        if let cursor { url += "&cursor=\(Self.percentEncoded(cursor))" }
+        let (status, body) = try await get(
+            url, authorization: authorization, timeout: timeout, upTo: Self.maximumResponseBytes)
         switch status {
         case 200:
             do {
@@ -101,23 +107,9 @@ struct PurchaseListClient: Sendable {
     func receipt(of purchaseId: UUID, timeout: Duration, authorization: String? = nil) async throws(Failure)
         -> StoredReceipt?
     {
-        var request = HTTPClientRequest(url: "\(baseURL)/purchases/\(purchaseId.lowercasedString)")
-        request.headers.add(name: "Accept", value: "application/json")
-        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
-        if let serviceToken { request.headers.add(name: ServiceToken.header.rawName, value: serviceToken.value) }
-        let body: ByteBuffer
-        let status: UInt
-        do {
-            let response = try await http.execute(request, timeout: TimeAmount(timeout))
-            status = response.status.code
-            body = try await response.body.collect(upTo: 64 * 1024)
-        } catch let error as HTTPClientError
-            where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
-        {
-            throw .timedOut
-        } catch {
-            throw .upstream("cm-api could not be reached", detail: "\(error)")
-        }
+        let (status, body) = try await get(
+            "\(baseURL)/purchases/\(purchaseId.lowercasedString)", authorization: authorization, timeout: timeout,
+            upTo: 64 * 1024)
         switch status {
         case 200:
             do {
