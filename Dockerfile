@@ -21,8 +21,9 @@ COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
-# Package.swift declares mongo-bench there; the package does not load without it.
+# Package.swift declares mongo-bench and http-floor there; the package does not load without them.
 COPY bench/MongoBench ./bench/MongoBench
+COPY bench/HTTPFloor ./bench/HTTPFloor
 RUN swift build -c release --static-swift-stdlib --product cm-server \
  && swift build -c release --static-swift-stdlib --product cm-api \
  && mkdir -p /out \

@@ -17,7 +17,8 @@ let package = Package(
         .executable(name: "mongo-bench", targets: ["MongoBench"]),
         .executable(name: "http-floor", targets: ["HTTPFloor"]),
         .executable(name: "kafka-mock", targets: ["KafkaMockServer"]),
-        .library(name: "Events", targets: ["Events"]),
+        .library(name: "PurchaseDomain", targets: ["PurchaseDomain"]),
+        .library(name: "PurchaseWire", targets: ["PurchaseWire"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Mongo", targets: ["Mongo"]),
     ],
@@ -41,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", exact: "1.8.1"),
     ],
     targets: [
+        // The bindings: thin, safe Swift over the C clients, knowing nothing of purchases.
         .systemLibrary(
             name: "CRdKafka",
             pkgConfig: "rdkafka",
@@ -50,11 +52,6 @@ let package = Package(
             name: "CMongoC",
             pkgConfig: "libmongoc-1.0",
             providers: [.apt(["libmongoc-dev", "libbson-dev"])]
-        ),
-        .target(
-            name: "Events",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
-            swiftSettings: settings
         ),
         .target(
             name: "Kafka",
@@ -74,24 +71,56 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        // What both executables share outside HTTP: configuration through swift-configuration,
-        // the Kafka connection settings, LOG_LEVEL, start-up and exit codes, the service group.
+        // The purchase itself: its fields, price, time, identity and rules. No I/O, no wire form.
+        .target(
+            name: "PurchaseDomain",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: settings
+        ),
+        // The purchase's wire forms both services speak (docs/CONTRACT.md): the POST /buy body, the
+        // Kafka event and the dead-letter topic's vocabulary, the purchase list; one JSON reader
+        // and writer for them.
+        .target(
+            name: "PurchaseWire",
+            dependencies: [
+                "PurchaseDomain",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: settings
+        ),
+        // What every process shares: configuration through swift-configuration, LOG_LEVEL, start-up
+        // and exit codes, the service group, the Prometheus registry.
         .target(
             name: "ShopService",
             dependencies: [
-                "Kafka",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: settings
         ),
+        // The services' Kafka wiring: the connection settings from the environment, the topic watch.
+        .target(
+            name: "ShopKafka",
+            dependencies: [
+                "Kafka",
+                "ShopService",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: settings
+        ),
+        // The HTTP foundation of both services: the server, JSON answers, /metrics, health and
+        // readiness, unrouted requests. Knows neither Kafka nor auth.
         .target(
             name: "ShopHTTP",
             dependencies: [
-                "Events",
+                "PurchaseDomain",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -102,12 +131,12 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        // Who a request is from (docs/SECURITY.md): bearer JWTs through jwt-kit, the principal in
-        // hummingbird-auth's request context, cm-api's service credential, rate limits.
+        // Who a request is from (docs/SECURITY.md), as middleware: bearer JWTs through jwt-kit, the
+        // principal for hummingbird-auth's request contexts, cm-api's service credential.
         .target(
             name: "ShopAuth",
             dependencies: [
-                "Events",
+                "PurchaseDomain",
                 "ShopHTTP",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -116,47 +145,49 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: settings
         ),
         .executableTarget(
             name: "CMServer",
             dependencies: [
-                "ShopService",
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                "Events",
                 "Kafka",
+                "PurchaseDomain",
+                "PurchaseWire",
+                "ShopAuth",
+                "ShopHTTP",
+                "ShopKafka",
+                "ShopService",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                "ShopAuth",
-                "ShopHTTP",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
             ],
             resources: [
-                .embedInCode("openapi.yaml"), .embedInCode("shop.html"), .embedInCode("shop.js"),
-                .embedInCode("shop.css"),
+                .embedInCode("openapi.yaml"), .embedInCode("Page/shop.html"), .embedInCode("Page/shop.js"),
+                .embedInCode("Page/shop.css"),
             ],
             swiftSettings: settings
         ),
         .executableTarget(
             name: "CMAPI",
             dependencies: [
+                "Kafka",
+                "Mongo",
+                "PurchaseDomain",
+                "PurchaseWire",
+                "ShopAuth",
+                "ShopHTTP",
+                "ShopKafka",
                 "ShopService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
-                "Events",
-                "Kafka",
-                "Mongo",
-                "ShopAuth",
-                "ShopHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "Logging", package: "swift-log"),
@@ -167,11 +198,13 @@ let package = Package(
             resources: [.embedInCode("openapi.yaml")],
             swiftSettings: settings
         ),
+        // make run's stand-in broker: librdkafka's mock cluster with the shop's topics.
         .executableTarget(
             name: "KafkaMockServer",
             dependencies: [
-                "Events",
                 "Kafka",
+                "PurchaseWire",
+                "ShopKafka",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -187,61 +220,47 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "bench/HTTPFloor", swiftSettings: settings),
-        .testTarget(name: "EventsTests", dependencies: ["Events"], swiftSettings: settings),
+        // Tests: one target per module that has its own tests (README, "Layout"); ShopService,
+        // ShopKafka and ShopHTTP are tested through the services' targets.
+        .testTarget(
+            name: "KafkaTests",
+            dependencies: [
+                "Kafka",
+                "ShopTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: settings
+        ),
+        .testTarget(name: "MongoTests", dependencies: ["Mongo", "ShopTestSupport"], swiftSettings: settings),
+        .testTarget(name: "PurchaseDomainTests", dependencies: ["PurchaseDomain"], swiftSettings: settings),
+        .testTarget(
+            name: "PurchaseWireTests", dependencies: ["PurchaseDomain", "PurchaseWire"], swiftSettings: settings),
         .testTarget(
             name: "ShopAuthTests",
             dependencies: [
-                "Events",
+                "PurchaseDomain",
                 "ShopAuth",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: settings
         ),
         .testTarget(
-            name: "KafkaTests",
-            dependencies: [
-                "CRdKafka",
-                "Kafka",
-                "ShopTestSupport",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: settings
-        ),
-        // What several test targets share: a SecantusDB server to start, stop and restart, child
-        // processes, OpenAPI checks, a stand-in cm-api, list paging, waiting for a condition.
-        .target(
-            name: "ShopTestSupport",
-            dependencies: [
-                "Events",
-                "Kafka",
-                "Mongo",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Yams", package: "Yams"),
-            ],
-            path: "Tests/ShopTestSupport",
-            swiftSettings: settings
-        ),
-        .testTarget(name: "MongoTests", dependencies: ["Mongo", "ShopTestSupport"], swiftSettings: settings),
-        .testTarget(
             name: "CMServerTests",
             dependencies: [
-                "CRdKafka",
-                "ShopService",
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "CMServer",
-                "Events",
                 "Kafka",
+                "PurchaseDomain",
+                "PurchaseWire",
                 "ShopAuth",
+                "ShopService",
                 "ShopTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -250,19 +269,38 @@ let package = Package(
         .testTarget(
             name: "CMAPITests",
             dependencies: [
-                "ShopService",
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "CMAPI",
-                "CRdKafka",
-                "Events",
                 "Kafka",
                 "Mongo",
+                "PurchaseDomain",
+                "PurchaseWire",
                 "ShopAuth",
+                "ShopService",
                 "ShopTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: settings
+        ),
+        // What several test targets share: a SecantusDB server to start, stop and restart, child
+        // processes, OpenAPI checks, a stand-in cm-api, list paging, waiting for a condition.
+        .target(
+            name: "ShopTestSupport",
+            dependencies: [
+                "Kafka",
+                "Mongo",
+                "PurchaseDomain",
+                "PurchaseWire",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Tests/ShopTestSupport",
             swiftSettings: settings
         ),
     ],

@@ -1,13 +1,15 @@
-import Events
 import Foundation
 import Hummingbird
 import Kafka
 import Logging
 import Metrics
 import NIOCore
+import PurchaseDomain
+import PurchaseWire
 import ServiceLifecycle
 import ShopAuth
 import ShopHTTP
+import ShopKafka
 import ShopService
 import Synchronization
 
@@ -28,13 +30,13 @@ func buildRouter(
     topics: TopicWatch? = nil,
     assignment: @escaping @Sendable () async -> [KafkaTopicPartition]? = { [] },
     lag: @escaping @Sendable () async -> [KafkaTopicPartition: Int64] = { [:] }
-) -> Router<ShopRequestContext> {
+) -> Router<AppRequestContext> {
     let registry = ShopMetrics.bootstrap()
-    let router = Router(context: ShopRequestContext.self)
+    let router = Router(context: AppRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     let purchaseRoutes = router.group()
     if let serviceToken = auth.serviceToken {
-        purchaseRoutes.add(middleware: ServiceTokenMiddleware<ShopRequestContext>(token: serviceToken))
+        purchaseRoutes.add(middleware: ServiceTokenMiddleware<AppRequestContext>(token: serviceToken))
     }
     auth.protect(purchaseRoutes)
     PurchaseListRoutes(store: store).addRoutes(to: purchaseRoutes)
@@ -73,6 +75,48 @@ func buildRouter(
     }
     router.add(middleware: UnroutedRequestMiddleware(routes: router.routes))
     return router
+}
+
+/// cm-api: the router, and the ingest with its dead-letter producer and topic watch as services
+/// that start before and stop after the HTTP server (in reverse: the server stops, the ingest
+/// finishes its batch, commits and leaves the group, then the dead-letter producer flushes).
+/// `store` is the process's MongoDB store, its pools owned by the caller.
+func buildApplication(
+    configuration: CMAPIConfiguration,
+    auth: RouteAuth = .none,
+    store: MongoPurchaseStore,
+    logger: Logger
+) throws -> some ApplicationProtocol {
+
+    let consumer = try KafkaConsumer(
+        configuration: configuration.consumer, topics: [configuration.topic], logger: logger)
+    let deadLetters = try KafkaProducer(
+        configuration: KafkaProducerConfiguration(kafka: configuration.kafka), logger: logger)
+    let topicWatch = TopicWatch(
+        topics: [configuration.topic, DeadLetterTopic.name(of: configuration.topic)], service: "cm-api",
+        logger: logger
+    ) { topic throws(KafkaError) in try await consumer.topicMetadata(topic) }
+    let status = IngestStatus()
+    var settings = PurchaseIngest.Settings()
+    settings.batchSize = configuration.batchSize
+    settings.batchWait = configuration.batchWait
+    let ingest = PurchaseIngest(
+        consumer: consumer, deadLetters: deadLetters, topic: configuration.topic, store: store,
+        settings: settings, status: status, logger: logger)
+    return Application(
+        router: buildRouter(
+            store: store, status: status, auth: auth,
+            failure: {
+                consumer.fatalFailure.map { "Kafka consumer: \($0.message)" }
+                    ?? deadLetters.fatalFailure.map { "dead-letter producer: \($0.message)" }
+            },
+            topics: topicWatch, assignment: { try? await consumer.assignment() },
+            lag: { (try? await consumer.lag()) ?? [:] }),
+        server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
+        configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
+        services: [deadLetters, topicWatch, ingest],
+        logger: logger
+    )
 }
 
 /// The lag and freshness series of the partitions this member owns. A partition given up in a

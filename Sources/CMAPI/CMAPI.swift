@@ -1,11 +1,12 @@
 import ArgumentParser
 import Configuration
-import Events
 import Foundation
 import Hummingbird
 import Kafka
 import Logging
 import Mongo
+import PurchaseDomain
+import PurchaseWire
 import ServiceLifecycle
 import ShopAuth
 import ShopHTTP
@@ -55,41 +56,11 @@ struct Serve: AsyncParsableCommand {
             reads: reads.collection(configuration.collection, database: configuration.database),
             readTimeout: configuration.readTimeout, logger: logger)
         try await store.prepare()
-
-        let consumer = try KafkaConsumer(
-            configuration: configuration.consumer, topics: [configuration.topic], logger: logger)
-        let deadLetters = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(kafka: configuration.kafka), logger: logger)
-        let topicWatch = TopicWatch(
-            topics: [configuration.topic, DeadLetterTopic.name(of: configuration.topic)], service: "cm-api",
-            logger: logger
-        ) { topic throws(KafkaError) in try await consumer.topicMetadata(topic) }
-        let status = IngestStatus()
-        var settings = PurchaseIngest.Settings()
-        settings.batchSize = configuration.batchSize
-        settings.batchWait = configuration.batchWait
-        let ingest = PurchaseIngest(
-            consumer: consumer, deadLetters: deadLetters, topic: configuration.topic, store: store,
-            settings: settings, status: status, logger: logger)
-        let app = Application(
-            router: buildRouter(
-                store: store, status: status, auth: auth,
-                failure: {
-                    consumer.fatalFailure.map { "Kafka consumer: \($0.message)" }
-                        ?? deadLetters.fatalFailure.map { "dead-letter producer: \($0.message)" }
-                },
-                topics: topicWatch, assignment: { try? await consumer.assignment() },
-                lag: { (try? await consumer.lag()) ?? [:] }),
-            server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
-            configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
-            logger: logger
-        )
-        // Shutdown runs in reverse: the HTTP server stops, the ingest finishes its batch,
-        // commits and leaves the group, then the dead-letter producer flushes.
+        let app = try buildApplication(configuration: configuration, auth: auth, store: store, logger: logger)
+        // SIGTERM/SIGINT: the HTTP server stops, the ingest finishes its batch, commits and leaves
+        // the group, then the dead-letter producer flushes; all within SHUTDOWN_TIMEOUT_MS.
         try await ServiceGroup(
-            configuration: .shop(
-                services: [deadLetters, topicWatch, ingest, app], shutdownTimeout: configuration.shutdownTimeout,
-                logger: logger)
+            configuration: .shop(services: [app], shutdownTimeout: configuration.shutdownTimeout, logger: logger)
         ).run()
         await reads.shutdown()
         await writes.shutdown()

@@ -4,6 +4,7 @@ import Logging
 import Mongo
 import ShopAuth
 import ShopHTTP
+import ShopKafka
 import ShopService
 
 /// cm-api's settings, read once at start (`docs/CONTRACT.md`); each default is documented where

@@ -1,13 +1,15 @@
 import AsyncHTTPClient
-import Events
 import Hummingbird
 import Kafka
 import Logging
 import Metrics
 import NIOCore
+import PurchaseDomain
+import PurchaseWire
 import ServiceLifecycle
 import ShopAuth
 import ShopHTTP
+import ShopKafka
 import ShopService
 
 /// The HTTP routes of cm-server.
@@ -18,19 +20,19 @@ func buildRouter(
     publisher: some PurchasePublisher, purchaseLists: PurchaseListClient, receipts: (any PurchaseReceipts)? = nil,
     auth: RouteAuth = .none, rateLimits: RateLimitSettings = .unlimited, timestampRule: TimestampRule = TimestampRule(),
     idempotencyLookupTimeout: Duration = .seconds(1)
-) -> Router<ShopRequestContext> {
+) -> Router<AppRequestContext> {
     let registry = ShopMetrics.bootstrap()
-    let router = Router(context: ShopRequestContext.self)
+    let router = Router(context: AppRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     let publicRoutes = router.group()
     auth.protect(publicRoutes)
     let limiter = RateLimiter(settings: rateLimits)
-    BuyController(
+    BuyRoutes(
         publisher: publisher,
         receipts: receipts ?? CMAPIReceipts(client: purchaseLists, timeout: idempotencyLookupTimeout),
         rateLimiter: limiter, timestampRule: timestampRule
     ).addRoutes(to: publicRoutes)
-    PurchaseListController(client: purchaseLists, rateLimiter: limiter).addRoutes(to: publicRoutes)
+    PurchaseListRoutes(client: purchaseLists, rateLimiter: limiter).addRoutes(to: publicRoutes)
     ShopPage.addRoutes(to: router)
     ServiceRoutes.add(
         to: router, openAPIDocument: PackageResources.openapi_yaml, failure: { publisher.fatalFailure },

@@ -1,9 +1,10 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Configuration
-import Events
 import Foundation
 import Hummingbird
+import PurchaseDomain
+import PurchaseWire
 import ServiceLifecycle
 import ShopAuth
 import ShopService

@@ -1,9 +1,11 @@
 import Configuration
-import Events
 import Kafka
 import Logging
+import PurchaseDomain
+import PurchaseWire
 import ShopAuth
 import ShopHTTP
+import ShopKafka
 import ShopService
 
 /// cm-server's settings, read once at start (`docs/CONTRACT.md`); each default is documented

@@ -1,7 +1,8 @@
 import Configuration
-import Events
 import Foundation
 import Kafka
+import PurchaseWire
+import ShopKafka
 import ShopService
 import UnixSignals
 

@@ -1,4 +1,4 @@
-public import Events
+public import PurchaseDomain
 
 /// Who a verified token speaks for: the OIDC claims the shop reads.
 ///

@@ -1,6 +1,6 @@
-import Events
 public import Foundation
 import JWTKit
+import PurchaseDomain
 public import ShopService
 
 /// Why a bearer token was refused. `reason` goes to the client (`error_description`): it names

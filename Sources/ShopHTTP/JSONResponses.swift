@@ -1,7 +1,7 @@
-public import Events
 import Foundation
 public import HTTPTypes
 public import Hummingbird
+public import PurchaseDomain
 
 /// The contract's error body: `{"status":"Error","message":"…","errors":[{"field","reason"}]}`.
 public struct ErrorAnswer: Encodable, Sendable {
@@ -41,5 +41,10 @@ extension Response {
     /// A JSON error in the contract's shape.
     public static func error(_ status: HTTPResponse.Status, _ message: String, errors: [FieldError] = []) -> Response {
         .json(status, ErrorAnswer(message: message, errors: errors))
+    }
+
+    /// 403: a valid token without the right (a purchase made as someone else).
+    public static func forbidden(_ message: String, errors: [FieldError] = []) -> Response {
+        Response.error(.forbidden, message, errors: errors)
     }
 }

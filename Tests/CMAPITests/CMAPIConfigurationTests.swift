@@ -1,10 +1,12 @@
 import Configuration
-import Events
+@_spi(Testing) import Kafka
+import PurchaseDomain
+import PurchaseWire
+import ShopKafka
 import ShopService
 import Testing
 
 @testable import CMAPI
-@testable import Kafka
 
 @Suite struct CMAPIConfigurationTests {
     @Test func contractDefaults() throws {
@@ -54,15 +56,15 @@ import Testing
         let defaults = try CMAPIConfiguration(
             config: .shop(environment: ["KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_GROUPID": "g"])
         ).consumer
-        #expect(defaults.properties["group.id"] == "g")
-        #expect(defaults.properties["auto.offset.reset"] == "earliest")
-        #expect(defaults.properties["fetch.wait.max.ms"] == "500")
+        #expect(defaults.librdkafkaProperties["group.id"] == "g")
+        #expect(defaults.librdkafkaProperties["auto.offset.reset"] == "earliest")
+        #expect(defaults.librdkafkaProperties["fetch.wait.max.ms"] == "500")
         let lowered = try CMAPIConfiguration(
             config: .shop(environment: [
                 "KAFKA_BROKERS": "k:1", "MONGODB_URI": "mongodb://m", "KAFKA_FETCH_WAIT_MAX_MS": "10",
             ])
         ).consumer
-        #expect(lowered.properties["fetch.wait.max.ms"] == "10")
+        #expect(lowered.librdkafkaProperties["fetch.wait.max.ms"] == "10")
     }
 
     @Test(

@@ -1,12 +1,12 @@
-import Events
 import Foundation
-import Kafka
+@_spi(Testing) import Kafka
+import PurchaseDomain
+import PurchaseWire
 import ShopTestSupport
 import Synchronization
 import Testing
 
 @testable import CMAPI
-@testable import Kafka
 
 /// `cm-api dlq`: dead letters listed, chosen, and brought back once the cause is fixed.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct DeadLetterToolTests {
@@ -27,10 +27,12 @@ import Testing
     ) -> DeadLetter {
         DeadLetter(
             record: KafkaConsumerMessage(
-                topic: "shop.dlq", partition: partition, offset: offset, key: Array(key.utf8), value: Array("{}".utf8),
+                forTesting: DeadLetterTopic.name(of: "shop"), partition: partition, offset: offset,
+                key: Array(key.utf8),
+                value: Array("{}".utf8),
                 headers: headers + [
-                    KafkaHeader(name: "dlq-reason", value: Array(reason.utf8)),
-                    KafkaHeader(name: "dlq-source", value: Array(source.utf8)),
+                    KafkaHeader(name: DeadLetterTopic.Header.reason, value: Array(reason.utf8)),
+                    KafkaHeader(name: DeadLetterTopic.Header.source, value: Array(source.utf8)),
                 ],
                 timestampMilliseconds: milliseconds))
     }
@@ -64,15 +66,15 @@ import Testing
             offset: 4, reason: "refused", source: "shop[0]@1",
             headers: [
                 KafkaHeader(name: "traceparent", value: Array("00-abc".utf8)),
-                KafkaHeader(name: "dlq-redrive-count", value: Array("2".utf8)),
-                KafkaHeader(name: "dlq-mongodb-code", value: Array("121".utf8)),
+                KafkaHeader(name: DeadLetterTopic.Header.redriveCount, value: Array("2".utf8)),
+                KafkaHeader(name: DeadLetterTopic.Header.mongoDBCode, value: Array("121".utf8)),
             ])
         #expect(letter.redrives == 2)
         #expect(
             letter.redriveHeaders == [
                 KafkaHeader(name: "traceparent", value: Array("00-abc".utf8)),
-                KafkaHeader(name: "dlq-redrive-count", value: Array("3".utf8)),
-                KafkaHeader(name: "dlq-redriven-from", value: Array("shop.dlq[0]@4".utf8)),
+                KafkaHeader(name: DeadLetterTopic.Header.redriveCount, value: Array("3".utf8)),
+                KafkaHeader(name: DeadLetterTopic.Header.redrivenFrom, value: Array("shop.dlq[0]@4".utf8)),
             ])
     }
 
@@ -256,12 +258,12 @@ import Testing
     @Test func theFirstClaimOwnsALetterAndOnlyItsOutcomeSettlesIt() {
         func marker(_ kind: String, _ run: String, offset: Int64, to: String? = nil) -> KafkaConsumerMessage {
             KafkaConsumerMessage(
-                topic: "shop.dlq", partition: 0, offset: offset, key: nil, value: [],
+                forTesting: DeadLetterTopic.name(of: "shop"), partition: 0, offset: offset, key: nil, value: [],
                 headers: [
-                    KafkaHeader(name: "dlq-marker", value: Array(kind.utf8)),
-                    KafkaHeader(name: "dlq-letter", value: Array("shop.dlq[0]@0".utf8)),
-                    KafkaHeader(name: "dlq-run", value: Array(run.utf8)),
-                ] + (to.map { [KafkaHeader(name: "dlq-redriven-to", value: Array($0.utf8))] } ?? []),
+                    KafkaHeader(name: DeadLetterTopic.Header.marker, value: Array(kind.utf8)),
+                    KafkaHeader(name: DeadLetterTopic.Header.letter, value: Array("shop.dlq[0]@0".utf8)),
+                    KafkaHeader(name: DeadLetterTopic.Header.run, value: Array(run.utf8)),
+                ] + (to.map { [KafkaHeader(name: DeadLetterTopic.Header.redrivenTo, value: Array($0.utf8))] } ?? []),
                 timestampMilliseconds: nil)
         }
         var ledger = RedriveLedger()

@@ -1,18 +1,19 @@
-import Events
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+@_spi(Testing) import Kafka
+import PurchaseDomain
+import PurchaseWire
 import Synchronization
 import Testing
 
 @testable import CMAPI
-@testable import Kafka
 
 /// What the alerts read: freshness per partition and the service's health as gauges.
 @Suite struct HealthMetricsTests {
     static func message(partition: Int32, offset: Int64, at milliseconds: Int64) -> KafkaConsumerMessage {
         KafkaConsumerMessage(
-            topic: "t", partition: partition, offset: offset, key: nil, value: [], headers: [],
+            forTesting: "t", partition: partition, offset: offset, key: nil, value: [], headers: [],
             timestampMilliseconds: milliseconds)
     }
 

@@ -1,13 +1,12 @@
-import CRdKafka
-import Events
 import Foundation
-import Kafka
+@_spi(Testing) import Kafka
 import Mongo
+import PurchaseDomain
+import PurchaseWire
 import ShopTestSupport
 import Testing
 
 @testable import CMAPI
-@testable import Kafka
 
 /// The failures no retry fixes: each is settled (stored, or on the dead-letter topic with its
 /// reason) or visibly stops the ingest; none holds a partition silently or is committed untraced.
@@ -35,10 +34,12 @@ import Testing
         let deadLetters = try await harness.deadLetters(expecting: 4)
         #expect(deadLetters.map(\.value) == refused.map { $0.kafkaValue() })
         for message in deadLetters {
-            #expect(Self.header("dlq-mongodb-code", of: message) == "121")
-            #expect(Self.header("dlq-reason", of: message)?.contains("MongoDB refused the purchase") == true)
-            #expect(Self.header("dlq-reason", of: message)?.contains("validation") == true)
-            #expect(Self.header("dlq-source", of: message)?.hasPrefix("\(harness.topic)[0]@") == true)
+            #expect(Self.header(DeadLetterTopic.Header.mongoDBCode, of: message) == "121")
+            #expect(
+                Self.header(DeadLetterTopic.Header.reason, of: message)?.contains("MongoDB refused the purchase")
+                    == true)
+            #expect(Self.header(DeadLetterTopic.Header.reason, of: message)?.contains("validation") == true)
+            #expect(Self.header(DeadLetterTopic.Header.source, of: message)?.hasPrefix("\(harness.topic)[0]@") == true)
         }
         #expect(try await waitUntil(timeout: .seconds(20)) { ingest.status.processed == 40 })
         #expect(
@@ -111,9 +112,13 @@ import Testing
         #expect(traces.count == 1)
         #expect(traces.first?.value == Array(large.prefix(256)))
         #expect(traces.first?.key == Array("large".utf8))
-        #expect(traces.first.flatMap { Self.header("dlq-trace", of: $0) }?.contains("value 2900 bytes") == true)
-        #expect(traces.first.flatMap { Self.header("dlq-reason", of: $0) }?.contains("not a purchase event") == true)
-        #expect(traces.first.flatMap { Self.header("dlq-source", of: $0) } == "\(harness.topic)[0]@0")
+        #expect(
+            traces.first.flatMap { Self.header(DeadLetterTopic.Header.trace, of: $0) }?.contains("value 2900 bytes")
+                == true)
+        #expect(
+            traces.first.flatMap { Self.header(DeadLetterTopic.Header.reason, of: $0) }?.contains(
+                "not a purchase event") == true)
+        #expect(traces.first.flatMap { Self.header(DeadLetterTopic.Header.source, of: $0) } == "\(harness.topic)[0]@0")
         #expect(
             try await waitUntil(timeout: .seconds(20)) { try await harness.committed(by: ingest.consumer) == [0: 2] })
         try await ingest.stop()
@@ -127,8 +132,7 @@ import Testing
             configuration: KafkaProducerConfiguration(
                 kafka: KafkaConfiguration(bootstrapServers: [harness.cluster.bootstrapServers])),
             logger: quietLogger)
-        _ = rd_kafka_test_fatal_error(
-            deadLetters.client.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test")
+        deadLetters.raiseFatalErrorForTesting()
         try await harness.produceRaw(Array("not json".utf8))
 
         let ingest = try harness.startIngest(deadLetters: deadLetters)

@@ -1,8 +1,9 @@
-import Events
 import Foundation
 import Kafka
 import Logging
 import Mongo
+import PurchaseDomain
+import PurchaseWire
 import ServiceLifecycle
 import ShopTestSupport
 import Testing
@@ -30,7 +31,7 @@ final class IngestHarness: Sendable {
         cluster = try KafkaMockCluster()
         topic = "purchases-\(UUID().uuidString.prefix(8))"
         try cluster.createTopic(topic, partitions: partitions)
-        try cluster.createTopic("\(topic).dlq", partitions: 1)
+        try cluster.createTopic(DeadLetterTopic.name(of: topic), partitions: 1)
         self.collection = try collection ?? makeCollection()
         store = MongoPurchaseStore(collection: self.collection, logger: quietLogger)
         group = "cm-api-\(UUID().uuidString.prefix(8))"
@@ -126,6 +127,7 @@ final class IngestHarness: Sendable {
 
     /// Everything on the dead-letter topic, read by a consumer of its own.
     func deadLetters(expecting count: Int) async throws -> [KafkaConsumerMessage] {
-        try await readTopic("\(topic).dlq", bootstrapServers: cluster.bootstrapServers, expecting: count)
+        try await readTopic(
+            DeadLetterTopic.name(of: topic), bootstrapServers: cluster.bootstrapServers, expecting: count)
     }
 }

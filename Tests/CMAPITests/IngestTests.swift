@@ -1,9 +1,11 @@
-import Events
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Kafka
 import Mongo
+import PurchaseDomain
+import PurchaseWire
+import ShopKafka
 import ShopService
 import ShopTestSupport
 import Testing
@@ -75,14 +77,14 @@ import Testing
         #expect(
             deadLetters.map(\.value) == [Array("not json at all".utf8), Array(wrongVersion.utf8), Array(badPrice.utf8)])
         let reasons = deadLetters.map { message in
-            message.headers.first { $0.name == "dlq-reason" }.flatMap { $0.value }.map {
+            message.headers.first { $0.name == DeadLetterTopic.Header.reason }.flatMap { $0.value }.map {
                 String(decoding: $0, as: UTF8.self)
             }
         }
         #expect(reasons[0]?.contains("not a purchase event") == true)
         #expect(reasons[1]?.contains("schemaVersion") == true)
         #expect(reasons[2]?.contains("price") == true, "\(reasons)")
-        #expect(deadLetters.allSatisfy { $0.headers.contains { $0.name == "dlq-source" } })
+        #expect(deadLetters.allSatisfy { $0.headers.contains { $0.name == DeadLetterTopic.Header.source } })
         #expect(try await harness.collection.count() == 4)
     }
 

@@ -1,6 +1,7 @@
-import Events
 import Foundation
 import Mongo
+import PurchaseDomain
+import PurchaseWire
 import ShopTestSupport
 import Testing
 

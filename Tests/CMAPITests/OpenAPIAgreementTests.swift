@@ -1,8 +1,9 @@
-import Events
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import PurchaseDomain
+import PurchaseWire
 import ShopAuth
 import ShopTestSupport
 import Testing

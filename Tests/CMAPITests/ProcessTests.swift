@@ -1,8 +1,9 @@
 import AsyncHTTPClient
-import Events
 import Foundation
 import Kafka
 import Mongo
+import PurchaseDomain
+import PurchaseWire
 import ShopTestSupport
 import Testing
 

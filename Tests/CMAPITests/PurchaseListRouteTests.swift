@@ -1,9 +1,11 @@
-import Events
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Kafka
+import PurchaseDomain
+import PurchaseWire
+import ShopKafka
 import ShopService
 import ShopTestSupport
 import Synchronization

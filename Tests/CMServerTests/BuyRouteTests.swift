@@ -1,12 +1,13 @@
-import Events
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+@_spi(Testing) import Kafka
+import PurchaseDomain
+import PurchaseWire
 import Synchronization
 import Testing
 
 @testable import CMServer
-@testable import Kafka
 
 let originalBody = #"{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}"#
 let jsonHeaders: HTTPFields = [.contentType: "application/json"]
@@ -308,7 +309,8 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
     }
 
     @Test func aBrokerThatDoesNotAcknowledgeGives503WithRetryAfter() async throws {
-        publisher.failNext(with: KafkaError(code: .timedOut, message: "Local: Message timed out", isRetriable: true))
+        publisher.failNext(
+            with: KafkaError(forTesting: .timedOut, message: "Local: Message timed out", isRetriable: true))
         try await app.test(.router) { client in
             try await client.execute(
                 uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: originalBody)
@@ -328,8 +330,8 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
     }
 
     @Test func aPossiblyPersistedFailureSaysSoAndNamesThePurchaseId() async throws {
-        var error = KafkaError(code: .timedOut, message: "Local: Message timed out", isRetriable: true)
-        error.possiblyPersisted = true
+        let error = KafkaError(
+            forTesting: .timedOut, message: "Local: Message timed out", isRetriable: true, possiblyPersisted: true)
         publisher.failNext(with: error)
         let key = "retry-me-7"
         try await app.test(.router) { client in
@@ -356,7 +358,7 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
             }
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
             self.publisher.failNext(
-                with: KafkaError(code: .brokersUnavailable, message: "all brokers down", isRetriable: true))
+                with: KafkaError(forTesting: .brokersUnavailable, message: "all brokers down", isRetriable: true))
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 let answer = try json(response.body)

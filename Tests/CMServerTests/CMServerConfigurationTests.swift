@@ -1,7 +1,9 @@
 import Configuration
-import Events
 import Kafka
 import Logging
+import PurchaseDomain
+import PurchaseWire
+import ShopKafka
 import ShopService
 import Testing
 

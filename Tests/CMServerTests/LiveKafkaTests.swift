@@ -1,18 +1,18 @@
 import AsyncHTTPClient
-import CRdKafka
-import Events
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import Kafka
+@_spi(Testing) import Kafka
 import Logging
+import PurchaseDomain
+import PurchaseWire
 import ShopAuth
+import ShopKafka
 import ShopService
 import ShopTestSupport
 import Testing
 
 @testable import CMServer
-@testable import Kafka
 
 /// cm-server's router with its real Kafka publisher, on a mock cluster with a topic of its own.
 struct LiveServer {
@@ -20,7 +20,7 @@ struct LiveServer {
     let topic: String
     let producer: KafkaProducer
     let topicWatch: TopicWatch
-    let app: Application<RouterResponder<ShopRequestContext>>
+    let app: Application<RouterResponder<AppRequestContext>>
 
     init(partitions: Int, deliveryTimeout: Duration? = nil, logLevel: Logger.Level = .error) throws {
         var logger = Logger(label: "cm-server-tests")
@@ -155,8 +155,7 @@ struct LiveServer {
         let producer = server.producer
         try await server.app.test(.live) { client in
             try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
-            _ = rd_kafka_test_fatal_error(
-                producer.client.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test")
+            producer.raiseFatalErrorForTesting()
             for path in ["/healthz", "/readyz"] {
                 try await client.execute(uri: path, method: .get) { response in
                     #expect(response.status == .serviceUnavailable, "\(path)")

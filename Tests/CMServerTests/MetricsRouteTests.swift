@@ -2,11 +2,11 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+@_spi(Testing) import Kafka
 import ShopTestSupport
 import Testing
 
 @testable import CMServer
-@testable import Kafka
 
 /// `GET /metrics`: the process's one Prometheus registry, shared by every router in this test
 /// process, so each test looks only at series no other test writes and compares before/after.
@@ -60,7 +60,7 @@ import Testing
             try await client.execute(uri: "/buy", method: .post, headers: jsonHeaders, body: body) { response in
                 #expect(response.status == .ok)
             }
-            publisher.failNext(with: KafkaError(code: .queueFull, message: "queue full", isRetriable: true))
+            publisher.failNext(with: KafkaError(forTesting: .queueFull, message: "queue full", isRetriable: true))
             try await client.execute(uri: "/buy", method: .post, headers: jsonHeaders, body: body) { response in
                 #expect(response.status == .serviceUnavailable)
             }

@@ -1,14 +1,15 @@
-import Events
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+@_spi(Testing) import Kafka
+import PurchaseDomain
+import PurchaseWire
 import ShopAuth
 import ShopTestSupport
 import Testing
 
 @testable import CMServer
-@testable import Kafka
 
 /// `openapi.yaml` and the router agree: the same operations, and every documented response is
 /// one the code gives, in the documented media type and with the documented required fields.
@@ -89,7 +90,7 @@ import Testing
     @Test func theRouterHasExactlyTheDocumentedOperations() {
         let router = buildRouter(publisher: InMemoryPublisher(), purchaseLists: .unreachable)
         // A route that ends in `/**` is its operation's own for a username whose %2F a proxy
-        // decoded (PurchaseListController).
+        // decoded (PurchaseListRoutes).
         let routed = Set(
             router.routes.map {
                 "\($0.method) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)"
@@ -122,7 +123,7 @@ import Testing
         let publisher = InMemoryPublisher()
         if testCase.kafkaDown {
             publisher.failNext(
-                with: KafkaError(code: .timedOut, message: "Local: Message timed out", isRetriable: true))
+                with: KafkaError(forTesting: .timedOut, message: "Local: Message timed out", isRetriable: true))
         }
         if testCase.broken { publisher.failForGood("Kafka producer: fenced") }
         let fake = FakeCMAPI(testCase.cmAPI ?? .page(PurchaseListPage(purchases: [], nextCursor: nil)))

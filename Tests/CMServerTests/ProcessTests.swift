@@ -1,9 +1,10 @@
 import AsyncHTTPClient
-import Events
 import Foundation
 import Kafka
 import Logging
 import NIOCore
+import PurchaseDomain
+import PurchaseWire
 import ShopTestSupport
 import Testing
 

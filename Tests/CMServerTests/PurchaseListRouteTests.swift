@@ -1,11 +1,12 @@
 import AsyncHTTPClient
-import Events
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import PurchaseDomain
+import PurchaseWire
 import ShopTestSupport
 import Synchronization
 import Testing

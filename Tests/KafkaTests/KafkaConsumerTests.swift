@@ -1,9 +1,8 @@
-import CRdKafka
 import Foundation
 import ShopTestSupport
 import Testing
 
-@testable import Kafka
+@_spi(Testing) @testable import Kafka
 
 @Suite(.serialized, .timeLimit(.minutes(3))) struct KafkaConsumerTests {
     @Test func tenThousandMessagesAreEachConsumedExactlyOnceByAGroup() async throws {
@@ -360,7 +359,7 @@ import Testing
         try cluster.createTopic(topic, partitions: 1)
         let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("group"))
         #expect(consumer.fatalFailure == nil)
-        _ = rd_kafka_test_fatal_error(consumer.client.handle, RD_KAFKA_RESP_ERR__FENCED, "raised by a test")
+        #expect(consumer.raiseFatalErrorForTesting())
         let failure = try #require(consumer.fatalFailure)
         #expect(failure.code == .fatal && failure.message.contains("raised by a test"), "\(failure.message)")
         let error = await #expect(throws: KafkaError.self) {

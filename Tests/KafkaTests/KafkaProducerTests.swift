@@ -1,4 +1,3 @@
-import CRdKafka
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -6,7 +5,7 @@ import ShopTestSupport
 import Synchronization
 import Testing
 
-@testable import Kafka
+@_spi(Testing) @testable import Kafka
 
 @Suite(.serialized, .timeLimit(.minutes(2))) struct KafkaProducerTests {
     @Test func sendReturnsDistinctIncreasingOffsetsPerPartition() async throws {
@@ -246,9 +245,7 @@ import Testing
         _ = try await producer.send(topic: topic, key: nil, value: Array("before".utf8))
         #expect(producer.fatalFailure == nil)
 
-        let raised = rd_kafka_test_fatal_error(
-            producer.client.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test")
-        #expect(raised == RD_KAFKA_RESP_ERR_NO_ERROR)
+        #expect(producer.raiseFatalErrorForTesting())
         let failure = try #require(producer.fatalFailure)
         #expect(failure.code == .fatal)
         #expect(failure.isRetriable == false)

@@ -1,9 +1,10 @@
-public import Events
 import Foundation
 public import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import PurchaseDomain
+public import PurchaseWire
 public import Synchronization
 
 /// A stand-in cm-api on a loopback port: records what it was asked and answers as told.

@@ -1,7 +1,8 @@
-public import Events
 import Foundation
 public import HummingbirdTesting
 import NIOCore
+import PurchaseDomain
+public import PurchaseWire
 
 /// Reads every page of a purchase list (`path`, e.g. `/buyList/joe`) through a router, following
 /// `nextCursor`, and checks each page on the way: 200, `"Ok!"` and at most `limit` items.

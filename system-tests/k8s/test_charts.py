@@ -292,7 +292,7 @@ class HardeningTests(unittest.TestCase):
         bounds are the services' named constants, read from their sources. (cm-server's readiness
         waits for nothing: it answers from its producer's state, LiveKafkaTests holds that.)"""
         bounds = {
-            "cm-api": ("Sources/CMAPI/MongoPurchaseStore.swift", "defaultWait"),
+            "cm-api": ("Sources/CMAPI/Store/MongoPurchaseStore.swift", "defaultWait"),
         }
         for chart, (source, name) in bounds.items():
             text = (ROOT / source).read_text()

@@ -1,0 +1,178 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import PurchaseDomain
+import PurchaseWire
+import ShopAuth
+
+/// Asks cm-api for a page of a user's purchases (`GET /buyList/{username}`), over the process's
+/// one shared `HTTPClient` (its connection pool is reused across requests).
+struct PurchaseListClient: Sendable {
+    let http: HTTPClient
+    /// `http://host:port` of cm-api.
+    let baseURL: String
+    /// The whole exchange, connect to last byte; past it the caller answers 504.
+    let timeout: Duration
+    /// Sent as `Shop-Service-Token`: cm-api answers only cm-server.
+    let serviceToken: ServiceToken?
+
+    /// The largest answer accepted: 1,000 purchases of the largest fields fit well inside it.
+    static let maximumResponseBytes = 4 * 1024 * 1024
+
+    /// The process's HTTP client towards cm-api. A connection that cannot be made in 2 s fails
+    /// (cm-api is in the same cluster); `CM_API_TIMEOUT_MS` bounds each exchange, so the read
+    /// timeout is only a backstop above its 60 s maximum. Up to 64 pooled connections, the
+    /// request concurrency `make bench` drives, kept 60 s idle (under cm-api's 75 s idle timeout,
+    /// so the client, not cm-api, closes them).
+    static var httpConfiguration: HTTPClient.Configuration {
+        var http = HTTPClient.Configuration()
+        http.timeout = .init(connect: .seconds(2), read: .seconds(61))
+        http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        return http
+    }
+
+    init(http: HTTPClient, host: String, timeout: Duration, serviceToken: ServiceToken? = nil) {
+        self.http = http
+        self.baseURL = "http://\(host)"
+        self.timeout = timeout
+        self.serviceToken = serviceToken
+    }
+
+    /// Why a page could not be had from cm-api.
+    enum Failure: Error, Equatable {
+        /// cm-api refused the request itself (a 400): its status, message and per-field reasons
+        /// are the client's.
+        case rejected(status: Int, message: String, errors: [FieldError])
+        /// cm-api failed, answered something that is not a page, or could not be reached: what
+        /// the client is told, and the details for the log.
+        case upstream(String, detail: String = "")
+        /// cm-api did not answer within ``PurchaseListClient/timeout``.
+        case timedOut
+    }
+
+    /// One GET to cm-api with the caller's `Authorization` and the service token: its status and
+    /// body (at most `upTo` bytes). Past `timeout`, `.timedOut`; unreachable, `.upstream`.
+    private func get(_ url: String, authorization: String?, timeout: Duration, upTo limit: Int)
+        async throws(Failure) -> (status: UInt, body: ByteBuffer)
+    {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Accept", value: "application/json")
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+        if let serviceToken { request.headers.add(name: ServiceToken.header.rawName, value: serviceToken.value) }
+        do {
+            let response = try await http.execute(request, timeout: TimeAmount(timeout))
+            return (response.status.code, try await response.body.collect(upTo: limit))
+        } catch let error as HTTPClientError
+            where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
+        {
+            throw .timedOut
+        } catch {
+            throw .upstream("cm-api could not be reached", detail: "\(error)")
+        }
+    }
+
+    /// `authorization`: the caller's own `Authorization` header, passed on for cm-api to verify.
+    func page(username: String, limit: Int, cursor: String?, authorization: String? = nil) async throws(Failure)
+        -> PurchaseListPage
+    {
+        var url = "\(baseURL)/buyList/\(Self.percentEncoded(username))?limit=\(limit)"
+        if let cursor { url += "&cursor=\(Self.percentEncoded(cursor))" }
+        let (status, body) = try await get(
+            url, authorization: authorization, timeout: timeout, upTo: Self.maximumResponseBytes)
+        switch status {
+        case 200:
+            do {
+                return try PurchaseListPage(json: Array(buffer: body))
+            } catch {
+                throw .upstream("cm-api answered 200 with something that is not a purchase list", detail: "\(error)")
+            }
+        case 400:
+            // Only a bad request is the client's doing (a forged cursor, say); any other status,
+            // a 404 included (an unknown user is an empty list, so a 404 means a wrong
+            // CM_API_HOST), is cm-api failing.
+            let refusal = try? JSONDecoder().decode(UpstreamError.self, from: body)
+            throw .rejected(
+                status: Int(status), message: refusal?.message ?? "cm-api refused the request (\(status))",
+                errors: refusal?.errors ?? [])
+        default:
+            throw .upstream("cm-api answered \(status)")
+        }
+    }
+
+    /// What cm-api has stored under a purchaseId, as far as `POST /buy` needs it to tell a retry
+    /// of a keyed purchase from the key reused: `nil` while nothing is stored under it.
+    /// - Parameters:
+    ///   - timeout: the whole exchange; past it the lookup fails (`.timedOut`).
+    ///   - authorization: the caller's own `Authorization` header (cm-api shows a purchase only
+    ///     to its owner).
+    func receipt(of purchaseId: UUID, timeout: Duration, authorization: String? = nil) async throws(Failure)
+        -> StoredReceipt?
+    {
+        let (status, body) = try await get(
+            "\(baseURL)/purchases/\(purchaseId.lowercasedString)", authorization: authorization, timeout: timeout,
+            upTo: 64 * 1024)
+        switch status {
+        case 200:
+            do {
+                return try StoredReceipt(json: body)
+            } catch {
+                throw .upstream("cm-api answered 200 with something that is not a stored purchase", detail: "\(error)")
+            }
+        case 404: return nil
+        default: throw .upstream("cm-api answered \(status)")
+        }
+    }
+
+    /// Everything but RFC 3986's unreserved characters is escaped, `/` included, so a username
+    /// stays one path segment.
+    static func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: unreserved)!
+    }
+
+    private static let unreserved = CharacterSet(
+        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    private struct UpstreamError: Decodable {
+        var message: String
+        var errors: [FieldError]?
+    }
+}
+
+/// What cm-api's `GET /purchases/{purchaseId}` says of a stored purchase, as far as a keyed
+/// `POST /buy` needs it: the purchase, what request it was stored for, and where Kafka put it.
+struct StoredReceipt: Hashable, Sendable {
+    var purchase: Purchase
+    var fingerprint: IdempotencyFingerprint?
+    var partition: Int32
+    var offset: Int64
+
+    private struct Wire: Decodable {
+        var purchase: PurchaseListItem
+        var partition: Int32
+        var offset: Int64
+        var idempotencyFingerprint: String?
+    }
+
+    init(purchase: Purchase, fingerprint: IdempotencyFingerprint?, partition: Int32, offset: Int64) {
+        self.purchase = purchase
+        self.fingerprint = fingerprint
+        self.partition = partition
+        self.offset = offset
+    }
+
+    init(json: ByteBuffer) throws {
+        let wire = try JSONDecoder().decode(Wire.self, from: Data(buffer: json))
+        purchase = try Purchase(
+            username: wire.purchase.username, userid: wire.purchase.userid,
+            price: Price(parsing: Substring(wire.purchase.price)),
+            timestamp: Timestamp(rfc3339: wire.purchase.timestamp))
+        fingerprint = try wire.idempotencyFingerprint.map { text in
+            guard let fingerprint = IdempotencyFingerprint(text: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "idempotencyFingerprint"))
+            }
+            return fingerprint
+        }
+        partition = wire.partition
+        offset = wire.offset
+    }
+}

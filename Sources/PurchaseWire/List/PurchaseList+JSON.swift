@@ -1,0 +1,23 @@
+/// Hand-written JSON for a purchase list, the answer cm-server re-encodes on every
+/// `GET /getAllUserBuys`. Foundation's `JSONEncoder` took 174 µs for a page of 100 on the
+/// benchmark machine (it builds a dictionary per object), about a fifth of the list proxy's whole
+/// cost; every field here is a string, so the writer is only the string escaping RFC 8259 §7
+/// requires, and `JSONDecoder` reads its output back to the same values (PurchaseWireTests).
+extension PurchaseListItem {
+    /// Appends `{"_id":…,"purchaseId":…,"username":…,"userid":…,"price":…,"timestamp":…}`.
+    public func appendJSON(to output: inout [UInt8]) {
+        JSONText.append(#"{"_id":"#, to: &output)
+        JSONText.appendString(id, to: &output)
+        JSONText.append(#","purchaseId":"#, to: &output)
+        JSONText.appendString(purchaseId, to: &output)
+        JSONText.append(#","username":"#, to: &output)
+        JSONText.appendString(username, to: &output)
+        JSONText.append(#","userid":"#, to: &output)
+        JSONText.appendString(userid, to: &output)
+        JSONText.append(#","price":"#, to: &output)
+        JSONText.appendString(price, to: &output)
+        JSONText.append(#","timestamp":"#, to: &output)
+        JSONText.appendString(timestamp, to: &output)
+        output.append(UInt8(ascii: "}"))
+    }
+}
