@@ -2,7 +2,7 @@
 # make bench: the shop under load on this machine, as ratios measured in one run.
 #
 # Starts the whole shop (release binaries, kafka-mock, SecantusDB) on free ports with the
-# launcher, scripts/shop.py, loads it with wrk and the programs in bench/, prints the tables and writes
+# launcher, shoptest/launcher.py, loads it with wrk and the programs in bench/, prints the tables and writes
 # docs/BENCHMARKS.md with the machine, the commit and the commands:
 #   1. POST /buy against its dry run and /healthz (wrk, 64 connections)
 #   2. ingest of pre-loaded events: cm-api against bench/ingest-baseline.c, batch 500 and batch 1
@@ -23,6 +23,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 smoke=${BENCH_SMOKE:-0}
 bin=${BIN_DIR:-$root/.build/release}
 python=${PYTHON:-$root/.venv/bin/python}
+# The test harness (system-tests/shoptest): the launcher and its helpers.
+export PYTHONPATH="$root/system-tests"
 if [ "$smoke" = 1 ]; then
     defaults=(2 2000 200 20000 100 3)
 else
@@ -41,7 +43,7 @@ data=$(mktemp -d "${TMPDIR:-/tmp}/shop-bench.XXXXXX")
 shop_pid=""
 extra_pids=()
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+free_port() { "$python" -c 'from shoptest.net import free_port; print(free_port())'; }
 server_port=$(free_port)
 api_port=$(free_port)
 mongo_port=$(free_port)
@@ -67,7 +69,7 @@ fail() { echo "bench: $*" >&2; exit 1; }
 fetch_wait=${BENCH_FETCH_WAIT_MS:-10}
 env -u KAFKA_BROKERS -u MONGODB_URI BIN_DIR="$bin" DATA_DIR="$data" PORT="$server_port" \
     CM_API_HOST="127.0.0.1:$api_port" MONGO_PORT="$mongo_port" LOG_LEVEL=warning KAFKA_FETCH_WAIT_MAX_MS="$fetch_wait" \
-    "$python" "$root/scripts/shop.py" >"$data/shop.log" 2>&1 &
+    "$python" -m shoptest.launcher >"$data/shop.log" 2>&1 &
 shop_pid=$!
 for _ in $(seq 600); do
     grep -q "The shop is up" "$data/shop.log" && break
@@ -367,7 +369,7 @@ notes=""
     echo "so the ratios (measured in the same run) matter more than the absolute figures."
     echo
     echo "HTTP lines: \`wrk -t$threads -c$connections -d${seconds}s --latency\` (POST bodies via a Lua script) against"
-    echo "binaries from $bin_shown started by scripts/shop.py. The reader has 1,000 purchases; a page is 100;"
+    echo "binaries from $bin_shown started by shoptest/launcher.py. The reader has 1,000 purchases; a page is 100;"
     echo "the list runs at $list_connections connections (SecantusDB, a MongoDB in Python, is the bottleneck there), the"
     echo "proxy comparison at 1 (\`wrk -t1 -c1\`) against bench/fake_cm_api.py serving a page cm-api gave."
     echo "CPU µs/req: the serving process's user + system CPU time (/proc/PID/stat) over the measured window"

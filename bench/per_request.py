@@ -39,9 +39,9 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from shop import free_port, http_get, wait_for  # noqa: E402
+from shoptest import ROOT
+from shoptest.net import free_port, http_get
+from shoptest.waiting import wait_for
 
 BODY = '{"username":"bench","userid":"b-1","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}'
 KINDS = {

@@ -11,7 +11,7 @@ public final class SecantusServer: @unchecked Sendable {
     public let storage: URL
     private var process: Process?
 
-    /// `SECANTUSD` (set by scripts/with-test-servers.sh), else the repository's `.venv`.
+    /// `SECANTUSD` (set by shoptest/servers.py), else the repository's `.venv`.
     public static var executable: String {
         if let path = ProcessInfo.processInfo.environment["SECANTUSD"] { return path }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,6 +1,6 @@
-"""The shop page in headless Chromium against the whole shop (make test runs this).
+"""The shop page in headless Chromium against the whole shop (make test-browser).
 
-Starts kafka-mock, SecantusDB, cm-api and cm-server with the launcher, scripts/shop.py (debug
+Starts kafka-mock, SecantusDB, cm-api and cm-server with the launcher, shoptest/launcher.py (debug
 binaries, free ports, a throwaway data folder), puts a path-prefix proxy in front of cm-server like
 ingress-nginx's /scalable-shop-cm-server/, and drives the page with Selenium:
 three purchases listed newest first and marked stored, a 422 shown next to its field, an XSS
@@ -14,10 +14,10 @@ import http.server
 import json
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -29,10 +29,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-from shop import Shop  # noqa: E402  (the launcher)
+from shoptest import ROOT
+from shoptest.launcher import Shop
 PREFIX = "/scalable-shop-cm-server"
 SCREENSHOTS = os.path.join(ROOT, ".build", "screenshots")
 
@@ -120,9 +118,9 @@ def buy(driver, wait, **values):
     assert message(driver).startswith("Stored:"), message(driver)
 
 
-def main():
+def open_mode():
     data = tempfile.mkdtemp(prefix="shop-browser-")
-    shop = Shop(bin_dir=os.path.join(ROOT, ".build", "debug"), data=data)
+    shop = Shop(data=data)
     proxy = None
     try:
         shop.start()
@@ -266,7 +264,7 @@ def token_for(sub, username, **extra):
 
 
 def jwt_mode():
-    shop = Shop(bin_dir=os.path.join(ROOT, ".build", "debug"), env={
+    shop = Shop(env={
         "AUTH_MODE": "jwt", "AUTH_JWT_SECRET": SECRET, "AUTH_ISSUER": "browser-test", "AUTH_AUDIENCE": "scalable-shop",
         "CM_API_SERVICE_TOKEN": "browser-test-service-token-of-32-bytes", "RATE_LIMIT_BUY_PER_SECOND": 1,
         "RATE_LIMIT_BUY_BURST": 2})
@@ -357,6 +355,9 @@ def jwt_mode():
         shop.stop()
 
 
-if __name__ == "__main__":
-    main()
-    jwt_mode()
+class ShopPageTests(unittest.TestCase):
+    def test_the_page_buys_lists_and_explains_refusals(self):
+        open_mode()
+
+    def test_the_page_signs_in_with_a_token_and_keeps_it_in_the_tab(self):
+        jwt_mode()

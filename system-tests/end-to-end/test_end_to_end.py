@@ -1,6 +1,6 @@
 """The whole shop as `make run` starts it, through HTTP only (run by make test).
 
-kafka-mock, SecantusDB, cm-api and cm-server are started by the launcher (scripts/shop.py, the
+kafka-mock, SecantusDB, cm-api and cm-server are started by the launcher (shoptest/launcher.py, the
 debug binaries, free ports, a throwaway data folder), each test with a shop of its own that is
 stopped however the test ends. What is checked is what the README promises a client: the original
 README's calls, 2,000 purchases from 20 clients all listed once and in order, the receipt turning
@@ -13,16 +13,14 @@ import http.client
 import json
 import os
 import signal
-import sys
 import time
 import unittest
 import urllib.parse
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-from shop import TOPIC, Shop, wait_for  # noqa: E402  (the launcher)
+from shoptest import ROOT, TOPIC
+from shoptest.launcher import Shop
+from shoptest.waiting import wait_for
 
 ORIGINAL = '{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}'
 

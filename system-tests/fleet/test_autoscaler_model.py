@@ -1,16 +1,10 @@
-"""The autoscaler's decision model (scripts/autoscaler.py) against KEDA's and the HPA's
+"""The autoscaler's decision model (shoptest/autoscaler.py) against KEDA's and the HPA's
 documented behaviour, with the charts' own rendered ScaledObjects (no processes; a second)."""
 
-import os
-import sys
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-sys.path.insert(0, os.path.join(ROOT, "system-tests", "k8s"))
-
-from autoscaler import Autoscaler, KafkaLag, ScalingSpec, prometheus_value  # noqa: E402
-from test_charts import of_kind, render  # noqa: E402
+from shoptest.autoscaler import Autoscaler, KafkaLag, ScalingSpec, prometheus_value
+from shoptest.charts import of_kind, render
 
 
 def chart_spec(values=None, compression=1.0):

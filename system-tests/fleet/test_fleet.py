@@ -1,7 +1,7 @@
 """The fleet through its ingress (make test runs this; make fleet is the same fleet by hand).
 
 Two cm-server and two cm-api replicas behind Debian's nginx configured from the cm-server
-chart's rendered Ingress (scripts/fleet.py), with AUTH_MODE=jwt as the charts default: the
+chart's rendered Ingress (shoptest/fleet.py), with AUTH_MODE=jwt as the charts default: the
 original public URLs, the page and its assets under the prefix, the bare-prefix redirect, the
 routes the Ingress must not publish, usernames that nginx decodes before its rewrite, and both
 replicas serving, as the fleet's own Prometheus sees it.
@@ -10,16 +10,13 @@ replicas serving, as the fleet's own Prometheus sees it.
 import http.client
 import json
 import os
-import sys
 import unittest
 import urllib.parse
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-from fleet import Fleet  # noqa: E402
-from shop import wait_for  # noqa: E402
+from shoptest import ROOT
+from shoptest.fleet import Fleet
+from shoptest.waiting import wait_for
 
 FLEET = None
 PREFIX = "/scalable-shop-cm-server"

@@ -1,19 +1,13 @@
-"""The scaling scenarios (scale_scenarios.py) on a fleet without authentication (the load and the
+"""The scaling scenarios (scaling.py) on a fleet without authentication (the load and the
 accounting talk to the services directly), lagThreshold 500. make test runs the burst, time
 compressed twentyfold; make scale-test (SCALE_FULL=1) runs every scenario, compressed tenfold."""
 
 import os
-import sys
 import unittest
 import warnings
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-import scale_scenarios  # noqa: E402
-from fleet import Fleet  # noqa: E402
+from shoptest import ROOT, scaling
+from shoptest.fleet import Fleet
 
 
 def start_fleet(test, servers=1, apis=2):
@@ -35,12 +29,12 @@ class Burst(unittest.TestCase):
         fleet = start_fleet(self)
         log = []
         seconds = float(os.environ.get("SCALE_BURST_SECONDS", "8"))
-        accounting, controller = scale_scenarios.burst(
+        accounting, controller = scaling.burst(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), seconds=seconds, log=log.append)
-        print("\n  " + scale_scenarios.line("burst", accounting, controller))
+        print("\n  " + scaling.line("burst", accounting, controller))
         # The run's own samples, for the picture (scripts/plot_scaling.py).
         if os.environ.get("SCALE_SAMPLES"):
-            scale_scenarios.save_samples(os.environ["SCALE_SAMPLES"], "burst", accounting, controller)
+            scaling.save_samples(os.environ["SCALE_SAMPLES"], "burst", accounting, controller)
         self.assertEqual(accounting.problems, [], "\n".join(log[-40:]))
         self.assertTrue(accounting.scaled_out and accounting.drained and accounting.back, "\n".join(log[-60:]))
         self.assertGreater(max(controller.sequence), 2)
@@ -58,9 +52,9 @@ class MongoDBDown(unittest.TestCase):
     def test_lag_no_replica_can_drain_adds_none_and_nothing_is_lost(self):
         fleet = start_fleet(self)
         log = []
-        accounting, controller, shadow = scale_scenarios.mongodb_down(
+        accounting, controller, shadow = scaling.mongodb_down(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), log=log.append)
-        print("\n  " + scale_scenarios.line("mongodb-down", accounting, controller)
+        print("\n  " + scaling.line("mongodb-down", accounting, controller)
               + f" held={','.join(map(str, accounting.held))} shadow={','.join(map(str, shadow))}")
         self.assertEqual(accounting.problems, [], "\n".join(log[-40:]))
         self.assertEqual(accounting.held, [2], "the chart's autoscaler added replicas that cannot help:\n"
@@ -76,9 +70,9 @@ class SigkillDuringScaleIn(unittest.TestCase):
     def test_a_replica_killed_while_scaling_in_loses_nothing(self):
         fleet = start_fleet(self)
         log = []
-        accounting, controller = scale_scenarios.sigkill_during_scale_in(
+        accounting, controller = scaling.sigkill_during_scale_in(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "20")), log=log.append)
-        print("\n  " + scale_scenarios.line("sigkill-scale-in", accounting, controller)
+        print("\n  " + scaling.line("sigkill-scale-in", accounting, controller)
               + f" exits={[status for _, status in controller.removed]} in_hand_at_kill={accounting[0].killed_in_hand}")
         for each in accounting:
             self.assertEqual(each.problems, [], "\n".join(log[-40:]))
@@ -93,8 +87,8 @@ class RollingRestart(unittest.TestCase):
     def test_every_cm_server_replaced_under_load_behind_nginx_without_an_error(self):
         fleet = start_fleet(self, servers=2, apis=1)
         log = []
-        accounting, load, sequence, exits = scale_scenarios.rolling_restart(fleet, log=log.append)
-        print("\n  " + scale_scenarios.line("rolling-restart", accounting, sequence=sequence)
+        accounting, load, sequence, exits = scaling.rolling_restart(fleet, log=log.append)
+        print("\n  " + scaling.line("rolling-restart", accounting, sequence=sequence)
               + f" statuses={load.statuses()} connection_failures={load.connection_failures} exits={exits}")
         self.assertEqual(accounting.problems, [], "\n".join(log))
         self.assertEqual(set(load.statuses()), {200}, "the client saw errors:\n" + "\n".join(log))
@@ -111,9 +105,9 @@ class RequestRate(unittest.TestCase):
     def test_cm_server_scales_on_its_request_rate_and_back_without_an_error_at_the_client(self):
         fleet = start_fleet(self, servers=2, apis=1)
         log = []
-        accountings, loads, controller = scale_scenarios.request_rate(
+        accountings, loads, controller = scaling.request_rate(
             fleet, compression=float(os.environ.get("SCALE_COMPRESSION", "10")), log=log.append)
-        print("\n  " + scale_scenarios.line("request-rate", accountings, controller)
+        print("\n  " + scaling.line("request-rate", accountings, controller)
               + "".join(f" {load.run.split('-')[-1]}={load.statuses()}" for load in loads)
               + f" connection_failures={sum(load.connection_failures for load in loads)}")
         if os.environ.get("SCALE_LOG"):

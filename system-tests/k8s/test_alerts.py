@@ -6,7 +6,6 @@ k8s/README.md; every dashboard panel's query parses. Whether the queries find th
 services really export is system-tests/monitoring's job, against a real Prometheus.
 """
 
-import json
 import re
 import shutil
 import subprocess
@@ -16,22 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from test_charts import CHARTS, ROOT, of_kind, render
+from shoptest import ROOT
+from shoptest.charts import CHARTS, dashboard, of_kind, render, rule_groups
 
 ALERT_TESTS = Path(__file__).resolve().parent / "alerts"
-ENABLED = {"metrics": {"prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}}
-
-
-def rule_groups(chart, values=None):
-    objects = render(chart, values or ENABLED)
-    [rule] = of_kind(objects, "PrometheusRule")
-    return rule["spec"]["groups"]
-
-
-def dashboard(chart, values=None):
-    [config_map] = [o for o in of_kind(render(chart, values or ENABLED), "ConfigMap")
-                    if o["metadata"]["name"].endswith("-dashboard")]
-    return config_map, json.loads(config_map["data"][f"{chart}.json"])
 
 
 def github_anchor(heading):
@@ -66,7 +53,7 @@ class AlertTests(unittest.TestCase):
 
     def test_every_alert_has_a_summary_a_description_a_severity_and_a_runbook_section(self):
         anchors, fenced = set(), False
-        for line in (ROOT / "k8s" / "README.md").read_text().splitlines():
+        for line in (Path(ROOT) / "k8s" / "README.md").read_text().splitlines():
             fenced ^= line.startswith("```")
             if line.startswith("#") and not fenced:
                 anchors.add(github_anchor(line.lstrip("#")))

@@ -9,7 +9,6 @@ Secrets, autoscaling within the topic's partitions, and agreement with the servi
 configuration, the Dockerfile and the cluster pieces in k8s/.
 """
 
-import copy
 import re
 import unittest
 from pathlib import Path
@@ -19,12 +18,12 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from shoptest.charts import CHARTS, NAMESPACE, deep_merge, of_kind, render
+
 ROOT = Path(__file__).resolve().parents[2]
 # KEDA's CRDs (see schemas/keda/README.md for where they come from).
 KEDA_CRDS = Path(__file__).resolve().parent / "schemas" / "keda"
-CHARTS = {"cm-server": ROOT / "helm" / "cm-server", "cm-api": ROOT / "helm" / "cm-api"}
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
-NAMESPACE = "scalable-shop"
 
 # Every optional feature on, and the credentials made by the chart instead of an existing Secret.
 ALL_FEATURES = {
@@ -60,38 +59,12 @@ VARIANTS = {
 }
 
 
-def deep_merge(base, override):
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def render(chart, values=None, name=None):
-    """The chart's objects for these values (what `helm template` prints), hooks included."""
-    manifests = helm.Chart.load(CHARTS[chart]).render(
-        values or {}, name=name or chart, namespace=NAMESPACE, is_install=True)
-    objects = []
-    for path, text in manifests.items():
-        if path.endswith("NOTES.txt"):
-            continue
-        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objects
-
-
 def configurations(chart):
     """(label, values) for every configuration the tests render."""
     yield "defaults", {}
     yield "all features", ALL_FEATURES[chart]
     for index, variant in enumerate(VARIANTS[chart]):
         yield f"variant {index}", variant
-
-
-def of_kind(objects, kind):
-    return [o for o in objects if o["kind"] == kind]
 
 
 def pod_specs(objects):

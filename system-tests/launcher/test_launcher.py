@@ -11,16 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from shoptest import ROOT
+from shoptest.net import free_port, listening
+from shoptest.waiting import wait_for
 
-from shop import Shop, free_port, wait_for  # noqa: E402  (the launcher under test, for its helpers)
-
-listening = Shop._listening
 SERVICES = ["kafka-mock", "secantusdb", "cm-api", "cm-server"]
 
 

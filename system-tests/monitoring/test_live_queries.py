@@ -1,7 +1,7 @@
 """Every alert and dashboard query the charts ship, evaluated by a real Prometheus (Debian's
 package) scraping the running local shop through a short run with faults (run by make test).
 
-The shop (scripts/shop.py, debug binaries) takes purchases and list requests; then poison events
+The shop (shoptest/launcher.py, debug binaries) takes purchases and list requests; then poison events
 are written to the purchases topic, MongoDB refuses cm-api's writes for good (a failpoint), is
 killed and started again, and Kafka is taken down, each until Prometheus shows the alerts about it pending or
 firing. Then every rule's expression without its threshold, and every panel query, must return
@@ -13,24 +13,19 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 import unittest
 import urllib.parse
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-sys.path.insert(0, os.path.join(ROOT, "system-tests", "k8s"))
+import yaml
 
-import yaml  # noqa: E402
-
-from shop import TOPIC, Shop, free_port, http_get, wait_for  # noqa: E402
-from test_alerts import dashboard, rule_groups  # noqa: E402  (the charts, rendered)
-from test_charts import NAMESPACE, of_kind, render  # noqa: E402
+from shoptest import ROOT, TOPIC
+from shoptest.charts import NAMESPACE, dashboard, of_kind, render, rule_groups
+from shoptest.launcher import Shop
+from shoptest.net import free_port, http_get
+from shoptest.waiting import wait_for
 
 CHARTS = ("cm-api", "cm-server")
 

@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
@@ -30,12 +29,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-
-import bad_input  # noqa: E402
-import test_reliability  # noqa: E402  (its fuzz(); the module, so its tests are not collected here)
-from shop import Shop, wait_for  # noqa: E402
+from shoptest import bad_input
+from shoptest.fuzzing import fuzz
+from shoptest.launcher import Shop
+from shoptest.waiting import wait_for
 
 ISSUER = "https://id.scalable-shop.test/"
 AUDIENCE = "scalable-shop"
@@ -111,7 +108,7 @@ def setUpModule():
     global HS, JWKS
     # The idle and cm-api timeouts of the reliability suite's shop, which the corpus expects.
     common = {"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE, "CM_API_TIMEOUT_MS": 1000,
-              "HTTP_IDLE_TIMEOUT_MS": test_reliability.IDLE_TIMEOUT_S * 1000}
+              "HTTP_IDLE_TIMEOUT_MS": bad_input.IDLE_TIMEOUT_S * 1000}
     # The HS256 shop reads its secrets from files, as the charts mount them (SECRETS_DIR); the
     # JWKS shop from the environment.
     HS = Shop(env=dict(common, SECRETS_DIR=secrets_directory())).start()
@@ -251,7 +248,7 @@ class TestHS256(AuthCase):
             if line_end > 0 and data[:line_end].endswith(b"HTTP/1.1"):
                 data = data[:line_end + 2] + headers + data[line_end + 2:]
             answer = bad_input.send(HS.ports["server" if service == "cm-server" else "api"], data)
-            problem = bad_input.judge(name, allowed, check, answer, test_reliability.IDLE_TIMEOUT_S)
+            problem = bad_input.judge(name, allowed, check, answer, bad_input.IDLE_TIMEOUT_S)
             if problem:
                 failures.append(f"{name}: {problem}")
         self.assertEqual(failures, [], "\n".join(failures))
@@ -259,7 +256,7 @@ class TestHS256(AuthCase):
 
     def test_schemathesis_with_a_token(self):
         for service in ("cm-server", "cm-api"):
-            result, summary = test_reliability.fuzz(HS, service, 50, self.corpus_headers())
+            result, summary = fuzz(HS, service, 50, self.corpus_headers())
             print(f"\n  {summary} (AUTH_MODE=jwt)")
             self.assertEqual(result.returncode, 0, result.stdout[-8000:] + result.stderr[-2000:])
 

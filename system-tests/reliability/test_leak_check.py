@@ -4,16 +4,12 @@ what it calls a leak. (The soak itself is not part of make test; these are its j
 import os
 import shutil
 import socket
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# The launcher, scripts/shop.py.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-
-from shop import Shop, tcp_connections  # noqa: E402
-from soak import leaks  # noqa: E402
+from shoptest.launcher import Shop
+from shoptest.net import tcp_connections
+from shoptest.soak import leaks
 
 START = {"cm-server": (1, 40.0, 30, {"clients": 9, "cm-api": 1, "kafka": 1}),
          "cm-api": (2, 65.0, 34, {"clients": 1, "kafka": 3, "mongodb": 4})}

@@ -4,32 +4,25 @@ One shop (debug binaries unless BIN_DIR says otherwise) serves the whole module,
 HTTP idle timeout and a 1 s cm-api timeout so that stalled requests and a stalled cm-api show
 within seconds. The classes run in the order of their names:
 
-    Test1BadInput   the corpus in bad_input.py: each request gets its documented status and the
+    Test1BadInput   the corpus in shoptest/bad_input.py: each request gets its documented status and the
                     contract's JSON error, nothing reaches Kafka, both services stay healthy
     Test2Fuzz       schemathesis against both OpenAPI documents: no 5xx, no answer outside its
                     schema, no schema-invalid request accepted, no request slower than 10 s
-    Test3Faults     each scenario of scenarios.py under load, then the exact accounting:
+    Test3Faults     each scenario of shoptest/faults.py under load, then the exact accounting:
                     nothing acknowledged missing, nothing stored twice
 
-make soak (soak.py) is the long version: ten minutes, a random fault every 30 s.
+make soak (shoptest/soak.py) is the long version: ten minutes, a random fault every 30 s.
 """
 
 import os
-import subprocess
-import sys
-import time
 import unittest
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# The launcher, scripts/shop.py.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from shoptest import bad_input, faults
+from shoptest.bad_input import IDLE_TIMEOUT_S
+from shoptest.fuzzing import fuzz
+from shoptest.launcher import Shop
 
-import bad_input  # noqa: E402
-import scenarios  # noqa: E402
-from shop import ROOT, Shop  # noqa: E402
-
-IDLE_TIMEOUT_S = 3
 SHOP = None
 
 
@@ -44,29 +37,6 @@ def setUpModule():
 
 def tearDownModule():
     SHOP.stop()
-
-
-def fuzz(shop, service, examples, headers=()):
-    """schemathesis against one service's own OpenAPI document: the finished process and a line
-    saying how it went. `headers` ("Name: value") go with every request (a bearer token)."""
-    url = shop.url(service)
-    seed = os.environ.get("FUZZ_SEED") or str(int(time.time()))
-    command = [
-        os.path.join(os.environ.get("VENV", os.path.join(ROOT, ".venv")), "bin", "schemathesis"), "run",
-        f"{url}/openapi.yaml", "--url", url, "--checks", "all",
-        # Opaque cursors, byte (not character) limits on names and binary floats for money
-        # cannot be written in JSON Schema exactly, so a schema-valid value may still be
-        # refused: the Swift tests and the corpus check what must be accepted.
-        "--exclude-checks", "positive_data_acceptance",
-        "--max-examples", str(examples), "--seed", seed, "--request-timeout", "20",
-        "--max-response-time", "10", "--generation-database", "none", "--workers", "2", "--no-color",
-    ]
-    for header in headers:
-        command += ["--header", header]
-    # In the shop's throwaway folder: schemathesis keeps state in its working directory.
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=shop.data)
-    summary = [line for line in result.stdout.splitlines() if "generated" in line]
-    return result, f"schemathesis {service} (seed {seed}): {summary[-1].strip() if summary else '?'}"
 
 
 class ShopTestCase(unittest.TestCase):
@@ -121,10 +91,10 @@ class Test2Fuzz(ShopTestCase):
 
 
 class Test3Faults(ShopTestCase):
-    PACE = scenarios.Pace(before=4, after=6, settle=120, rate=100)
+    PACE = faults.Pace(before=4, after=6, settle=120, rate=100)
 
     def scenario(self, name):
-        report = scenarios.run(name, SHOP, self.PACE)
+        report = faults.run(name, SHOP, self.PACE)
         print(f"\n  {report.line}")
         self.assertEqual(report.problems, [], f"{report.line}\n{SHOP.logs(20)}")
         self.assertGreater(report.accounting.acknowledged, 0)

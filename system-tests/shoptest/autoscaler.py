@@ -33,6 +33,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from shoptest import kafka
+
 TOLERANCE = 0.1
 
 
@@ -285,18 +287,12 @@ class Controller:
         self.removal = lambda name, number, remove: remove()
 
     def offsets(self):
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import Consumer
 
         if self._consumer is None:
             self._consumer = Consumer({"bootstrap.servers": self.fleet.bootstrap, "group.id": self.group,
                                        "enable.auto.commit": False})
-        partitions = sorted(self._consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions)
-        committed = self._consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=10)
-        result = {}
-        for tp in committed:
-            end = self._consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), timeout=10)[1]
-            result[tp.partition] = (tp.offset if tp.offset >= 0 else None, end)
-        return result
+        return kafka.group_offsets(self._consumer, self.topic)
 
     def start(self):
         self.started = time.monotonic()

@@ -1,4 +1,4 @@
-"""Scaling scenarios on the fleet (scripts/fleet.py) under the autoscaler (scripts/autoscaler.py),
+"""Scaling scenarios on the fleet (shoptest/fleet.py) under the autoscaler (shoptest/autoscaler.py),
 each ending in the exact accounting of the reliability suite and the replica counts the
 autoscaler went through:
 
@@ -33,22 +33,17 @@ request-rate   cm-server's own trigger: its ScaledObject's query evaluated by th
 
 import json
 import math
-import os
 import signal
-import sys
 import threading
 import time
 import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-sys.path.insert(0, os.path.join(ROOT, "system-tests", "k8s"))
-sys.path.insert(0, os.path.join(ROOT, "system-tests", "reliability"))
-
-from accounting import Load, account  # noqa: E402
-from autoscaler import Autoscaler, Controller, KafkaLag, PrometheusController, ScalingSpec  # noqa: E402
-from shop import TOPIC, http_get, wait_for  # noqa: E402
-from test_charts import of_kind, render  # noqa: E402
+from shoptest import TOPIC
+from shoptest.accounting import Load, account
+from shoptest.autoscaler import Autoscaler, Controller, KafkaLag, PrometheusController, ScalingSpec
+from shoptest.charts import of_kind, render
+from shoptest.net import http_get
+from shoptest.waiting import wait_for
 
 
 def chart_spec(compression, values):

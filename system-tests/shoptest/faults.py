@@ -16,9 +16,13 @@ import time
 import urllib.parse
 import uuid
 
-from accounting import CONNECTIONS, Load, account, percentile
-from bad_input import changed
-from shop import TOPIC, Process, free_port, http_get, wait_for
+from shoptest import TOPIC
+from shoptest.accounting import CONNECTIONS, Load, account, percentile
+from shoptest.bad_input import changed
+from shoptest.kafka import DeadLetterHeader, DeadLetterReader
+from shoptest.launcher import Process
+from shoptest.net import free_port, http_get
+from shoptest.waiting import wait_for
 
 # cm-api's ingest readiness: /readyz says only whether it can serve reads.
 INGEST = "/readyz/ingest"
@@ -47,63 +51,11 @@ class Pace:
         self.before, self.after, self.settle, self.rate = before, after, settle, rate
 
 
-class DeadLetterTopic:
-    """The dead-letter topic from where it ended when this was made: what a scenario added."""
-
-    def __init__(self, shop):
-        self.shop, self.topic = shop, f"{TOPIC}.dlq"
-        # Reading from offset 0 fails once kafka-mock has dropped a partition's oldest messages
-        # (it keeps a few MB per partition; the poison bursts' 900 KB events fill that), and the
-        # consumer then jumps to the end and misses them.
-        self.start = shop.topic_end_offsets(self.topic)
-        self.trimmed = []
-
-    def read(self, timeout=30):
-        """[(key, value, headers dict)] of every record added since, in order per partition."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer({"bootstrap.servers": self.shop.bootstrap, "group.id": f"dlq-check-{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        try:
-            partitions = [TopicPartition(self.topic, p, self.start.get(p, 0))
-                          for p in consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions]
-            ends = {}
-            for tp in partitions:
-                low, ends[tp.partition] = consumer.get_watermark_offsets(tp, timeout=10)
-                if low > tp.offset:
-                    self.trimmed.append(tp.partition)
-            consumer.assign(partitions)
-            records = []
-            remaining = {tp.partition for tp in partitions if ends[tp.partition] > tp.offset}
-            deadline = time.monotonic() + timeout
-            while remaining and time.monotonic() < deadline:
-                message = consumer.poll(0.5)
-                if message is None or message.error():
-                    continue
-                if message.offset() >= ends[message.partition()] - 1:
-                    remaining.discard(message.partition())
-                headers = {name: value for name, value in (message.headers() or [])}
-                records.append((message.key() or b"", message.value() or b"", headers))
-            return records
-        finally:
-            consumer.close()
-
-    def purchase_ids(self):
-        """The purchaseIds of the well-formed events among them."""
-        ids = set()
-        for _, value, _ in self.read():
-            try:
-                ids.add(json.loads(value)["purchaseId"])
-            except (ValueError, KeyError, TypeError, RecursionError):
-                pass  # not a purchase event (the poison bursts' deeply nested arrays among them)
-        return ids
-
-
 def run(name, shop, pace):
     """One scenario under its own load: load, fault, load, then the exact accounting, in which a
     purchase counts as accounted for when it is stored or on the dead-letter topic."""
     load = Load(shop.server_url, run_id(name), pace.rate).start()
-    dead_letters = DeadLetterTopic(shop)
+    dead_letters = DeadLetterReader(shop.bootstrap)
     time.sleep(pace.before)
     facts, problems = FAULTS[name](shop, load)
     time.sleep(pace.after)
@@ -283,11 +235,11 @@ def poison_burst(shop, load, copies=10):
     """A burst of messages on the purchases topic that are not valid purchase events (written
     straight to Kafka, as a buggy or hostile producer would): each goes to the dead-letter
     topic with its reason, none is stored, and ingest goes on."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer
 
     burst = uuid.uuid4().hex[:8]
     dead_before = shop.metric_total("cm-api", "cmapi_events_dead_lettered_total")
-    dlq = DeadLetterTopic(shop)
+    dlq = DeadLetterReader(shop.bootstrap)
     producer = Producer({"bootstrap.servers": shop.bootstrap, "enable.idempotence": True,
                          "message.max.bytes": 2_000_000})
     keys = []
@@ -313,10 +265,10 @@ def poison_burst(shop, load, copies=10):
         key = key.decode(errors="replace")
         if key.startswith(f"poison-{burst}-"):
             found[key] = found.get(key, 0) + 1
-            if not headers.get("dlq-reason") or not headers.get("dlq-source"):
+            if not headers.get(DeadLetterHeader.REASON) or not headers.get(DeadLetterHeader.SOURCE):
                 problems.append(f"{key} dead-lettered without its dlq-reason and dlq-source headers")
-            reasons.add(headers.get("dlq-reason", b"").decode(errors="replace")[:60])
-            if key == too_large and (not headers.get("dlq-trace") or value != b"z" * 1024):
+            reasons.add(headers.get(DeadLetterHeader.REASON, b"").decode(errors="replace")[:60])
+            if key == too_large and (not headers.get(DeadLetterHeader.TRACE) or value != b"z" * 1024):
                 problems.append(f"{key}: expected a trace (dlq-trace header, the first 1024 bytes), got "
                                 f"{len(value)} bytes and headers {sorted(headers)}")
     topic, trimmed = dlq.topic, dlq.trimmed

@@ -17,7 +17,7 @@ of the fleet's own, mounted as files in SECRETS_DIR); the fleet prints a token.
 Only the cm-server chart's Ingress is translated: the subset of ingress-nginx's annotations the
 chart uses. An annotation the translation does not know stops the fleet rather than being ignored.
 
-`python scripts/fleet.py` runs it until SIGINT or SIGTERM (then everything stops); the Fleet class
+`python -m shoptest.fleet` (make fleet) runs it until SIGINT or SIGTERM (then everything stops); the Fleet class
 is what the fleet tests start.
 """
 
@@ -36,12 +36,13 @@ import time
 import urllib.parse
 import urllib.request
 
+from shoptest import ROOT, charts
+from shoptest.charts import NAMESPACE
+from shoptest.launcher import Process, Shop, supervise
+from shoptest.net import free_port, http_get, listening
+from shoptest.waiting import wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from shop import ROOT, Process, Shop, Stop, _stop_on_signal, free_port, http_get, wait_for  # noqa: E402
-
-NAMESPACE = "scalable-shop"
 ISSUER = "scalable-shop"
 AUDIENCE = "scalable-shop"
 # The annotations translate_ingress() knows; any other on a rendered Ingress stops the fleet.
@@ -56,27 +57,6 @@ LIMIT_BURST_MULTIPLIER = 5
 PROXY_NEXT_UPSTREAM_TRIES = 3
 LIMIT_STATUS = 503
 PERMANENT_REDIRECT_CODE = 301
-
-
-def merge(base, override):
-    """Helm's way of merging values: maps key by key, anything else replaced."""
-    result = dict(base)
-    for key, value in override.items():
-        result[key] = merge(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) \
-            else value
-    return result
-
-
-def render_ingresses(host, values=None):
-    """The cm-server chart's Ingress objects, rendered with `host` (helm's Go SDK, no binary)."""
-    import helm_python as helm  # helm-python-sdk, in the venv
-    import yaml
-
-    chart = helm.Chart.load(os.path.join(ROOT, "helm", "cm-server"))
-    merged = merge({"ingress": {"enabled": True, "host": host}}, values or {})
-    manifests = chart.render(merged, name="cm-server", namespace=NAMESPACE, is_install=True)
-    return [doc for path, text in manifests.items() if not path.endswith("NOTES.txt")
-            for doc in yaml.safe_load_all(text) if doc and doc["kind"] == "Ingress"]
 
 
 def translate_ingress(ingresses, port, configuration_port, folder):
@@ -140,7 +120,7 @@ def translate_ingress(ingresses, port, configuration_port, folder):
     body = "\n".join(f"    {head}\n" + "".join(f"      {line}\n" for line in lines) + "    }" for head, lines in locations)
     temp = {name: os.path.join(folder, name) for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
     modules = "/usr/lib/nginx/modules"
-    return f"""# Written by scripts/fleet.py from the cm-server chart's rendered Ingress objects.
+    return f"""# Written by shoptest/fleet.py from the cm-server chart's rendered Ingress objects.
 load_module {modules}/ndk_http_module.so;
 load_module {modules}/ngx_http_lua_module.so;
 daemon off;
@@ -203,7 +183,7 @@ class Fleet(Shop):
         # auth=False: the original contract behind the ingress, chosen explicitly as the chart asks.
         self.chart_values = {} if auth else {"auth": {"mode": "none"}, "ingress": {"allowUnauthenticated": True}}
         # More of the cm-server chart's values for its Ingress (merged).
-        self.chart_values = merge(self.chart_values, chart_values or {})
+        self.chart_values = charts.deep_merge(self.chart_values, chart_values or {})
         if not auth:
             settings = {"AUTH_MODE": "none", "TRUSTED_PROXIES": "127.0.0.1"}
         super().__init__(env=dict(settings, **(env or {})), **options)
@@ -347,7 +327,7 @@ class Fleet(Shop):
     def start_ingress(self):
         folder = os.path.join(self.data, "nginx")
         os.makedirs(folder, exist_ok=True)
-        self.ingresses = render_ingresses("localhost", self.chart_values)
+        self.ingresses = charts.ingresses("localhost", self.chart_values)
         config = os.path.join(folder, "nginx.conf")
         with open(config, "w") as f:
             f.write(translate_ingress(self.ingresses, self.ingress_port, urllib.parse.urlsplit(self.configuration_url).port,
@@ -356,7 +336,7 @@ class Fleet(Shop):
         self.processes["nginx"] = Process("nginx", [nginx, "-e", os.path.join(folder, "error.log"), "-p", folder,
                                                     "-c", config], self._environment(), self.log_dir)
         self.processes["nginx"].start()
-        self._wait("nginx", lambda: self._listening(self.ingress_port), 30)
+        self._wait("nginx", lambda: listening(self.ingress_port), 30)
         self.set_endpoints(self.replicas("cm-server"))
 
     def start_prometheus(self):
@@ -405,35 +385,18 @@ def main():
                   ingress_port=int(env.get("INGRESS_PORT") or 8080),
                   prometheus_port=int(env.get("PROMETHEUS_PORT") or 9090),
                   bin_dir=env.get("BIN_DIR") or os.path.join(ROOT, ".build", "release"), log_level="info")
-    for each in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(each, _stop_on_signal)
-    status = 1
-    try:
-        fleet.start(say=lambda line: print(line, flush=True))
+    def up():
         token = fleet.token("005", "joe")
-        print(f"""
+        return f"""
 The fleet is up: {fleet.ingress_url} (logs: {fleet.log_dir}; Ctrl-C stops everything)
 
   TOKEN={token}
   curl -X POST {fleet.ingress_url}buy -H "Authorization: Bearer $TOKEN" \\
        -H 'Content-Type: application/json' -d '{{"username":"joe","userid":"005","price":"1195.30"}}'
   curl -H "Authorization: Bearer $TOKEN" {fleet.ingress_url}getAllUserBuys/joe
-  Prometheus: {fleet.prometheus_url}/graph""", flush=True)
-        exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
-        name = next((n for n, p in fleet.processes.items() if p.popen.pid == exited.si_pid), exited.si_pid)
-        print(f"{name} stopped (status {exited.si_status}); the others stop too", flush=True)
-    except Stop as received:
-        print(f"{received}: stopping", flush=True)
-        status = 130
-    except RuntimeError as failure:
-        print(f"make fleet: {failure}", file=sys.stderr, flush=True)
-    finally:
-        for each in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(each, signal.SIG_IGN)
-        fleet.stop(say=lambda line: print(line, flush=True))
-        print("stopped", flush=True)
-    return status
+  Prometheus: {fleet.prometheus_url}/graph"""
 
+    return supervise(fleet, "make fleet", up)
 
 if __name__ == "__main__":
     sys.exit(main())

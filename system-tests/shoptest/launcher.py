@@ -1,6 +1,6 @@
 """The one launcher of the whole shop: kafka-mock, SecantusDB, cm-api and cm-server.
 
-`make run` runs it as a program (`python scripts/shop.py`, see main() below): fixed ports, data in
+`make run` runs it as a program (`python -m shoptest.launcher`, see main() below): fixed ports, data in
 .data, and supervision: when one process stops, or on SIGINT/SIGTERM however often they come,
 everything stops. The browser test, the end-to-end and reliability suites, `make soak` and `make
 bench` use the Shop class: free loopback ports, a throwaway data folder, and each process under
@@ -18,72 +18,18 @@ The levers:
     metrics                    a service's /metrics, parsed
 """
 
-import http.client
 import os
 import re
 import signal
-import socket
-import sys
 import subprocess
+import sys
 import tempfile
 import time
-import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOPIC = "scalable-shop-purchases"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout, interval=0.1):
-    """Polls `condition` every `interval` seconds until it returns something true or `timeout`
-    seconds pass; returns its last value. The suites wait for states this way, never for a time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def http_get(url, path, timeout=10.0):
-    """(status, body bytes) of one GET on a new connection; (0, b"") when nothing answers."""
-    parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException):
-        return 0, b""
-    finally:
-        connection.close()
-
-
-def tcp_connections(pid):
-    """(local port, remote port, state) of each TCP connection process `pid` holds but its
-    listening sockets, from /proc: its socket descriptors matched by inode against the kernel's
-    connection table (state "01" established, "08" CLOSE_WAIT: the peer closed)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue  # closed meanwhile
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
-    found = []
-    for table in ("tcp", "tcp6"):
-        with open(f"/proc/{pid}/net/{table}") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if fields[3] != "0A" and fields[9] in inodes:
-                    found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16), fields[3]))
-    return found
+from shoptest import ROOT, TOPIC
+from shoptest import kafka
+from shoptest.net import free_port, http_get, listening, tcp_connections
+from shoptest.servers import secantus_command
 
 
 class Process:
@@ -190,7 +136,6 @@ class Shop:
 
     def start(self, say=lambda line: None):
         """Starts every process, each once the one before it is ready; `say` hears where each is."""
-        venv = os.environ.get("VENV", os.path.join(ROOT, ".venv"))
         if self.bootstrap is None:
             bootstrap_file = os.path.join(self.data, "kafka-bootstrap")
             if os.path.exists(bootstrap_file):
@@ -209,9 +154,7 @@ class Shop:
         if self.mongodb_uri is None:
             self.processes["secantusdb"] = Process(
                 "secantusdb",
-                [os.path.join(venv, "bin", "secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports["mongo"]),
-                 "--storage-path", os.path.join(self.data, "mongo"), "--log-level", "WARNING"]
-                + (["--enable-test-commands"] if self.test_commands else []),
+                secantus_command(self.ports["mongo"], os.path.join(self.data, "mongo"), self.test_commands),
                 self._environment(), self.log_dir)
             self.start_service("secantusdb")
             self.mongodb_uri = "mongodb://127.0.0.1:%d/?serverSelectionTimeoutMS=2000" % self.ports["mongo"]
@@ -241,7 +184,7 @@ class Shop:
         """Starts one service (again) and waits until it is ready."""
         self.processes[name].start()
         if name == "secantusdb":
-            self._wait(name, lambda: self._listening(self.ports["mongo"]), timeout)
+            self._wait(name, lambda: listening(self.ports["mongo"]), timeout)
         elif name in ("cm-api", "cm-server"):
             self._wait(name, lambda: self.ready(name), timeout)
 
@@ -266,14 +209,6 @@ class Shop:
                 raise RuntimeError(f"{name} exited while starting:\n{process.tail()}")
             time.sleep(0.1)
         raise RuntimeError(f"{name} was not ready within {timeout} s:\n{process.tail()}")
-
-    @staticmethod
-    def _listening(port):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
 
     # -- levers --------------------------------------------------------------------------------
 
@@ -352,14 +287,7 @@ class Shop:
 
     def topic_end_offsets(self, topic=TOPIC):
         """{partition: end offset} of a topic, asked of kafka-mock with confluent-kafka."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "offsets-probe"})
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        finally:
-            consumer.close()
+        return kafka.end_offsets(self.bootstrap, topic)
 
     def caught_up(self):
         """Whether cm-api's consumer has read and committed everything on the purchases topic:
@@ -406,16 +334,12 @@ class Stop(Exception):
     """SIGINT or SIGTERM reached the launcher."""
 
 
-def _stop_on_signal(number, frame):
+def stop_on_signal(number, frame):
     # Only the first signal counts: the stop that follows must run to its end, whatever else
     # arrives (make passes a group's SIGTERM on to its recipe a second time).
     for each in (signal.SIGINT, signal.SIGTERM):
         signal.signal(each, signal.SIG_IGN)
     raise Stop(signal.Signals(number).name)
-
-
-def _port_in_use(port):
-    return Shop._listening(port)
 
 
 def main():
@@ -434,25 +358,37 @@ def main():
                 log_level=env.get("LOG_LEVEL") or "info", quick_fetch=False)
     checks = [("server", "PORT"), ("api", "CM_API_HOST")] + ([] if shop.mongodb_uri else [("mongo", "MONGO_PORT")])
     for name, variable in checks:
-        if _port_in_use(ports[name]):
+        if listening(ports[name]):
             print(f"make run: port {ports[name]} is already in use (another 'make run'? see: "
                   f"ss -ltnp 'sport = :{ports[name]}'); set {variable} to use another", file=sys.stderr)
             return 1
-    for each in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(each, _stop_on_signal)
-    status = 1
-    try:
-        shop.start(say=lambda line: print(line, flush=True))
+
+    def up():
         with open(os.path.join(data, "shop.pids"), "w") as pids:
             pids.writelines(f"{name} {process.pid}\n" for name, process in shop.processes.items())
         port = ports["server"]
-        print(f"""
+        return f"""
 The shop is up: http://localhost:{port}/ (logs: {shop.log_dir}; Ctrl-C stops everything)
 
   curl -X POST http://localhost:{port}/buy -H 'Content-Type: application/json' \\
        -d '{{"username":"joe","userid":"005","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}}'
   curl http://localhost:{port}/getAllUserBuys/joe
-  curl http://localhost:{port}/healthz""", flush=True)
+  curl http://localhost:{port}/healthz"""
+
+    return supervise(shop, "make run", up)
+
+
+def supervise(shop, command, up):
+    """Starts `shop` (a Shop or a Fleet) and runs it until one of its processes exits by itself or
+    SIGINT or SIGTERM arrives, however many; then stops everything. `up()` is called once it is
+    up and returns what to print. Returns the exit status: 130 after a signal, 1 when a process
+    stopped by itself or would not start."""
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, stop_on_signal)
+    status = 1
+    try:
+        shop.start(say=lambda line: print(line, flush=True))
+        print(up(), flush=True)
         # Until one of them exits (left unreaped for its Popen to collect) or a signal comes.
         exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
         name = next((n for n, p in shop.processes.items() if p.popen.pid == exited.si_pid), exited.si_pid)
@@ -461,14 +397,13 @@ The shop is up: http://localhost:{port}/ (logs: {shop.log_dir}; Ctrl-C stops eve
         print(f"{received}: stopping", flush=True)
         status = 130
     except RuntimeError as failure:
-        print(f"make run: {failure}", file=sys.stderr, flush=True)
+        print(f"{command}: {failure}", file=sys.stderr, flush=True)
     finally:
         for each in (signal.SIGINT, signal.SIGTERM):
             signal.signal(each, signal.SIG_IGN)
         shop.stop(say=lambda line: print(line, flush=True))
         print("stopped", flush=True)
     return status
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,11 +1,11 @@
 """make soak: the shop under mixed load for ten minutes with a random fault every 30 s.
 
-    python system-tests/reliability/soak.py [--minutes 10] [--interval 30] [--rate 200] [--seed N]
+    python -m shoptest.soak [--minutes 10] [--interval 30] [--rate 200] [--seed N]
 
 Runs the release binaries (BIN_DIR to change) on free ports. One load of purchases runs from
 start to end (POST /buy at --rate per second, retrying 503s and failed connections with the same
 Idempotency-Key), with dry runs and list reads through cm-server beside it. After a warm-up,
-every --interval seconds one fault of scenarios.FAULTS is picked at random and applied (the
+every --interval seconds one fault of faults.FAULTS is picked at random and applied (the
 broker outage, SecantusDB killed, cm-api SIGKILL mid-batch, cm-server SIGTERM or SIGKILL, a
 poison burst, cm-api stalled). At the end: the exact accounting line, each fault's line, and RSS and open file
 descriptors of every service at the start (after the warm-up, which includes three poison bursts)
@@ -26,13 +26,10 @@ import time
 import urllib.parse
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# The launcher, scripts/shop.py.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-
-import scenarios  # noqa: E402
-from accounting import CONNECTIONS, Load, account, percentile  # noqa: E402
-from shop import ROOT, Shop  # noqa: E402
+from shoptest import ROOT
+from shoptest import faults
+from shoptest.accounting import CONNECTIONS, Load, account, percentile
+from shoptest.launcher import Shop
 
 
 class Readers:
@@ -141,16 +138,16 @@ def main():
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--warmup", type=float, default=30)
     parser.add_argument("--seed", type=int, default=int(time.time()))
-    parser.add_argument("--faults", default=",".join(scenarios.FAULTS),
+    parser.add_argument("--faults", default=",".join(faults.FAULTS),
                         help="comma-separated names to pick from (default: all); without the ones that "
                              "restart cm-server or cm-api, their start and end figures are one process's")
     arguments = parser.parse_args()
     warnings.simplefilter("ignore", ResourceWarning)
     rng = random.Random(arguments.seed)
-    faults = arguments.faults.split(",")
-    unknown = [name for name in faults if name not in scenarios.FAULTS]
+    chosen = arguments.faults.split(",")
+    unknown = [name for name in chosen if name not in faults.FAULTS]
     if unknown:
-        parser.error(f"unknown faults {unknown}; known: {', '.join(scenarios.FAULTS)}")
+        parser.error(f"unknown faults {unknown}; known: {', '.join(faults.FAULTS)}")
 
     bin_dir = os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "release")
     shop = Shop(bin_dir=bin_dir, partitions=12, env={"CM_API_TIMEOUT_MS": 2000}, test_commands=True).start()
@@ -158,11 +155,11 @@ def main():
           f"seed {arguments.seed}, binaries {bin_dir}, data {shop.data}", flush=True)
     reports, problems = [], []
     try:
-        load = Load(shop.server_url, scenarios.run_id("soak"), arguments.rate, users=50).start()
+        load = Load(shop.server_url, faults.run_id("soak"), arguments.rate, users=50).start()
         readers = Readers(shop, load.usernames).start()
         time.sleep(arguments.warmup)
         for _ in range(WARMUP_POISON_BURSTS):
-            _, found = scenarios.FAULTS["poison-burst"](shop, load)
+            _, found = faults.FAULTS["poison-burst"](shop, load)
             problems += [f"warm-up poison-burst: {problem}" for problem in found]
         start_usage = usage(shop)
         print(f"start: {usage_line(start_usage)}", flush=True)
@@ -170,10 +167,10 @@ def main():
         end = started + arguments.minutes * 60
         next_fault = started
         while next_fault + arguments.interval <= end:
-            name = rng.choice(faults)
+            name = rng.choice(chosen)
             fault_started = time.monotonic()
-            facts, found = scenarios.FAULTS[name](shop, load)
-            found += scenarios.recovered(shop)
+            facts, found = faults.FAULTS[name](shop, load)
+            found += faults.recovered(shop)
             took = time.monotonic() - fault_started
             line = f"[{fault_started - started:5.0f} s] {name} ({took:.0f} s): " + " ".join(
                 f"{key}={value}" for key, value in facts.items())
@@ -195,7 +192,7 @@ def main():
               f"p99 {percentile(load.latencies(200), 0.99) * 1000:.0f} ms for 200s; gave up after retries: "
               f"{load.given_up}")
         print(f"reads beside it: {dict(sorted(readers.statuses.items()))}; slowest {readers.slowest:.2f} s")
-        print(f"restarts: " + ", ".join(f"{name} {p.starts - 1}" for name, p in shop.processes.items()))
+        print("restarts: " + ", ".join(f"{name} {p.starts - 1}" for name, p in shop.processes.items()))
         print(f"start: {usage_line(start_usage)}")
         print(f"end:   {usage_line(end_usage)}")
         problems += leaks(start_usage, end_usage)

@@ -14,6 +14,10 @@ import threading
 import time
 import urllib.parse
 
+# The HTTP idle timeout (HTTP_IDLE_TIMEOUT_MS) of the shops the corpus runs against: a request left
+# unfinished must be closed within it.
+IDLE_TIMEOUT_S = 3
+
 TIMEOUT = 15
 OK_PURCHASE = {"username": "corpus", "userid": "c-1", "price": "10.00"}
 

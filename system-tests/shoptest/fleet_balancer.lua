@@ -1,4 +1,4 @@
--- The fleet ingress's balancer (scripts/fleet.py): ingress-nginx's way of following a Service's
+-- The fleet ingress's balancer (shoptest/fleet.py): ingress-nginx's way of following a Service's
 -- endpoints without reloading nginx, in miniature. ingress-nginx's controller POSTs the backends to
 -- /configuration/backends on a local port; the handler stores them in a shared dictionary; every
 -- worker copies them from there once a second (its BACKENDS_SYNC_INTERVAL) and balances over its
