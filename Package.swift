@@ -22,7 +22,7 @@ let package = Package(
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Mongo", targets: ["Mongo"]),
     ],
-    // Exact versions: builds are reproducible without a committed Package.resolved (README,
+    // Exact versions: builds are reproducible without a committed Package.resolved (docs/DEVELOPING.md,
     // "Moving a dependency"). Packages these depend on resolve to the one copy each machine has.
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
@@ -220,7 +220,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "bench/HTTPFloor", swiftSettings: settings),
-        // Tests: one target per module that has its own tests (README, "Layout"); ShopService,
+        // Tests: one target per module that has its own tests (docs/DEVELOPING.md, "Tests"); ShopService,
         // ShopKafka and ShopHTTP are tested through the services' targets.
         .testTarget(
             name: "KafkaTests",

@@ -50,7 +50,7 @@ struct Serve: AsyncParsableCommand {
 }
 
 /// `cm-server token`: an HS256 token signed with the local `AUTH_JWT_SECRET`, for trying
-/// `AUTH_MODE=jwt` with `make run` (README, "Signing in"). Not for production: there an identity
+/// `AUTH_MODE=jwt` with `make run` (docs/RUNNING.md, "Signing in"). Not for production: there an identity
 /// provider issues the tokens and cm-server only holds its public keys (`AUTH_JWKS_FILE`).
 struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -49,7 +49,7 @@ class Test1BadInput(ShopTestCase):
     def test_every_bad_request_gets_its_documented_error_and_nothing_is_produced(self):
         cases = bad_input.corpus()
         names = [case[0] for case in cases]
-        # The corpus as documented (README, docs/RELIABILITY.md): a case lost or renamed is seen
+        # The corpus as documented (docs/TESTING.md, docs/RELIABILITY.md): a case lost or renamed is seen
         # here, and every case answered without JSON (BARE) must be one of the corpus.
         self.assertEqual(len(cases), 117, "the corpus changed: update the count here and in the docs")
         self.assertEqual(len(set(names)), len(names), "case names are unique")

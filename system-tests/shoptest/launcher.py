@@ -344,7 +344,7 @@ def stop_on_signal(number, frame):
 
 def main():
     """`make run`: the whole shop on this machine until Ctrl-C or SIGTERM, with the variables of
-    the README (PORT, CM_API_HOST, MONGO_PORT, KAFKA_BROKERS, MONGODB_URI, BIN_DIR, DATA_DIR).
+    docs/RUNNING.md (PORT, CM_API_HOST, MONGO_PORT, KAFKA_BROKERS, MONGODB_URI, BIN_DIR, DATA_DIR).
     It writes each process's pid to DATA_DIR/shop.pids ("name pid" lines) for tools that
     signal them, and exits 130 after a signal, 1 when a process stopped by itself or would not
     start."""
