@@ -62,6 +62,31 @@ extension PurchaseListClient {
         #expect(fake.asked.withLock { $0 } == [FakeCMAPI.Asked(path: "/buyList/joe", username: "joe", limit: "100")])
     }
 
+    /// cm-api's items are passed on as cm-api wrote them only when they hold the contract's fields
+    /// alone: a member an item should not have (a newer cm-api's, say) or a field twice never
+    /// reaches the client, and the page is still served.
+    @Test func onlyTheContractsFieldsReachTheClient() async throws {
+        let item = #"{"_id":"1","purchaseId":"1","username":"joe","userid":"005","price":"1.00","timestamp":"t""#
+        let fake = FakeCMAPI(
+            .text(
+                #"{"status":"Ok!","purchases":[\#(item),"secret":"s"},{"price":"9.99",\#(item.dropFirst())}],"nextCursor":"n"}"#
+            ))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .ok)
+                let body = String(buffer: response.body)
+                // One price per item, the one cm-api's reader keeps (the first, as JSONDecoder does).
+                #expect(!body.contains("secret") && body.ranges(of: #""price""#).count == 2, "\(body)")
+                let answer = try JSONDecoder().decode(ListAnswer.self, from: Data(buffer: response.body))
+                let one = PurchaseListItem(
+                    id: "1", purchaseId: "1", username: "joe", userid: "005", price: "1.00", timestamp: "t")
+                var two = one
+                two.price = "9.99"
+                #expect(answer == ListAnswer(username: "joe", purchases: [one, two], nextCursor: "n"))
+            }
+        }
+    }
+
     /// cm-server writes this answer by hand (UserPurchases.json), not with JSONEncoder.
     @Test func itemsWithCharactersJSONMustEscapeComeThroughIntact() async throws {
         let awkward = ["quote \" and back\\slash", "line\nfeed\u{1}", "Zoë 🛒 </script>"].map {

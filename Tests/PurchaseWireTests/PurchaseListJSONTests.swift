@@ -107,3 +107,56 @@ import Testing
         #expect(try PurchaseListPage(json: output) == PurchaseListPage(purchases: items, nextCursor: text))
     }
 }
+
+/// cm-server passes cm-api's items on as text (`PurchaseListPageText`) only when that text holds
+/// exactly what the decoder would keep; every other page goes the decoding way.
+@Suite struct PurchaseListPassThroughTests {
+    /// Whatever is passed on decodes to the very items, count and cursor the reader reads.
+    @Test(arguments: PurchaseListJSONTests.readableAnswers)
+    func passedTextHoldsExactlyTheItemsTheReaderReads(_ text: String) throws {
+        let json = Array(text.utf8)
+        let page = try PurchaseListPage(json: json)
+        guard let passed = PurchaseListPageText(json: json) else { return }
+        #expect(try JSONDecoder().decode([PurchaseListItem].self, from: Data(passed.purchases)) == page.purchases)
+        #expect(passed.count == page.purchases.count && passed.nextCursor == page.nextCursor)
+    }
+
+    /// What cm-api writes (`appendJSON`, awkward strings included) is passed on, byte for byte.
+    @Test(arguments: PurchaseListJSONTests.awkward)
+    func whatCMAPIWritesIsPassedOnAsItIs(_ text: String) throws {
+        var items: [UInt8] = []
+        JSONText.append("[", to: &items)
+        PurchaseListItem(
+            id: text, purchaseId: "P", username: text, userid: text, price: "1.00", timestamp: "t"
+        ).appendJSON(to: &items)
+        JSONText.append(",", to: &items)
+        PurchaseListItem(id: "2", purchaseId: "2", username: "joe", userid: "005", price: "1.00", timestamp: "t")
+            .appendJSON(to: &items)
+        JSONText.append("]", to: &items)
+        var page: [UInt8] = []
+        JSONText.append(#"{"status":"Ok!","purchases":"#, to: &page)
+        page += items
+        JSONText.append(#","nextCursor":"c"}"#, to: &page)
+        let passed = try #require(PurchaseListPageText(json: page))
+        #expect(Array(passed.purchases) == items && passed.count == 2 && passed.nextCursor == "c")
+    }
+
+    /// Items the decoder would change on the way (a member it drops, a field twice: which one a
+    /// client's parser keeps is its own choice) and every answer it refuses are not passed on.
+    @Test(
+        arguments: [
+            #"{"status":"Ok!","purchases":[{"coupon":{"code":"x"},\#(PurchaseListJSONTests.item("1").dropFirst())]}"#,
+            #"{"status":"Ok!","purchases":[{"price":"2.00",\#(PurchaseListJSONTests.item("1").dropFirst())]}"#,
+            #"{"status":"Ok!","purchases":[\#(PurchaseListJSONTests.item("1").dropLast()),"secret":"s"}]}"#,
+            #"{"status":"Ok!","purchases":[{"_id":"1","purchaseId":"1","username":"joe","userid":"005","price":"1.00"}]}"#,
+        ] + PurchaseListJSONTests.unreadableAnswers)
+    func aPageHoldingMoreOrLessIsNotPassedOn(_ text: String) {
+        #expect(PurchaseListPageText(json: Array(text.utf8)) == nil)
+    }
+
+    @Test func invalidUTF8IsNotPassedOn() {
+        var bytes = Array(PurchaseListJSONTests.readableAnswers[0].utf8)
+        bytes.insert(0xFF, at: bytes.firstIndex(of: UInt8(ascii: "j"))!)
+        #expect(PurchaseListPageText(json: bytes) == nil)
+    }
+}

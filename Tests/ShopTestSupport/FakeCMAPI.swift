@@ -25,6 +25,8 @@ public final class FakeCMAPI: Sendable {
 
     public enum Behaviour: Sendable {
         case page(PurchaseListPage)
+        /// A 200 with this text, as it is.
+        case text(String)
         case status(HTTPResponse.Status, String)
         case slow(Duration)
     }
@@ -54,6 +56,10 @@ public final class FakeCMAPI: Sendable {
                 return Response(
                     status: .ok, headers: [.contentType: "application/json"],
                     body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            case .text(let text):
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: text)))
             case .status(let status, let body):
                 return Response(
                     status: status, headers: [.contentType: "application/json"],

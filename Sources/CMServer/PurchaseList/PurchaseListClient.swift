@@ -38,6 +38,21 @@ struct PurchaseListClient: Sendable {
         self.serviceToken = serviceToken
     }
 
+    /// A page as cm-api answered it: its items' text to pass on as it is, when the page holds only
+    /// the contract's fields (what cm-api writes); decoded otherwise, so that only those reach
+    /// the client.
+    enum Page {
+        case text(PurchaseListPageText)
+        case decoded(PurchaseListPage)
+
+        var nextCursor: String? {
+            switch self {
+            case .text(let page): page.nextCursor
+            case .decoded(let page): page.nextCursor
+            }
+        }
+    }
+
     /// Why a page could not be had from cm-api.
     enum Failure: Error, Equatable {
         /// cm-api refused the request itself (a 400): its status, message and per-field reasons
@@ -73,7 +88,7 @@ struct PurchaseListClient: Sendable {
 
     /// `authorization`: the caller's own `Authorization` header, passed on for cm-api to verify.
     func page(username: String, limit: Int, cursor: String?, authorization: String? = nil) async throws(Failure)
-        -> PurchaseListPage
+        -> Page
     {
         var url = "\(baseURL)/buyList/\(Self.percentEncoded(username))?limit=\(limit)"
         if let cursor { url += "&cursor=\(Self.percentEncoded(cursor))" }
@@ -81,8 +96,10 @@ struct PurchaseListClient: Sendable {
             url, authorization: authorization, timeout: timeout, upTo: Self.maximumResponseBytes)
         switch status {
         case 200:
+            let json = Array(buffer: body)
+            if let text = PurchaseListPageText(json: json) { return .text(text) }
             do {
-                return try PurchaseListPage(json: Array(buffer: body))
+                return .decoded(try PurchaseListPage(json: json))
             } catch {
                 throw .upstream("cm-api answered 200 with something that is not a purchase list", detail: "\(error)")
             }

@@ -38,7 +38,7 @@ struct PurchaseListRoutes {
             let page = try await client.page(
                 username: username, limit: query.limit, cursor: query.cursor,
                 authorization: request.headers[.authorization])
-            let answer = UserPurchases(username: username, purchases: page.purchases, nextCursor: page.nextCursor)
+            let answer = UserPurchases(username: username, page: page)
             return .json(.ok, bytes: answer.json)
         } catch {
             switch error {
@@ -57,25 +57,32 @@ struct PurchaseListRoutes {
 
 /// The answer to `GET /getAllUserBuys/{username}`: `{"username","purchases":[…],"nextCursor"}`,
 /// the original server's shape plus the next page's cursor, absent on the last page. Written by
-/// hand rather than with `JSONEncoder`: this is the one body cm-server re-encodes on every list
-/// request (see `PurchaseListItem.appendJSON`).
+/// hand rather than with `JSONEncoder`, around cm-api's own text of the items when it holds only
+/// the contract's fields (``PurchaseListPageText``: no field decoded and encoded again), else
+/// from the decoded items (see `PurchaseListItem.appendJSON`).
 struct UserPurchases {
     var username: String
-    var purchases: [PurchaseListItem]
-    var nextCursor: String?
+    var page: PurchaseListClient.Page
 
     var json: [UInt8] {
         var output: [UInt8] = []
-        output.reserveCapacity(64 + purchases.count * 200)
         JSONText.append(#"{"username":"#, to: &output)
         JSONText.appendString(username, to: &output)
-        JSONText.append(#","purchases":["#, to: &output)
-        for (index, item) in purchases.enumerated() {
-            if index > 0 { output.append(UInt8(ascii: ",")) }
-            item.appendJSON(to: &output)
+        JSONText.append(#","purchases":"#, to: &output)
+        switch page {
+        case .text(let page):
+            output.reserveCapacity(64 + username.utf8.count + page.purchases.count)
+            output.append(contentsOf: page.purchases)
+        case .decoded(let page):
+            output.reserveCapacity(64 + page.purchases.count * 200)
+            output.append(UInt8(ascii: "["))
+            for (index, item) in page.purchases.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                item.appendJSON(to: &output)
+            }
+            output.append(UInt8(ascii: "]"))
         }
-        output.append(UInt8(ascii: "]"))
-        if let nextCursor {
+        if let nextCursor = page.nextCursor {
             JSONText.append(#","nextCursor":"#, to: &output)
             JSONText.appendString(nextCursor, to: &output)
         }

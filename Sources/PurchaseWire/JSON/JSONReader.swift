@@ -138,6 +138,28 @@ struct JSONReader {
         return try readString()
     }
 
+    /// Reads a string value as ``readRequiredString(_:)`` does, checking it the same way, without
+    /// making a `String` of it when it is ASCII without escapes (what cm-api writes for every
+    /// field but a name with other characters).
+    mutating func skipRequiredString(_ field: String) throws(SyntaxError) {
+        guard peek() == UInt8(ascii: "\"") else { throw error("\(field) must be a string") }
+        let start = index
+        index += 1
+        while let byte = peek(), byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
+            index += 1
+        }
+        if peek() == UInt8(ascii: "\"") {
+            index += 1
+            return
+        }
+        index = start
+        _ = try readString()
+    }
+
+    /// The byte offset the reader is at: where the next value starts once whitespace is skipped,
+    /// or just past the value read last.
+    var offset: Int { index }
+
     /// Whether the next byte is `byte` (`{` for an object, `[` for an array).
     func isAt(_ byte: UInt8) -> Bool {
         peek() == byte
