@@ -248,11 +248,12 @@ func storedPurchase(
             let elapsed = ContinuousClock.now - start
             #expect(reason?.contains("no answer to a ping within 1") == true, "\(reason ?? "ready")")
             // Bounded by the wait, not by the ping (the socket timeout: 300 s). The margin is for
-            // a test run whose other suites keep the cooperative pool busy (3.8 s seen once in CI).
-            #expect(elapsed < .seconds(5), "readiness took \(elapsed) with a 1 s wait")
+            // a test run whose other suites keep the cooperative pool busy (3.8 s and 5.04 s seen
+            // in CI): far below the ping's bound, which is what this tells apart.
+            #expect(elapsed < .seconds(15), "readiness took \(elapsed) with a 1 s wait")
             let latestStart = ContinuousClock.now
             _ = await store.latestUnavailableReason()
-            #expect(ContinuousClock.now - latestStart < .seconds(3), "the metrics' view waited for the ping")
+            #expect(ContinuousClock.now - latestStart < .seconds(10), "the metrics' view waited for the ping")
         }
         server.resume()
         #expect(try await waitUntil(timeout: .seconds(40)) { await store.unavailableReason() == nil })
