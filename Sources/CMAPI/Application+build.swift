@@ -114,7 +114,7 @@ func buildApplication(
             lag: { (try? await consumer.lag()) ?? [:] }),
         server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
-        services: [deadLetters, topicWatch, ingest],
+        services: [deadLetters, topicWatch, ingest] + auth.services(logger: logger),
         logger: logger
     )
 }

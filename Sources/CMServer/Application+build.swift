@@ -77,7 +77,7 @@ func buildApplication(
         ),
         server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),
-        services: [producer, topicWatch],
+        services: [producer, topicWatch] + auth.services(logger: logger),
         logger: logger
     )
 }

@@ -36,70 +36,51 @@ struct ShopClaims: JWTPayload {
     func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
 
-/// Verifies bearer JWTs with jwt-kit: the signature with the one configured key kind, then the
+/// Verifies bearer JWTs with jwt-kit: the signature with the configured key kind, then the
 /// algorithm, `exp` (required), `nbf`, `iss`, `aud` and the identity claims.
+///
+/// Keys rotate without a restart: HS256 accepts the current and the next secret during a change;
+/// a JSON Web Key Set is read again when its file changes (``KeySetReloader``, and at once, at
+/// most once a second, when a token names a key id the set does not hold), so an identity
+/// provider's new key works as soon as the mounted ConfigMap shows it.
 public struct TokenVerifier: Sendable {
     /// Tokens longer than this are refused before any parsing (a header line costs memory).
     public static let maximumTokenBytes = 8 * 1024
 
-    private let keys: JWTKeyCollection
-    /// HS256 mode: the one algorithm; JWKS mode: each key id's algorithm.
-    private let hmac: Bool
-    private let algorithmByKeyID: [String: String]
+    private enum Keys: Sendable {
+        /// HS256: the current secret, then the next one.
+        case hmac([JWTKeyCollection])
+        case jwks(KeySetFile)
+    }
+
+    private let keys: Keys
     private let issuer: String
     private let audience: String
     private let leeway: TimeInterval
 
     public init(settings: AuthSettings) async throws(ConfigurationError) {
-        keys = JWTKeyCollection()
         issuer = settings.issuer
         audience = settings.audience
         leeway = TimeInterval(settings.leeway.components.seconds)
         switch settings.keys {
-        case .hmac(let secret):
-            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
-            hmac = true
-            algorithmByKeyID = [:]
+        case .hmac(let secret, let next):
+            var collections: [JWTKeyCollection] = []
+            for secret in [secret, next].compactMap({ $0 }) {
+                let collection = JWTKeyCollection()
+                await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+                collections.append(collection)
+            }
+            keys = .hmac(collections)
         case .jwks(let json, let path):
-            hmac = false
-            let invalid = { (reason: String) in ConfigurationError(variable: "AUTH_JWKS_FILE", reason: reason) }
-            let jwks: JWKS
-            do {
-                jwks = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
-            } catch {
-                throw invalid("is not a JSON Web Key Set: \(path)")
-            }
-            var algorithms: [String: String] = [:]
-            for jwk in jwks.keys {
-                guard let kid = jwk.keyIdentifier?.string, let algorithm = Self.algorithm(of: jwk) else { continue }
-                guard jwk.privateExponent == nil else {
-                    throw invalid("holds a private key (kid \(kid)): mount the public keys only")
-                }
-                do {
-                    try await keys.add(jwk: jwk)
-                } catch {
-                    throw invalid("has a key jwt-kit cannot use (kid \(kid)): \(error)")
-                }
-                algorithms[kid] = algorithm
-            }
-            guard !algorithms.isEmpty else {
-                throw invalid("has no RS256 or ES256 (P-256) signing key with a kid: \(path)")
-            }
-            algorithmByKeyID = algorithms
+            keys = .jwks(try await KeySetFile(path: path, json: json))
         case nil:
             throw ConfigurationError(variable: "AUTH_MODE", reason: "is jwt but no verification key is configured")
         }
     }
 
-    /// The one algorithm a JWK may verify: RS256 for an RSA key, ES256 for a P-256 key; `nil`
-    /// for anything else (an encryption key, another curve or algorithm), which is skipped.
-    static func algorithm(of jwk: JWK) -> String? {
-        let declared = jwk.algorithm?.rawValue
-        switch jwk.keyType {
-        case .rsa where declared == nil || declared == "RS256": return "RS256"
-        case .ecdsa where jwk.curve == .ecdsa(.p256) && (declared == nil || declared == "ES256"): return "ES256"
-        default: return nil
-        }
+    /// The key set file, when the keys come from one: what ``KeySetReloader`` reads again.
+    public var keySetFile: KeySetFile? {
+        if case .jwks(let file) = keys { file } else { nil }
     }
 
     /// The principal `token` speaks for.
@@ -110,19 +91,29 @@ public struct TokenVerifier: Sendable {
         let header = try Self.header(of: token)
         // The header's algorithm must be the key's own: never `none`, never HS256 against a public
         // key, never a public-key algorithm against the shared secret.
-        // jwt-kit then verifies with the key the header's kid names (HS256: the one secret).
-        if hmac {
+        // jwt-kit then verifies with the key the header's kid names (HS256: each secret in turn).
+        let candidates: [JWTKeyCollection]
+        switch keys {
+        case .hmac(let collections):
             guard header.alg == "HS256" else { throw TokenRejection("the token's algorithm is not accepted") }
-        } else {
-            guard let kid = header.kid, let expected = algorithmByKeyID[kid] else {
+            candidates = collections
+        case .jwks(let file):
+            guard let kid = header.kid else {
+                throw TokenRejection("the token's key id is not one of the configured keys")
+            }
+            var keySet = file.current
+            if keySet.algorithmByKeyID[kid] == nil { keySet = await file.refreshForUnknownKeyID() }
+            guard let expected = keySet.algorithmByKeyID[kid] else {
                 throw TokenRejection("the token's key id is not one of the configured keys")
             }
             guard header.alg == expected else { throw TokenRejection("the token's algorithm is not accepted") }
+            candidates = [keySet.keys]
         }
-        let claims: ShopClaims
-        do {
-            claims = try await keys.verify(Array(token.utf8), as: ShopClaims.self)
-        } catch {
+        var verified: ShopClaims?
+        for collection in candidates where verified == nil {
+            verified = try? await collection.verify(Array(token.utf8), as: ShopClaims.self)
+        }
+        guard let claims = verified else {
             throw TokenRejection("the signature does not verify or the claims are malformed")
         }
         guard let exp = claims.exp else { throw TokenRejection("the token has no exp") }
