@@ -28,7 +28,7 @@ FLEET_PACKAGES := nginx libnginx-mod-http-lua prometheus
 .PHONY: test test-browser test-k8s test-monitoring test-reliability test-long-outage test-launcher \
 	test-end-to-end test-fleet scale-test run fleet deps release lint build venv clean bench bench-mongo soak
 
-test: lint test-k8s build
+test: lint build test-k8s
 	$(PYTHON) -m shoptest.servers $(SWIFT) test --skip-build
 	$(PYTHON) bench/per_request.py allocations .build/debug --check bench/allocations-debug.txt
 	scripts/install-deps.sh $(BENCH_PACKAGES)
@@ -82,7 +82,7 @@ soak: deps venv release
 # The charts in helm/ and the cluster pieces in k8s/, without a cluster: helm lint --strict, renders
 # validated against the Kubernetes and KEDA schemas, and what the charts promise; the promtool unit
 # tests of every alert (a few seconds).
-test-k8s: venv
+test-k8s: venv build
 	$(call SUITE,k8s)
 
 # Every alert and dashboard query of the charts, evaluated by a real Prometheus scraping the local

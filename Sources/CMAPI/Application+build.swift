@@ -77,6 +77,18 @@ func buildRouter(
     return router
 }
 
+/// What the cm-api service does on Kafka, from the names its clients are given in
+/// `buildApplication`: the ingest consumes `topic` in `group` (KEDA reads the group's lag with
+/// the same identity), the dead-letter producer sends to `<topic>.dlq`, the topic watch
+/// describes both.
+func kafkaAccess(topic: String, group: String) -> KafkaAccess {
+    var access = KafkaAccess()
+    access.consume(topic, group: group)
+    access.produce(to: DeadLetterTopic.name(of: topic))
+    for watched in [topic, DeadLetterTopic.name(of: topic)] { access.describe(watched) }
+    return access
+}
+
 /// cm-api: the router, and the ingest with its dead-letter producer and topic watch as services
 /// that start before and stop after the HTTP server (in reverse: the server stops, the ingest
 /// finishes its batch, commits and leaves the group, then the dead-letter producer flushes).

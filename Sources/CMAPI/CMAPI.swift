@@ -10,6 +10,7 @@ import PurchaseWire
 import ServiceLifecycle
 import ShopAuth
 import ShopHTTP
+import ShopKafka
 import ShopService
 
 /// cm-api: consumes purchase events from Kafka into MongoDB and serves the purchase lists
@@ -20,7 +21,7 @@ struct CMAPICommand: AsyncParsableCommand {
         commandName: "cm-api",
         abstract: "Stores purchase events from Kafka in MongoDB and serves the purchase lists.",
         discussion: "Configured by environment variables only (docs/CONTRACT.md).",
-        subcommands: [Serve.self, DeadLetterCommand.self],
+        subcommands: [Serve.self, DeadLetterCommand.self, KafkaACLs.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -64,5 +65,28 @@ struct Serve: AsyncParsableCommand {
         ).run()
         await reads.shutdown()
         await writes.shutdown()
+    }
+}
+
+/// `cm-api kafka-acls`: the Kafka ACLs the service's identity needs, or with `--dead-letter-tool`
+/// those of the operator's identity for `cm-api dlq`, as Strimzi's `KafkaUser` lists them.
+struct KafkaACLs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka-acls",
+        abstract: "Prints the Kafka ACLs cm-api (or the dead-letter tool) needs, as a KafkaUser's acls.",
+        discussion: "Reads KAFKA_TOPIC and KAFKA_GROUPID as the service does.")
+
+    @Flag(help: "The ACLs of `cm-api dlq` (an operator's identity) instead of the service's.")
+    var deadLetterTool = false
+
+    func run() async throws {
+        let deadLetterTool = self.deadLetterTool
+        let access = await ServiceMain.configuration(of: "cm-api kafka-acls") { config throws(ConfigurationError) in
+            let topic = CMAPIConfiguration.topic(config)
+            return deadLetterTool
+                ? DeadLetterTool.kafkaAccess(topic: topic)
+                : kafkaAccess(topic: topic, group: CMAPIConfiguration.groupID(config))
+        }
+        print(access.strimziACLs)
     }
 }

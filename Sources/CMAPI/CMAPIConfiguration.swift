@@ -57,8 +57,8 @@ struct CMAPIConfiguration: Sendable {
     init(config: ConfigReader) throws(ConfigurationError) {
         port = try config.port("port", default: 3000)
         kafka = try KafkaConfiguration(config: config)
-        topic = config.text("kafka.topic", default: "scalable-shop-purchases")
-        groupID = config.text("kafka.groupid", default: "scalable-shop")
+        topic = Self.topic(config)
+        groupID = Self.groupID(config)
         // It may carry the password: a secret in swift-configuration's logs.
         mongoURI = try config.required(
             "mongodb.uri", "a mongodb:// or mongodb+srv:// connection string", isSecret: true)
@@ -108,5 +108,17 @@ extension CMAPIConfiguration {
         consumer.autoOffsetReset = .earliest
         consumer.fetchMaximumWait = fetchWait
         return consumer
+    }
+}
+
+extension CMAPIConfiguration {
+    /// `KAFKA_TOPIC`: the purchases topic.
+    static func topic(_ config: ConfigReader) -> String {
+        config.text("kafka.topic", default: "scalable-shop-purchases")
+    }
+
+    /// `KAFKA_GROUPID`: the ingest's consumer group.
+    static func groupID(_ config: ConfigReader) -> String {
+        config.text("kafka.groupid", default: "scalable-shop")
     }
 }

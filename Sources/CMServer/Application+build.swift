@@ -48,6 +48,15 @@ func buildRouter(
     return router
 }
 
+/// What cm-server does on Kafka, from the names its clients are given in `buildApplication`:
+/// the producer sends purchases to `topic`, the topic watch describes it.
+func kafkaAccess(topic: String) -> KafkaAccess {
+    var access = KafkaAccess()
+    access.produce(to: topic)
+    access.describe(topic)
+    return access
+}
+
 /// cm-server: the router, the Kafka producer as a service that starts before and stops after
 /// the HTTP server (so graceful shutdown flushes what the last requests produced). `http` is the
 /// process's one HTTP client, for cm-api.

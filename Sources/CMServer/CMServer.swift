@@ -7,6 +7,7 @@ import PurchaseDomain
 import PurchaseWire
 import ServiceLifecycle
 import ShopAuth
+import ShopKafka
 import ShopService
 
 /// cm-server, the customer-facing API: `POST /buy` produces purchases to Kafka (`cm-server`, or
@@ -17,7 +18,7 @@ struct CMServerCommand: AsyncParsableCommand {
         commandName: "cm-server",
         abstract: "Takes purchases over HTTP and produces them to Kafka.",
         discussion: "Configured by environment variables only (docs/CONTRACT.md).",
-        subcommands: [Serve.self, Token.self],
+        subcommands: [Serve.self, Token.self, KafkaACLs.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -88,5 +89,21 @@ struct Token: AsyncParsableCommand {
             for: ShopPrincipal(userid: sub, username: username, isAdmin: admin), secret: secret, issuer: issuer,
             audience: audience, lifetime: .seconds(ttl))
         print(token)
+    }
+}
+
+/// `cm-server kafka-acls`: the Kafka ACLs cm-server's identity needs, as Strimzi's `KafkaUser`
+/// lists them.
+struct KafkaACLs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka-acls",
+        abstract: "Prints the Kafka ACLs cm-server needs, as a KafkaUser's acls.",
+        discussion: "Reads KAFKA_TOPIC as the service does.")
+
+    func run() async throws {
+        let access = await ServiceMain.configuration(of: "cm-server kafka-acls") { config throws(ConfigurationError) in
+            kafkaAccess(topic: CMServerConfiguration.topic(config))
+        }
+        print(access.strimziACLs)
     }
 }

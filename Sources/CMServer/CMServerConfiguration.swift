@@ -57,7 +57,7 @@ struct CMServerConfiguration: Sendable {
     init(config: ConfigReader) throws(ConfigurationError) {
         port = try config.port("port", default: 3001)
         kafka = try KafkaConfiguration(config: config)
-        topic = config.text("kafka.topic", default: "scalable-shop-purchases")
+        topic = Self.topic(config)
         cmAPIHost = try config.hostPort("cm.api.host", default: "localhost:3000")
         cmAPITimeout = try config.milliseconds("cm.api.timeout.ms", default: 5000, range: 100...60_000)
         logLevel = try Logger.Level(config: config)
@@ -81,5 +81,12 @@ struct CMServerConfiguration: Sendable {
                 "shutdown.timeout.ms",
                 "must exceed KAFKA_DELIVERY_TIMEOUT_MS by more than 5000, so requests in flight are answered")
         }
+    }
+}
+
+extension CMServerConfiguration {
+    /// `KAFKA_TOPIC`: the purchases topic.
+    static func topic(_ config: ConfigReader) -> String {
+        config.text("kafka.topic", default: "scalable-shop-purchases")
     }
 }

@@ -3,6 +3,7 @@ import Kafka
 import Logging
 import PurchaseDomain
 import PurchaseWire
+import ShopKafka
 
 /// What `cm-api dlq` does, apart from parsing its arguments: reads the dead-letter topic,
 /// selects letters, and sends chosen ones back to the purchases topic. Everything it does is
@@ -14,6 +15,16 @@ struct DeadLetterTool: Sendable {
     let output: @Sendable (String) -> Void
 
     var deadLetterTopic: String { DeadLetterTopic.name(of: topic) }
+
+    /// What the tool does on Kafka: reads the dead-letter topic with partitions it assigns itself
+    /// (no group), writes its claim and settle markers there, and redrives to the purchases topic.
+    static func kafkaAccess(topic: String) -> KafkaAccess {
+        var access = KafkaAccess()
+        access.consume(DeadLetterTopic.name(of: topic), group: nil)
+        access.produce(to: DeadLetterTopic.name(of: topic))
+        access.produce(to: topic)
+        return access
+    }
 
     /// The letters on the dead-letter topic and what the redrive's markers say about them.
     func read() async throws(KafkaError) -> (letters: [DeadLetter], ledger: RedriveLedger) {
