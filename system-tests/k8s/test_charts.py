@@ -9,7 +9,10 @@ Secrets, autoscaling within the topic's partitions, and agreement with the servi
 configuration, the Dockerfile and the cluster pieces in k8s/.
 """
 
+import os
+import json
 import re
+import subprocess
 import unittest
 from pathlib import Path
 
@@ -18,11 +21,21 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from shoptest import charts
 from shoptest.charts import CHARTS, NAMESPACE, deep_merge, of_kind, render
 
 ROOT = Path(__file__).resolve().parents[2]
 # KEDA's CRDs (see schemas/keda/README.md for where they come from).
 KEDA_CRDS = Path(__file__).resolve().parent / "schemas" / "keda"
+# Gateway API v1.6.1's standard CRDs and NGINX Gateway Fabric 2.6.7's policy CRDs (their READMEs
+# say where they come from).
+CRD_FILES = {
+    "HTTPRoute": "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
+    "Gateway": "gateway-api/gateway.networking.k8s.io_gateways.yaml",
+    "ProxySettingsPolicy": "nginx-gateway-fabric/gateway.nginx.org_proxysettingspolicies.yaml",
+    "ClientSettingsPolicy": "nginx-gateway-fabric/gateway.nginx.org_clientsettingspolicies.yaml",
+}
+CRD_GROUPS = ("gateway.networking.k8s.io/", "gateway.nginx.org/")
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 
 # Every optional feature on, and the credentials made by the chart instead of an existing Secret.
@@ -32,6 +45,7 @@ ALL_FEATURES = {
         "kafka": {"tls": {"enabled": True, "caSecret": {"name": "kafka-ca", "key": "ca.crt"}}},
         "ingress": {"enabled": True, "host": "shop.example.com",
                     "tls": {"enabled": True, "secretName": "shop-tls"}},
+        "httpRoute": {"enabled": True, "hostnames": ["shop.example.com"]},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                     "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}},
         "autoscaling": {"enabled": True, "type": "keda"},
@@ -51,10 +65,13 @@ VARIANTS = {
     "cm-server": [
         {"autoscaling": {"enabled": True, "type": "cpu"}},
         {"kafka": {"sasl": {"enabled": False}}, "ingress": {"enabled": True, "host": "shop.example.com"}},
+        # NGINX Gateway Fabric's route and policies, with HS256 keys.
+        {"httpRoute": {"enabled": True, "timeouts": False, "nginxGatewayFabric": {"policies": True}},
+         "auth": {"jwksConfigMap": {"name": ""}}},
     ],
     "cm-api": [
         {"autoscaling": {"enabled": False}},
-        {"kafka": {"sasl": {"enabled": False}}},
+        {"kafka": {"sasl": {"enabled": False}}, "auth": {"jwksConfigMap": {"name": ""}}},
     ],
 }
 
@@ -78,6 +95,19 @@ def pod_specs(objects):
 
 def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def runbook_gateway():
+    """The Gateway of k8s/nginx-gateway/gateway.yaml."""
+    documents = yaml.safe_load_all((ROOT / "k8s" / "nginx-gateway" / "gateway.yaml").read_text())
+    return next(d for d in documents if d["kind"] == "Gateway")
+
+
+def crd_schema(kind, version):
+    """The openAPIV3Schema of `kind` at `version` from the CRD copies in schemas/."""
+    crd = yaml.safe_load((Path(__file__).resolve().parent / "schemas" / CRD_FILES[kind]).read_text())
+    [served] = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    return served["schema"]["openAPIV3Schema"]
 
 
 def keda_schema(kind):
@@ -142,7 +172,7 @@ class SchemaValidationTests(unittest.TestCase):
         for chart in CHARTS:
             for label, values in configurations(chart):
                 for obj in render(chart, values):
-                    if obj["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/")):
+                    if obj["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/") + CRD_GROUPS):
                         continue
                     for version in KUBERNETES_VERSIONS:
                         with self.subTest(chart=chart, values=label, kind=obj["kind"], k8s=version):
@@ -326,24 +356,44 @@ class HardeningTests(unittest.TestCase):
 class CredentialTests(unittest.TestCase):
     SECRET_VARIABLES = {"KAFKA_USERNAME", "KAFKA_PASSWORD", "MONGODB_URI"}
 
-    def test_credentials_come_only_from_secrets(self):
+    # The files the services read credentials from (docs/CONTRACT.md): swift-configuration's
+    # directory provider names a key's file by its dotted key with dashes (kafka.password ->
+    # kafka-password), the environment provider its variable (KAFKA_PASSWORD).
+    CREDENTIAL_FILES = {"kafka-username", "kafka-password", "mongodb-uri"}
+
+    def test_credentials_are_files_never_environment_variables(self):
+        known = service_environment_names()
         for chart in CHARTS:
             for label, values in configurations(chart):
                 objects = render(chart, values)
                 secrets = {s["metadata"]["name"]: s for s in of_kind(objects, "Secret")}
-                container = of_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
-                for name, entry in env_of(container).items():
-                    if name not in self.SECRET_VARIABLES:
+                spec = of_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
+                container = spec["containers"][0]
+                env = env_of(container)
+                with self.subTest(chart=chart, values=label):
+                    self.assertFalse([name for name, entry in env.items() if "valueFrom" in entry],
+                                     "no environment variable may come from a Secret")
+                    self.assertFalse(self.SECRET_VARIABLES & set(env))
+                    sasl = values.get("kafka", {}).get("sasl", {}).get("enabled", True)
+                    expected = ({"kafka-username", "kafka-password"} if sasl else set()) | (
+                        {"mongodb-uri"} if chart == "cm-api" else set())
+                    if not expected:
                         continue
-                    with self.subTest(chart=chart, values=label, variable=name):
-                        self.assertNotIn("value", entry)
-                        ref = entry["valueFrom"]["secretKeyRef"]
-                        expected = values.get("credentials", {}).get("existingSecret", None)
-                        if expected == "":
-                            self.assertIn(ref["name"], secrets, "the chart must create the Secret it names")
-                            self.assertIn(ref["key"], secrets[ref["name"]]["stringData"])
-                        else:
-                            self.assertNotIn(ref["name"], secrets, "an existing Secret is not overwritten")
+                    self.assertEqual(env["SECRETS_DIR"]["value"], "/etc/scalable-shop/secrets")
+                    mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+                    self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/etc/scalable-shop/secrets", True))
+                    sources = next(v for v in spec["volumes"] if v["name"] == "secrets")["projected"]["sources"]
+                    credentials = sources[0]["secret"]
+                    files = {item["path"]: item["key"] for item in credentials["items"]}
+                    self.assertEqual(set(files), expected)
+                    for file in files:
+                        # The service reads that file: its variable is one it knows.
+                        self.assertIn(file.upper().replace("-", "_"), known, file)
+                    if values.get("credentials", {}).get("existingSecret") == "":
+                        self.assertIn(credentials["name"], secrets, "the chart must create the Secret it names")
+                        self.assertTrue(set(files.values()) <= set(secrets[credentials["name"]]["stringData"]))
+                    else:
+                        self.assertNotIn(credentials["name"], secrets, "an existing Secret is not overwritten")
                 for obj in objects:
                     if obj["kind"] == "Secret":
                         continue
@@ -351,6 +401,13 @@ class CredentialTests(unittest.TestCase):
                     with self.subTest(chart=chart, values=label, kind=obj["kind"]):
                         self.assertNotIn("s3cret", text)
                         self.assertNotIn("cm-api:pw@", text)
+
+    def test_the_contract_lists_every_credential_file(self):
+        contract = (ROOT / "docs" / "CONTRACT.md").read_text()
+        for file in self.CREDENTIAL_FILES | {"auth-jwt-secret", "auth-jwt-secret-next", "cm-api-service-token",
+                                             "cm-api-service-token-next"}:
+            with self.subTest(file=file):
+                self.assertTrue(f"`{file}`" in contract, f"docs/CONTRACT.md does not name `{file}`")
 
     def test_a_chart_made_secret_change_rolls_the_pods(self):
         def checksum(password):
@@ -366,19 +423,21 @@ class CredentialTests(unittest.TestCase):
             scaled = of_kind(objects, "ScaledObject")
             if not scaled:
                 continue
-            container = of_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
-            env = env_of(container)
+            spec = of_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
+            env = env_of(spec["containers"][0])
             trigger = scaled[0]["spec"]["triggers"][0]
+            # The files cm-api reads its Kafka credentials from: (Secret, key) per file.
+            sources = next(v for v in spec["volumes"] if v["name"] == "secrets")["projected"]["sources"]
+            files = {item["path"]: (source["secret"]["name"], item["key"]) for source in sources
+                     for item in source["secret"].get("items", [])}
             with self.subTest(values=label):
-                if "KAFKA_USERNAME" not in env:
+                if "kafka-username" not in files:
                     self.assertNotIn("sasl", trigger["metadata"])
                     continue
                 self.assertEqual(trigger["authenticationRef"]["name"], auth[0]["metadata"]["name"])
                 refs = {r["parameter"]: r for r in auth[0]["spec"]["secretTargetRef"]}
-                for parameter, variable in [("username", "KAFKA_USERNAME"), ("password", "KAFKA_PASSWORD")]:
-                    secret_ref = env[variable]["valueFrom"]["secretKeyRef"]
-                    self.assertEqual((refs[parameter]["name"], refs[parameter]["key"]),
-                                     (secret_ref["name"], secret_ref["key"]))
+                for parameter, file in [("username", "kafka-username"), ("password", "kafka-password")]:
+                    self.assertEqual((refs[parameter]["name"], refs[parameter]["key"]), files[file])
                 mechanism = env["KAFKA_SASL_MECHANISM"]["value"]
                 self.assertEqual(trigger["metadata"]["sasl"],
                                  {"SCRAM-SHA-512": "scram_sha512", "SCRAM-SHA-256": "scram_sha256",
@@ -469,13 +528,17 @@ class NetworkTests(unittest.TestCase):
             self.assertTrue("podSelector" in peer, peer)
             self.assertNotEqual(peer.get("podSelector"), {}, "an empty selector would admit every pod")
 
-    def test_only_the_ingress_controller_reaches_cm_server_from_outside(self):
+    def test_only_the_front_door_reaches_cm_server_from_outside(self):
         policy = of_kind(render("cm-server"), "NetworkPolicy")[0]
         peers = policy["spec"]["ingress"][0]["from"]
         controller = peers[0]
+        # The data plane NGINX Gateway Fabric provisions for the runbook's Gateway: its pods carry
+        # Gateway API's gateway-name label (provisioner/objects.go at v2.6.7).
+        gateway = runbook_gateway()
         self.assertEqual(controller["namespaceSelector"]["matchLabels"],
-                         {"kubernetes.io/metadata.name": "ingress-nginx"})
-        self.assertEqual(controller["podSelector"]["matchLabels"], {"app.kubernetes.io/name": "ingress-nginx"})
+                         {"kubernetes.io/metadata.name": gateway["metadata"]["namespace"]})
+        self.assertEqual(controller["podSelector"]["matchLabels"],
+                         {"gateway.networking.k8s.io/gateway-name": gateway["metadata"]["name"]})
         for peer in peers:
             self.assertNotIn("ipBlock", peer)
             self.assertNotEqual(peer.get("podSelector"), {})
@@ -526,6 +589,127 @@ class NetworkTests(unittest.TestCase):
         self.assertIsNone(pattern.match("/scalable-shop-cm-server"))
         self.assertEqual(main["spec"]["tls"], [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}])
 
+    def test_routes_policies_and_the_gateway_match_their_crds(self):
+        seen = set()
+        documents = [(f"{chart} {label}", obj) for chart in CHARTS for label, values in configurations(chart)
+                     for obj in render(chart, values)]
+        documents += [("k8s/nginx-gateway/gateway.yaml", obj) for obj in
+                      yaml.safe_load_all((ROOT / "k8s" / "nginx-gateway" / "gateway.yaml").read_text())]
+        runbook = yaml.safe_load((ROOT / "k8s" / "scalable-shop" / "cm-server.yaml").read_text())
+        documents += [("runbook values", obj) for obj in render("cm-server", runbook)]
+        for label, obj in documents:
+            if not obj["apiVersion"].startswith(CRD_GROUPS):
+                continue
+            seen.add(obj["kind"])
+            with self.subTest(source=label, kind=obj["kind"]):
+                schema = crd_schema(obj["kind"], obj["apiVersion"].split("/")[1])
+                jsonschema.Draft7Validator(schema).validate(obj)
+                self.assertEqual(unknown_fields(obj, schema), [])
+        self.assertEqual(seen, set(CRD_FILES))
+
+    def test_the_structural_check_catches_a_misspelt_route_field(self):
+        route = of_kind(render("cm-server", {"httpRoute": {"enabled": True}}), "HTTPRoute")[0]
+        route["spec"]["rules"][0]["timeout"] = {"request": "15s"}
+        self.assertEqual(unknown_fields(route, crd_schema("HTTPRoute", "v1")), [".spec.rules[0].timeout"])
+
+    @staticmethod
+    def through_route(route, path):
+        """What a Gateway does with a request for `path` (Gateway API v1): the rule whose match
+        wins (an Exact match over any PathPrefix, then the longest prefix; a prefix matches whole
+        path elements), then its filters. Returns ("proxy", the path cm-server sees, the rule),
+        ("redirect", the new path, status) or None (the Gateway's 404)."""
+        candidates = []
+        for rule in route["spec"]["rules"]:
+            for match in rule["matches"]:
+                kind, value = match["path"]["type"], match["path"]["value"]
+                if kind == "Exact" and path == value:
+                    candidates.append(((1, len(value)), rule, value))
+                elif kind == "PathPrefix":
+                    base = value.rstrip("/")
+                    if path == base or path.startswith(base + "/"):
+                        candidates.append(((0, len(base)), rule, base))
+        if not candidates:
+            return None
+        _, rule, matched = max(candidates, key=lambda c: c[0])
+        seen = path
+        for item in rule.get("filters", []):
+            if item["type"] == "RequestRedirect":
+                redirect = item["requestRedirect"]
+                return ("redirect", redirect["path"]["replaceFullPath"], redirect["statusCode"])
+            if item["type"] == "URLRewrite":
+                modifier = item["urlRewrite"]["path"]
+                if modifier["type"] == "ReplaceFullPath":
+                    seen = modifier["replaceFullPath"]
+                else:
+                    rest = path[len(matched):].lstrip("/")
+                    seen = modifier["replacePrefixMatch"].rstrip("/") + "/" + rest
+        return ("proxy", seen, rule)
+
+    def test_httproute_keeps_the_original_public_paths_and_nothing_else(self):
+        objects = render("cm-server", ALL_FEATURES["cm-server"])
+        [route] = of_kind(objects, "HTTPRoute")
+        service = of_kind(objects, "Service")[0]
+        gateway = runbook_gateway()
+        [parent] = route["spec"]["parentRefs"]
+        self.assertEqual((parent["name"], parent["namespace"]),
+                         (gateway["metadata"]["name"], gateway["metadata"]["namespace"]))
+        listener = next(l for l in gateway["spec"]["listeners"] if l["name"] == parent["sectionName"])
+        self.assertEqual((listener["protocol"], listener["tls"]["mode"]), ("HTTPS", "Terminate"))
+        self.assertEqual(route["spec"]["hostnames"], ["shop.example.com"])
+        seen = {}
+        for public in ["/scalable-shop-cm-server/buy", "/scalable-shop-cm-server/getAllUserBuys/joe",
+                       "/scalable-shop-cm-server/getAllUserBuys/a/b", "/scalable-shop-cm-server/shop.js",
+                       "/scalable-shop-cm-server/shop.css", "/scalable-shop-cm-server/"]:
+            result = self.through_route(route, public)
+            self.assertEqual(result[0], "proxy", public)
+            rule = result[2]
+            seen[public] = result[1]
+            self.assertEqual(rule["backendRefs"], [{"name": service["metadata"]["name"],
+                                                    "port": service["spec"]["ports"][0]["port"]}])
+            # cm-server answers within kafka.deliveryTimeoutMs (10 s) or cmApi.timeoutMs (5 s).
+            self.assertEqual(rule["timeouts"], {"request": "15s"})
+            headers = [f["requestHeaderModifier"]["set"] for f in rule["filters"] if f["type"] == "RequestHeaderModifier"]
+            self.assertEqual(headers, [[{"name": "X-Forwarded-Prefix", "value": "/scalable-shop-cm-server"}]])
+        self.assertEqual(seen, {
+            "/scalable-shop-cm-server/buy": "/buy",
+            "/scalable-shop-cm-server/getAllUserBuys/joe": "/getAllUserBuys/joe",
+            "/scalable-shop-cm-server/getAllUserBuys/a/b": "/getAllUserBuys/a/b",
+            "/scalable-shop-cm-server/shop.js": "/shop.js",
+            "/scalable-shop-cm-server/shop.css": "/shop.css",
+            "/scalable-shop-cm-server/": "/",
+        })
+        # Health, readiness, metrics and the OpenAPI document stay inside the cluster.
+        for private in ["healthz", "readyz", "metrics", "openapi.yaml", "buyx", "buy/x", "shop.jsx", "x/buy"]:
+            self.assertIsNone(self.through_route(route, "/scalable-shop-cm-server/" + private), private)
+        self.assertIsNone(self.through_route(route, "/metrics"))
+        self.assertIsNone(self.through_route(route, "/buy"))
+        # The bare prefix goes to the page's URL with its trailing slash (relative URLs need it).
+        self.assertEqual(self.through_route(route, "/scalable-shop-cm-server"),
+                         ("redirect", "/scalable-shop-cm-server/", 301))
+
+    def test_nginx_gateway_fabric_gets_its_timeouts_and_body_size_from_its_policies(self):
+        objects = render("cm-server", charts.NGINX_GATEWAY_FABRIC)
+        [route] = of_kind(objects, "HTTPRoute")
+        for rule in route["spec"]["rules"]:
+            self.assertNotIn("timeouts", rule, "NGINX Gateway Fabric refuses a rule with timeouts")
+        [proxy] = of_kind(objects, "ProxySettingsPolicy")
+        [client] = of_kind(objects, "ClientSettingsPolicy")
+        target = {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route["metadata"]["name"]}
+        self.assertEqual(proxy["spec"], {"targetRefs": [target], "timeout": {"read": "15s"}})
+        self.assertEqual(client["spec"], {"targetRef": target, "body": {"maxSize": "64k"}})
+        with self.assertRaisesRegex(Exception, "NGINX Gateway Fabric refuses"):
+            render("cm-server", deep_merge(charts.NGINX_GATEWAY_FABRIC, {"httpRoute": {"timeouts": True}}))
+        runbook = yaml.safe_load((ROOT / "k8s" / "scalable-shop" / "cm-server.yaml").read_text())
+        self.assertEqual(of_kind(render("cm-server", runbook), "ProxySettingsPolicy")[0]["spec"], proxy["spec"])
+        self.assertFalse(of_kind(render("cm-server", runbook), "Ingress"), "the runbook's front door is the Gateway")
+
+    def test_a_public_route_without_auth_must_be_chosen(self):
+        public = {"httpRoute": {"enabled": True}, "auth": {"mode": "none"}}
+        with self.assertRaisesRegex(Exception, "httpRoute.allowUnauthenticated"):
+            render("cm-server", public)
+        chosen = deep_merge(public, {"httpRoute": {"allowUnauthenticated": True}})
+        self.assertEqual(len(of_kind(render("cm-server", chosen), "HTTPRoute")), 1)
+
     def test_metrics_are_scraped_by_annotation_or_service_monitor(self):
         for chart in CHARTS:
             objects = render(chart)
@@ -543,7 +727,7 @@ class AuthTests(unittest.TestCase):
     """docs/SECURITY.md: auth on by default, secrets as files, never a public ingress without auth
     unless chosen."""
 
-    def test_both_charts_turn_jwt_on_by_default_with_the_secret_mounted_as_files(self):
+    def test_both_charts_verify_with_public_keys_by_default_and_mount_secrets_as_files(self):
         for chart in CHARTS:
             with self.subTest(chart=chart):
                 spec = of_kind(render(chart), "Deployment")[0]["spec"]["template"]["spec"]
@@ -553,21 +737,27 @@ class AuthTests(unittest.TestCase):
                 self.assertEqual(env["SECRETS_DIR"]["value"], "/etc/scalable-shop/secrets")
                 self.assertIn("AUTH_ISSUER", env)
                 self.assertIn("AUTH_AUDIENCE", env)
+                # The default: an identity provider's public keys, read again when the ConfigMap
+                # changes; no secret a serving pod could mint tokens with.
+                self.assertEqual(env["AUTH_JWKS_FILE"]["value"], "/etc/scalable-shop/jwks/jwks.json")
+                self.assertEqual(env["AUTH_JWKS_RELOAD_S"]["value"], "10")
+                self.assertIn({"name": "auth-jwks", "configMap": {"name": "scalable-shop-jwks"}}, spec["volumes"])
+                jwks_mount = next(m for m in container["volumeMounts"] if m["name"] == "auth-jwks")
+                self.assertNotIn("subPath", jwks_mount, "a subPath mount is never updated in place")
                 # Secrets are files, never environment variables.
                 for name in ("AUTH_JWT_SECRET", "CM_API_SERVICE_TOKEN"):
                     self.assertNotIn(name, env)
-                mount = next(m for m in container["volumeMounts"] if m["name"] == "auth-secrets")
-                self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/etc/scalable-shop/secrets", True))
-                volume = next(v for v in spec["volumes"] if v["name"] == "auth-secrets")
-                self.assertEqual(volume["secret"]["secretName"], "scalable-shop-auth")
-                jwks = {"auth": {"jwksConfigMap": {"name": "idp-keys", "key": "keys.json"}}}
-                spec = of_kind(render(chart, jwks), "Deployment")[0]["spec"]["template"]["spec"]
-                self.assertEqual(env_of(spec["containers"][0])["AUTH_JWKS_FILE"]["value"],
-                                 "/etc/scalable-shop/jwks/keys.json")
-                self.assertIn({"name": "auth-jwks", "configMap": {"name": "idp-keys"}}, spec["volumes"])
-                none = of_kind(render(chart, {"auth": {"mode": "none"}}), "Deployment")[0]["spec"]["template"]["spec"]
+                sources = next(v for v in spec["volumes"] if v["name"] == "secrets")["projected"]["sources"]
+                self.assertIn({"secret": {"name": "scalable-shop-auth"}}, sources)
+                hs256 = {"auth": {"jwksConfigMap": {"name": ""}}}
+                spec = of_kind(render(chart, hs256), "Deployment")[0]["spec"]["template"]["spec"]
+                self.assertNotIn("AUTH_JWKS_FILE", env_of(spec["containers"][0]))
+                self.assertNotIn("auth-jwks", [v["name"] for v in spec["volumes"]])
+                none = {"auth": {"mode": "none"}, "kafka": {"sasl": {"enabled": False}}}
+                none = of_kind(render(chart, none), "Deployment")[0]["spec"]["template"]["spec"]
                 self.assertEqual(env_of(none["containers"][0])["AUTH_MODE"]["value"], "none")
-                self.assertNotIn("volumes", none)
+                if chart == "cm-server":
+                    self.assertNotIn("volumes", none)
                 with self.assertRaisesRegex(Exception, "auth.mode jwt needs auth.issuer"):
                     render(chart, {"auth": {"issuer": ""}})
 
@@ -610,22 +800,39 @@ class AgreementTests(unittest.TestCase):
         topics = {o["spec"]["topicName"] for o in cluster if o["kind"] == "KafkaTopic"}
         kafka = next(o for o in cluster if o["kind"] == "Kafka")
         bootstrap = f'{kafka["metadata"]["name"]}-kafka-bootstrap.kafka.svc:{kafka["spec"]["kafka"]["listeners"][0]["port"]}'
-        acls = {o["metadata"]["name"]: o["spec"]["authorization"]["acls"] for o in cluster if o["kind"] == "KafkaUser"}
         for chart in CHARTS:
             env = env_of(of_kind(render(chart), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0])
-            topic = env["KAFKA_TOPIC"]["value"]
             with self.subTest(chart=chart):
                 self.assertEqual(env["KAFKA_BROKERS"]["value"], bootstrap)
-                self.assertIn(topic, topics)
+                self.assertIn(env["KAFKA_TOPIC"]["value"], topics)
+                self.assertIn(f'{env["KAFKA_TOPIC"]["value"]}.dlq', topics)
                 self.assertEqual(kafka["spec"]["kafka"]["listeners"][0]["authentication"]["type"],
                                  env["KAFKA_SASL_MECHANISM"]["value"].lower())
-                granted = {(a["resource"].get("name"), op) for a in acls[chart] for op in a["operations"]}
-                if chart == "cm-server":
-                    self.assertIn((topic, "Write"), granted)
-                else:
-                    self.assertIn(f"{topic}.dlq", topics)
-                    self.assertTrue({(topic, "Read"), (env["KAFKA_GROUPID"]["value"], "Read"),
-                                     (f"{topic}.dlq", "Write")} <= granted)
+
+    def test_each_kafka_identity_holds_exactly_what_its_binary_does(self):
+        """Each KafkaUser's ACLs are what its binary says it does (`kafka-acls`, built from the
+        names its Kafka clients are given), for the topic and group the charts configure: no
+        missing right (the documented command would fail with an authorization error) and no
+        extra one."""
+        cluster = list(yaml.safe_load_all((ROOT / "k8s" / "kafka" / "cluster.yaml").read_text()))
+        users = {o["metadata"]["name"]: o["spec"]["authorization"]["acls"] for o in cluster if o["kind"] == "KafkaUser"}
+        bin_dir = Path(os.environ.get("BIN_DIR") or ROOT / ".build" / "debug")
+
+        def normal(acls):
+            return sorted((a["resource"]["type"], a["resource"].get("name"), a["resource"].get("patternType"),
+                           tuple(sorted(a["operations"]))) for a in acls)
+
+        identities = {"cm-server": ("cm-server", []), "cm-api": ("cm-api", []),
+                      "scalable-shop-dlq-operator": ("cm-api", ["--dead-letter-tool"])}
+        self.assertEqual(set(users), set(identities))
+        for user, (binary, flags) in identities.items():
+            chart = binary
+            env = env_of(of_kind(render(chart), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0])
+            names = {name: env[name]["value"] for name in ("KAFKA_TOPIC", "KAFKA_GROUPID") if name in env}
+            printed = subprocess.run([str(bin_dir / binary), "kafka-acls", *flags], env={"PATH": "/usr/bin", **names},
+                                     capture_output=True, text=True, timeout=60, check=True).stdout
+            with self.subTest(user=user):
+                self.assertEqual(normal(users[user]), normal(json.loads(printed)))
 
     def test_dockerfile_agrees_with_the_charts(self):
         dockerfile = (ROOT / "Dockerfile").read_text()

@@ -60,3 +60,17 @@ def ingresses(host, values=None):
     """The cm-server chart's Ingress objects, rendered with the Ingress on for `host`."""
     return of_kind(render("cm-server", deep_merge({"ingress": {"enabled": True, "host": host}}, values or {})),
                    "Ingress")
+
+
+# The cm-server chart's values for the front door NGINX Gateway Fabric runs (k8s/README.md): an
+# HTTPRoute without Gateway API's rule timeouts, which NGINX Gateway Fabric refuses, and its own
+# policies for the read timeout and the body size instead.
+NGINX_GATEWAY_FABRIC = {"httpRoute": {"enabled": True, "timeouts": False, "nginxGatewayFabric": {"policies": True}}}
+ROUTE_KINDS = ("HTTPRoute", "ProxySettingsPolicy", "ClientSettingsPolicy")
+
+
+def httproutes(values=None):
+    """The cm-server chart's HTTPRoute and NGINX Gateway Fabric policies, rendered with the route
+    on as the runbook's values have it."""
+    objects = render("cm-server", deep_merge(NGINX_GATEWAY_FABRIC, values or {}))
+    return [o for o in objects if o["kind"] in ROUTE_KINDS]

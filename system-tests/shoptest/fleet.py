@@ -1,21 +1,26 @@
 """The fleet on one machine (make fleet): the shop as the cluster runs it.
 
 K cm-server and M cm-api replicas (FLEET_SERVERS and FLEET_APIS, default 2 and 2) on kafka-mock
-and SecantusDB, all in one consumer group; nginx (Debian's package) in front as the ingress on
-http://localhost:8080/scalable-shop-cm-server/ (INGRESS_PORT), configured from the cm-server
-chart's rendered Ingress objects the way ingress-nginx turns an Ingress into nginx configuration
-(regex location, rewrite-target, x-forwarded-prefix, body size, read timeout, limit-connections,
-limit-rps, permanent-redirect; anything else is the controller's 404), balancing over cm-server's
-ready replicas with ingress-nginx's own mechanism: a Lua balancer (fleet_balancer.lua, Debian's
-libnginx-mod-http-lua) that takes the endpoints from a local port and follows every change without
-a reload, so a replica can join or leave under load without closing a client's connection; and
-Prometheus (Debian's package) scraping every replica, discovered from files the fleet rewrites as
-replicas come and go (file_sd_configs), with the labels the charts' pod-annotation scraping gives
-(namespace, pod). Authentication is on as the charts set it (AUTH_MODE=jwt, HS256 with a secret
-of the fleet's own, mounted as files in SECRETS_DIR); the fleet prints a token.
+and SecantusDB, all in one consumer group; nginx (Debian's package) in front as the cluster's front
+door on http://localhost:8080/scalable-shop-cm-server/ (INGRESS_PORT), configured from the
+cm-server chart's rendered objects:
 
-Only the cm-server chart's Ingress is translated: the subset of ingress-nginx's annotations the
-chart uses. An annotation the translation does not know stops the fleet rather than being ignored.
+- by default (FLEET_FRONT_DOOR=httproute) its HTTPRoute and NGINX Gateway Fabric's policies for
+  it, the way NGINX Gateway Fabric 2.6 turns them into nginx configuration (exact and prefix
+  locations, URLRewrite, RequestRedirect, RequestHeaderModifier, read timeout, body size);
+- or (FLEET_FRONT_DOOR=ingress) its Ingress, the way ingress-nginx did (regex location,
+  rewrite-target, x-forwarded-prefix, body size, read timeout, limit-connections, limit-rps,
+  permanent-redirect).
+
+Anything else is the front door's 404, and a filter, policy or annotation the translation does not
+know stops the fleet rather than being ignored. nginx balances over cm-server's ready replicas with
+ingress-nginx's mechanism: a Lua balancer (fleet_balancer.lua, Debian's libnginx-mod-http-lua)
+that takes the endpoints from a local port and follows every change without a reload, so a replica
+can join or leave under load without closing a client's connection. Prometheus (Debian's package)
+scrapes every replica, discovered from files the fleet rewrites as replicas come and go
+(file_sd_configs), with the labels the charts' pod-annotation scraping gives (namespace, pod).
+Authentication is on as the charts set it (AUTH_MODE=jwt, HS256 with a secret of the fleet's own,
+mounted as files in SECRETS_DIR); the fleet prints a token.
 
 `python -m shoptest.fleet` (make fleet) runs it until SIGINT or SIGTERM (then everything stops); the Fleet class
 is what the fleet tests start.
@@ -116,11 +121,115 @@ def translate_ingress(ingresses, port, configuration_port, folder):
                     "proxy_pass http://upstream_balancer;",
                 ]
                 locations.append((head, lines))
+    return nginx_conf(zones, locations, port, configuration_port, folder, "Ingress objects")
+
+
+# The headers NGINX Gateway Fabric sets on every proxied request (v2.6.7,
+# internal/controller/nginx/config/servers.go), then the ones this fleet's balancer needs.
+GATEWAY_PROXY_HEADERS = [
+    "proxy_set_header Host $host;",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    "proxy_set_header X-Real-IP $remote_addr;",
+    "proxy_set_header X-Forwarded-Proto $scheme;",
+    "proxy_set_header X-Forwarded-Host $host;",
+    "proxy_set_header X-Forwarded-Port $server_port;",
+]
+# The route kinds and filters translate_httproute() knows; anything else stops the fleet.
+KNOWN_FILTERS = {"URLRewrite", "RequestHeaderModifier", "RequestRedirect"}
+
+
+def _prefix_rewrite(match_path, replacement):
+    """NGINX Gateway Fabric's rewrite for ReplacePrefixMatch on a PathPrefix match."""
+    regex = f"^{match_path.replace('$', chr(92) + '$')}([^?]*)?"
+    target = f"{replacement or '/'}$1?$args?"
+    if replacement.endswith("/") and not match_path.endswith("/"):
+        regex = f"^{match_path}(?:/([^?]*))?"
+    if match_path.endswith("/") and not replacement.endswith("/"):
+        target = f"{replacement}/$1?$args?"
+    return f"{regex} {target}"
+
+
+def translate_httproute(objects, port, configuration_port, folder):
+    """nginx.conf for the cm-server chart's HTTPRoute (and NGINX Gateway Fabric's policies
+    attached to it) as NGINX Gateway Fabric 2.6 writes it, for the parts the chart uses: an Exact
+    match is `location = path`, a PathPrefix match `location prefix/` and `location = prefix`;
+    URLRewrite's ReplaceFullPath is `rewrite ^ path break`, ReplacePrefixMatch its prefix regex;
+    RequestRedirect a rewrite and `return`; RequestHeaderModifier's set `proxy_set_header`;
+    ProxySettingsPolicy's read timeout and ClientSettingsPolicy's body size the directives of the
+    same names. Gateway API's rule timeouts (which NGINX Gateway Fabric refuses) are taken as the
+    read timeout. Balanced, like the Ingress, by the Lua balancer over the ready replicas."""
+    routes = [o for o in objects if o["kind"] == "HTTPRoute"]
+    policy_lines = {}
+    for policy in objects:
+        if policy["kind"] == "HTTPRoute":
+            continue
+        refs = policy["spec"].get("targetRefs") or [policy["spec"].get("targetRef")]
+        lines = []
+        if policy["kind"] == "ProxySettingsPolicy" and "read" in policy["spec"].get("timeout", {}):
+            lines.append(f'proxy_read_timeout {policy["spec"]["timeout"]["read"]};')
+        elif policy["kind"] == "ClientSettingsPolicy" and "maxSize" in policy["spec"].get("body", {}):
+            lines.append(f'client_max_body_size {policy["spec"]["body"]["maxSize"]};')
+        else:
+            raise RuntimeError(f"{policy['kind']} {policy['metadata']['name']}: the fleet does not translate it")
+        for ref in refs:
+            policy_lines.setdefault(ref["name"], []).extend(lines)
+    locations = []
+    for route in routes:
+        name = route["metadata"]["name"]
+        for rule in route["spec"]["rules"]:
+            unknown = {f["type"] for f in rule.get("filters", [])} - KNOWN_FILTERS
+            if unknown or set(rule) - {"matches", "filters", "backendRefs", "timeouts"}:
+                raise RuntimeError(f"HTTPRoute {name}: the fleet does not translate {sorted(unknown) or sorted(rule)}")
+            for match in rule["matches"]:
+                if set(match) != {"path"}:
+                    raise RuntimeError(f"HTTPRoute {name}: the fleet translates path matches only, not {match}")
+                kind, value = match["path"]["type"], match["path"]["value"]
+                if kind == "Exact":
+                    heads = [f"location = {value} {{"]
+                elif kind == "PathPrefix":
+                    base = value.rstrip("/")
+                    heads = [f"location {base}/ {{", f"location = {base} {{"]
+                else:
+                    raise RuntimeError(f"HTTPRoute {name}: the fleet does not translate {kind} paths")
+                lines, redirect = [], None
+                for item in rule.get("filters", []):
+                    if item["type"] == "URLRewrite":
+                        path = item["urlRewrite"]["path"]
+                        if path["type"] == "ReplaceFullPath":
+                            lines.append(f'rewrite ^ {path["replaceFullPath"]} break;')
+                        else:
+                            lines.append(f'rewrite {_prefix_rewrite(value, path["replacePrefixMatch"])} break;')
+                    elif item["type"] == "RequestHeaderModifier":
+                        for header in item["requestHeaderModifier"].get("set", []):
+                            lines.append(f'proxy_set_header {header["name"]} "{header["value"]}";')
+                    else:
+                        redirect = item["requestRedirect"]
+                if redirect is not None:
+                    path = redirect.get("path")
+                    body = f"$scheme://$host:{port}$request_uri"
+                    if path:
+                        lines.append(f'rewrite ^ {path["replaceFullPath"]};')
+                        body = f"$scheme://$host:{port}$uri$is_args$args"
+                    lines.append(f'return {redirect.get("statusCode", 302)} "{body}";')
+                else:
+                    if "timeouts" in rule:
+                        lines.append(f'proxy_read_timeout {rule["timeouts"]["request"]};')
+                    lines += policy_lines.get(name, [])
+                    lines += GATEWAY_PROXY_HEADERS + [
+                        "proxy_http_version 1.1;",
+                        'proxy_set_header Connection "";',
+                        "proxy_pass http://upstream_balancer;",
+                    ]
+                locations += [(head, lines) for head in heads]
+    return nginx_conf([], locations, port, configuration_port, folder, "HTTPRoute and its policies")
+
+
+def nginx_conf(zones, locations, port, configuration_port, folder, source):
     zone_lines = "\n".join(f"  {zone}" for zone in sorted(set(zones)))
     body = "\n".join(f"    {head}\n" + "".join(f"      {line}\n" for line in lines) + "    }" for head, lines in locations)
     temp = {name: os.path.join(folder, name) for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
     modules = "/usr/lib/nginx/modules"
-    return f"""# Written by shoptest/fleet.py from the cm-server chart's rendered Ingress objects.
+    return f"""# Written by shoptest/fleet.py from the cm-server chart's rendered {source}.
 load_module {modules}/ndk_http_module.so;
 load_module {modules}/ngx_http_lua_module.so;
 daemon off;
@@ -150,7 +259,7 @@ http {{
   server {{
     listen 127.0.0.1:{port} default_server;
 {body}
-    # The controller's default backend: anything no Ingress routes.
+    # The controller's default backend: anything no route matches.
     location / {{ return 404; }}
   }}
   # The controller's own port (ingress-nginx: 10246), where the endpoints are posted.
@@ -169,7 +278,7 @@ class Fleet(Shop):
     """The shop with `servers` cm-server and `apis` cm-api replicas, nginx and Prometheus."""
 
     def __init__(self, servers=2, apis=2, ingress_port=None, prometheus_port=None, env=None, auth=True,
-                 chart_values=None, **options):
+                 chart_values=None, front_door="httproute", **options):
         self.secrets_dir = tempfile.mkdtemp(prefix="fleet-secrets.")
         self.secret = base64.b64encode(secrets.token_bytes(32)).decode()
         for name, value in (("auth-jwt-secret", self.secret),
@@ -180,9 +289,15 @@ class Fleet(Shop):
                     "SECRETS_DIR": self.secrets_dir,
                     # The ingress is the only proxy; its address is where X-Forwarded-For is believed.
                     "TRUSTED_PROXIES": "127.0.0.1"}
-        # auth=False: the original contract behind the ingress, chosen explicitly as the chart asks.
-        self.chart_values = {} if auth else {"auth": {"mode": "none"}, "ingress": {"allowUnauthenticated": True}}
-        # More of the cm-server chart's values for its Ingress (merged).
+        # The front door: the chart's HTTPRoute as NGINX Gateway Fabric serves it (the runbook's),
+        # or its Ingress as ingress-nginx served it.
+        if front_door not in ("httproute", "ingress"):
+            raise ValueError(f"front_door is httproute or ingress, not {front_door!r}")
+        self.front_door = front_door
+        # auth=False: the original contract behind the front door, chosen explicitly as the chart asks.
+        self.chart_values = {} if auth else {"auth": {"mode": "none"}, "ingress": {"allowUnauthenticated": True},
+                                             "httpRoute": {"allowUnauthenticated": True}}
+        # More of the cm-server chart's values for its HTTPRoute or Ingress (merged).
         self.chart_values = charts.deep_merge(self.chart_values, chart_values or {})
         if not auth:
             settings = {"AUTH_MODE": "none", "TRUSTED_PROXIES": "127.0.0.1"}
@@ -319,7 +434,8 @@ class Fleet(Shop):
         for _ in range(self.servers - 1):
             say(f"cm-server  {self.replica_url(self.add_replica('cm-server'))}")
         self.start_ingress()
-        say(f"ingress    {self.ingress_url} (nginx, from the cm-server chart's Ingress)")
+        say(f"front door {self.ingress_url} (nginx, from the cm-server chart's "
+            f"{'HTTPRoute' if self.front_door == 'httproute' else 'Ingress'})")
         self.start_prometheus()
         say(f"Prometheus {self.prometheus_url}")
         return self
@@ -327,11 +443,16 @@ class Fleet(Shop):
     def start_ingress(self):
         folder = os.path.join(self.data, "nginx")
         os.makedirs(folder, exist_ok=True)
-        self.ingresses = charts.ingresses("localhost", self.chart_values)
+        configuration_port = urllib.parse.urlsplit(self.configuration_url).port
+        if self.front_door == "httproute":
+            self.routes = charts.httproutes(self.chart_values)
+            text = translate_httproute(self.routes, self.ingress_port, configuration_port, folder)
+        else:
+            self.ingresses = charts.ingresses("localhost", self.chart_values)
+            text = translate_ingress(self.ingresses, self.ingress_port, configuration_port, folder)
         config = os.path.join(folder, "nginx.conf")
         with open(config, "w") as f:
-            f.write(translate_ingress(self.ingresses, self.ingress_port, urllib.parse.urlsplit(self.configuration_url).port,
-                                      folder))
+            f.write(text)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.processes["nginx"] = Process("nginx", [nginx, "-e", os.path.join(folder, "error.log"), "-p", folder,
                                                     "-c", config], self._environment(), self.log_dir)
@@ -384,6 +505,7 @@ def main():
     fleet = Fleet(servers=int(env.get("FLEET_SERVERS") or 2), apis=int(env.get("FLEET_APIS") or 2),
                   ingress_port=int(env.get("INGRESS_PORT") or 8080),
                   prometheus_port=int(env.get("PROMETHEUS_PORT") or 9090),
+                  front_door=env.get("FLEET_FRONT_DOOR") or "httproute",
                   bin_dir=env.get("BIN_DIR") or os.path.join(ROOT, ".build", "release"), log_level="info")
     def up():
         token = fleet.token("005", "joe")

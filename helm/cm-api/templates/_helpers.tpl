@@ -96,7 +96,7 @@ Refuse values that would deploy something broken, at render time, with the reaso
 {{- end }}
 
 {{/*
-Authentication (docs/SECURITY.md): the environment, and the Secret and key set as files.
+Authentication (docs/SECURITY.md): the environment. The keys themselves are files (below).
 */}}
 {{- define "cm-api.authEnv" -}}
 - name: AUTH_MODE
@@ -108,37 +108,75 @@ Authentication (docs/SECURITY.md): the environment, and the Secret and key set a
   value: {{ .Values.auth.audience | quote }}
 - name: AUTH_CLOCK_LEEWAY_S
   value: {{ .Values.auth.clockLeewaySeconds | quote }}
-- name: SECRETS_DIR
-  value: /etc/scalable-shop/secrets
 {{- if .Values.auth.jwksConfigMap.name }}
 - name: AUTH_JWKS_FILE
   value: /etc/scalable-shop/jwks/{{ .Values.auth.jwksConfigMap.key }}
+- name: AUTH_JWKS_RELOAD_S
+  value: {{ .Values.auth.jwksReloadSeconds | quote }}
 {{- end }}
+{{- end }}
+{{- if true }}
+- name: SECRETS_DIR
+  value: /etc/scalable-shop/secrets
 {{- end }}
 {{- end }}
 
-{{- define "cm-api.authVolumeMounts" -}}
-{{- if eq .Values.auth.mode "jwt" }}
-- name: auth-secrets
+{{/*
+Every credential is a file, never an environment variable (readable in /proc, crash dumps and many
+tools' describe): the credentials Secret's keys under the names the service reads
+(docs/CONTRACT.md) and the auth Secret, projected into one directory, SECRETS_DIR. The key set is a
+ConfigMap mounted as a directory (not subPath), so Kubernetes updates it in place and the service
+reads it again.
+*/}}
+{{- define "cm-api.volumeMounts" -}}
+{{- if true }}
+- name: secrets
   mountPath: /etc/scalable-shop/secrets
   readOnly: true
-{{- if .Values.auth.jwksConfigMap.name }}
+{{- end }}
+{{- if .Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  mountPath: /etc/scalable-shop/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if and (eq .Values.auth.mode "jwt") .Values.auth.jwksConfigMap.name }}
 - name: auth-jwks
   mountPath: /etc/scalable-shop/jwks
   readOnly: true
 {{- end }}
 {{- end }}
-{{- end }}
 
-{{- define "cm-api.authVolumes" -}}
-{{- if eq .Values.auth.mode "jwt" }}
-- name: auth-secrets
+{{- define "cm-api.volumes" -}}
+{{- if true }}
+- name: secrets
+  projected:
+    sources:
+      {{- if true }}
+      - secret:
+          name: {{ include "cm-api.secretName" . }}
+          items:
+            - key: {{ .Values.credentials.keys.mongodbUri }}
+              path: mongodb-uri
+            {{- if .Values.kafka.sasl.enabled }}
+            - key: {{ .Values.credentials.keys.kafkaUsername }}
+              path: kafka-username
+            - key: {{ .Values.credentials.keys.kafkaPassword }}
+              path: kafka-password
+            {{- end }}
+      {{- end }}
+      {{- if eq .Values.auth.mode "jwt" }}
+      - secret:
+          name: {{ .Values.auth.secretName }}
+      {{- end }}
+{{- end }}
+{{- if .Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
   secret:
-    secretName: {{ .Values.auth.secretName }}
-{{- if .Values.auth.jwksConfigMap.name }}
+    secretName: {{ .Values.kafka.tls.caSecret.name }}
+{{- end }}
+{{- if and (eq .Values.auth.mode "jwt") .Values.auth.jwksConfigMap.name }}
 - name: auth-jwks
   configMap:
     name: {{ .Values.auth.jwksConfigMap.name }}
-{{- end }}
 {{- end }}
 {{- end }}

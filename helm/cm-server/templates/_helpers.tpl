@@ -70,6 +70,12 @@ Refuse values that would deploy something broken, at render time, with the reaso
 {{- if and (eq .Values.auth.mode "jwt") (or (not .Values.auth.issuer) (not .Values.auth.audience) (not .Values.auth.secretName)) }}
 {{- fail "auth.mode jwt needs auth.issuer, auth.audience and auth.secretName (the Secret holding cm-api-service-token)" }}
 {{- end }}
+{{- if and .Values.httpRoute.enabled (ne .Values.auth.mode "jwt") (not .Values.httpRoute.allowUnauthenticated) }}
+{{- fail "httpRoute.enabled with auth.mode none publishes POST /buy and every purchase list to anyone: set auth.mode jwt, or httpRoute.allowUnauthenticated true if that is meant" }}
+{{- end }}
+{{- if and .Values.httpRoute.timeouts .Values.httpRoute.nginxGatewayFabric.policies }}
+{{- fail "httpRoute.timeouts and httpRoute.nginxGatewayFabric.policies are both on: NGINX Gateway Fabric refuses an HTTPRoute rule with timeouts, so turn httpRoute.timeouts off with its policies" }}
+{{- end }}
 {{- if and .Values.ingress.enabled (ne .Values.auth.mode "jwt") (not .Values.ingress.allowUnauthenticated) }}
 {{- fail "ingress.enabled with auth.mode none publishes POST /buy and every purchase list to anyone: set auth.mode jwt, or ingress.allowUnauthenticated true if that is meant" }}
 {{- end }}
@@ -97,7 +103,7 @@ Refuse values that would deploy something broken, at render time, with the reaso
 {{- end }}
 
 {{/*
-Authentication (docs/SECURITY.md): the environment, and the Secret and key set as files.
+Authentication (docs/SECURITY.md): the environment. The keys themselves are files (below).
 */}}
 {{- define "cm-server.authEnv" -}}
 - name: AUTH_MODE
@@ -109,37 +115,73 @@ Authentication (docs/SECURITY.md): the environment, and the Secret and key set a
   value: {{ .Values.auth.audience | quote }}
 - name: AUTH_CLOCK_LEEWAY_S
   value: {{ .Values.auth.clockLeewaySeconds | quote }}
-- name: SECRETS_DIR
-  value: /etc/scalable-shop/secrets
 {{- if .Values.auth.jwksConfigMap.name }}
 - name: AUTH_JWKS_FILE
   value: /etc/scalable-shop/jwks/{{ .Values.auth.jwksConfigMap.key }}
+- name: AUTH_JWKS_RELOAD_S
+  value: {{ .Values.auth.jwksReloadSeconds | quote }}
 {{- end }}
+{{- end }}
+{{- if (or .Values.kafka.sasl.enabled (eq .Values.auth.mode "jwt")) }}
+- name: SECRETS_DIR
+  value: /etc/scalable-shop/secrets
 {{- end }}
 {{- end }}
 
-{{- define "cm-server.authVolumeMounts" -}}
-{{- if eq .Values.auth.mode "jwt" }}
-- name: auth-secrets
+{{/*
+Every credential is a file, never an environment variable (readable in /proc, crash dumps and many
+tools' describe): the credentials Secret's keys under the names the service reads
+(docs/CONTRACT.md) and the auth Secret, projected into one directory, SECRETS_DIR. The key set is a
+ConfigMap mounted as a directory (not subPath), so Kubernetes updates it in place and the service
+reads it again.
+*/}}
+{{- define "cm-server.volumeMounts" -}}
+{{- if (or .Values.kafka.sasl.enabled (eq .Values.auth.mode "jwt")) }}
+- name: secrets
   mountPath: /etc/scalable-shop/secrets
   readOnly: true
-{{- if .Values.auth.jwksConfigMap.name }}
+{{- end }}
+{{- if .Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  mountPath: /etc/scalable-shop/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if and (eq .Values.auth.mode "jwt") .Values.auth.jwksConfigMap.name }}
 - name: auth-jwks
   mountPath: /etc/scalable-shop/jwks
   readOnly: true
 {{- end }}
 {{- end }}
-{{- end }}
 
-{{- define "cm-server.authVolumes" -}}
-{{- if eq .Values.auth.mode "jwt" }}
-- name: auth-secrets
+{{- define "cm-server.volumes" -}}
+{{- if (or .Values.kafka.sasl.enabled (eq .Values.auth.mode "jwt")) }}
+- name: secrets
+  projected:
+    sources:
+      {{- if .Values.kafka.sasl.enabled }}
+      - secret:
+          name: {{ include "cm-server.secretName" . }}
+          items:
+            {{- if .Values.kafka.sasl.enabled }}
+            - key: {{ .Values.credentials.keys.kafkaUsername }}
+              path: kafka-username
+            - key: {{ .Values.credentials.keys.kafkaPassword }}
+              path: kafka-password
+            {{- end }}
+      {{- end }}
+      {{- if eq .Values.auth.mode "jwt" }}
+      - secret:
+          name: {{ .Values.auth.secretName }}
+      {{- end }}
+{{- end }}
+{{- if .Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
   secret:
-    secretName: {{ .Values.auth.secretName }}
-{{- if .Values.auth.jwksConfigMap.name }}
+    secretName: {{ .Values.kafka.tls.caSecret.name }}
+{{- end }}
+{{- if and (eq .Values.auth.mode "jwt") .Values.auth.jwksConfigMap.name }}
 - name: auth-jwks
   configMap:
     name: {{ .Values.auth.jwksConfigMap.name }}
-{{- end }}
 {{- end }}
 {{- end }}
