@@ -47,7 +47,12 @@ final class RDKafkaClient: @unchecked Sendable {
         self.loggerBox = box
     }
 
+    /// Set when destroying the handle would abort the process (see `KafkaConsumer.close()`): the
+    /// handle is then left to the process's exit.
+    let abandoned = Atomic<Bool>(false)
+
     deinit {
+        if abandoned.load(ordering: .relaxed) { return }
         // librdkafka 2.0.2's destroy closes a consumer first, and after a fatal error that close
         // never finishes (it spins: seen with rd_kafka_test_fatal_error), so the process could not
         // exit. A client broken for good is destroyed without it; there is nothing left to commit.
@@ -112,6 +117,9 @@ final class LoggerBox: Sendable {
     /// Whether the application paused fetching: partitions assigned meanwhile are paused as they
     /// arrive (see `KafkaConsumer.pause()`).
     let fetchingPaused = Atomic<Bool>(false)
+    /// Assignments the group gave this member (the rebalance callback's assign events, an empty
+    /// one included): the first one is when librdkafka has its assignor's state.
+    let assignments = Atomic<Int>(0)
 
     init(_ logger: Logger) {
         self.logger = logger
@@ -186,6 +194,7 @@ func rdKafkaRebalance(
             _ = rd_kafka_assign(rk, nil)
         }
     } else if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+        box?.assignments.add(1, ordering: .relaxed)
         if cooperative {
             if let error = rd_kafka_incremental_assign(rk, partitions) {
                 logger?.error("Kafka assign failed: \(String(cString: rd_kafka_error_string(error)))")
