@@ -18,7 +18,7 @@ struct CMServerCommand: AsyncParsableCommand {
         commandName: "cm-server",
         abstract: "Takes purchases over HTTP and produces them to Kafka.",
         discussion: "Configured by environment variables only (docs/CONTRACT.md).",
-        subcommands: [Serve.self, Token.self, KafkaACLs.self],
+        subcommands: [Serve.self, Token.self, KeySet.self, KafkaACLs.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -50,13 +50,15 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// `cm-server token`: an HS256 token signed with the local `AUTH_JWT_SECRET`, for trying
-/// `AUTH_MODE=jwt` with `make run` (docs/RUNNING.md, "Signing in"). Not for production: there an identity
-/// provider issues the tokens and cm-server only holds its public keys (`AUTH_JWKS_FILE`).
+/// `cm-server token`: a bearer token, signed ES256 with an operator's key (`--signing-key`, whose
+/// public half the serving pods verify with: `cm-server jwks`), or HS256 with the local
+/// `AUTH_JWT_SECRET` for trying `AUTH_MODE=jwt` with `make run` (docs/RUNNING.md, "Signing in").
+/// In production an identity provider issues the tokens; this is the operator's tool for
+/// development, smoke tests and `helm test`, run outside the serving pods.
 struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Prints a development bearer token signed with AUTH_JWT_SECRET.",
-        discussion: "Reads AUTH_JWT_SECRET (or SECRETS_DIR), AUTH_ISSUER and AUTH_AUDIENCE as the service does.")
+        abstract: "Prints a bearer token: ES256 with --signing-key, else HS256 with AUTH_JWT_SECRET.",
+        discussion: "Reads AUTH_ISSUER and AUTH_AUDIENCE (and AUTH_JWT_SECRET, or SECRETS_DIR) as the service does.")
 
     @Option(help: "The user id (the token's sub, the purchase's userid).")
     var sub: String
@@ -66,6 +68,8 @@ struct Token: AsyncParsableCommand {
     var admin = false
     @Option(help: "Lifetime in seconds (1 to 86400).")
     var ttl = 3600
+    @Option(help: "A P-256 private key (PEM) to sign ES256 with, under its RFC 7638 thumbprint as kid.")
+    var signingKey: String?
 
     func validate() throws {
         if let violation = Purchase.nameViolation(sub) { throw ValidationError("--sub \(violation)") }
@@ -74,21 +78,65 @@ struct Token: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let signingKey = try self.signingKey.map(KeySet.load)
         let (secret, issuer, audience) = await ServiceMain.configuration(of: "cm-server token") {
             config throws(ConfigurationError) in
-            let secret = try config.required("auth.jwt.secret", "the HS256 secret to sign with", isSecret: true)
-            guard secret.utf8.count >= AuthSettings.minimumSecretBytes else {
-                throw config.invalid("auth.jwt.secret", "must be at least \(AuthSettings.minimumSecretBytes) bytes")
+            var secret: String?
+            if signingKey == nil {
+                let text = try config.required("auth.jwt.secret", "the HS256 secret to sign with", isSecret: true)
+                guard text.utf8.count >= AuthSettings.minimumSecretBytes else {
+                    throw config.invalid(
+                        "auth.jwt.secret", "must be at least \(AuthSettings.minimumSecretBytes) bytes")
+                }
+                secret = text
             }
             return (
                 secret, try config.required("auth.issuer", "the iss to sign"),
                 try config.required("auth.audience", "the aud to sign")
             )
         }
-        let token = try await TokenMinter.token(
-            for: ShopPrincipal(userid: sub, username: username, isAdmin: admin), secret: secret, issuer: issuer,
-            audience: audience, lifetime: .seconds(ttl))
-        print(token)
+        let principal = ShopPrincipal(userid: sub, username: username, isAdmin: admin)
+        if let signingKey {
+            print(
+                try await TokenMinter.token(
+                    for: principal, signingKey: signingKey, issuer: issuer, audience: audience,
+                    lifetime: .seconds(ttl)))
+        } else if let secret {
+            print(
+                try await TokenMinter.token(
+                    for: principal, secret: secret, issuer: issuer, audience: audience, lifetime: .seconds(ttl)))
+        }
+    }
+}
+
+/// `cm-server jwks KEY...`: the JSON Web Key Set of the public halves of signing keys, for the
+/// ConfigMap the serving pods mount (`auth.jwksConfigMap`). Give the old and the new key during
+/// a rotation (docs/SECURITY.md, "Rotating keys").
+struct KeySet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jwks", abstract: "Prints the public key set (JWKS) of P-256 signing keys (PEM files).")
+
+    @Argument(help: "P-256 private keys in PEM (openssl ecparam -name prime256v1 -genkey -noout).")
+    var keys: [String]
+
+    func validate() throws {
+        guard !keys.isEmpty else { throw ValidationError("name at least one key file") }
+    }
+
+    func run() throws {
+        print(SigningKey.keySet(try keys.map(Self.load)))
+    }
+
+    static func load(_ path: String) throws -> SigningKey {
+        guard let data = FileManager.default.contents(atPath: path), let pem = String(data: data, encoding: .utf8)
+        else {
+            throw ValidationError("cannot read the signing key \(path)")
+        }
+        do {
+            return try SigningKey(pem: pem)
+        } catch {
+            throw ValidationError("\(path) is not a P-256 private key in PEM: \(error)")
+        }
     }
 }
 

@@ -23,7 +23,7 @@ import Testing
     }
 
     /// An ES256 key and a token it signed under `kid`.
-    private struct SigningKey {
+    private struct ProviderKey {
         let kid: String
         let key = ES256PrivateKey()
 
@@ -42,7 +42,7 @@ import Testing
         }
     }
 
-    private static func keySet(_ keys: [SigningKey]) -> String {
+    private static func keySet(_ keys: [ProviderKey]) -> String {
         #"{"keys":[\#(keys.map(\.jwk).joined(separator: ","))]}"#
     }
 
@@ -100,8 +100,8 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appending(path: "jwks.json").path
-        let old = SigningKey(kid: "old")
-        let new = SigningKey(kid: "new")
+        let old = ProviderKey(kid: "old")
+        let new = ProviderKey(kid: "new")
         try Self.keySet([old]).write(toFile: path, atomically: true, encoding: .utf8)
         let verifier = try await TokenVerifier(settings: Self.settings(.jwks(json: Self.keySet([old]), path: path)))
         let file = try #require(verifier.keySetFile)
@@ -134,8 +134,8 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appending(path: "jwks.json").path
-        let old = SigningKey(kid: "old")
-        let new = SigningKey(kid: "new")
+        let old = ProviderKey(kid: "old")
+        let new = ProviderKey(kid: "new")
         try Self.keySet([old]).write(toFile: path, atomically: true, encoding: .utf8)
         let file = try await KeySetFile(path: path, json: Self.keySet([old]))
         let start = ContinuousClock.now
@@ -143,5 +143,28 @@ import Testing
         try Self.keySet([old, new]).write(toFile: path, atomically: true, encoding: .utf8)
         #expect(await file.refreshForUnknownKeyID(now: start + .milliseconds(500)).algorithmByKeyID["new"] == nil)
         #expect(await file.refreshForUnknownKeyID(now: start + .seconds(1)).algorithmByKeyID["new"] == "ES256")
+    }
+
+    @Test func anOperatorsSigningKeyMintsTokensThePodsVerifyWithItsPublicHalf() async throws {
+        let pem = ES256PrivateKey().pemRepresentation
+        let key = try SigningKey(pem: pem)
+        #expect(try SigningKey(pem: pem).keyID == key.keyID, "a key's id is its thumbprint")
+        let other = try SigningKey(pem: ES256PrivateKey().pemRepresentation)
+        #expect(other.keyID != key.keyID)
+        let keySet = SigningKey.keySet([key, other])
+        #expect(!keySet.contains(#""d":"#), "the key set holds no private key")
+        let verifier = try await TokenVerifier(settings: Self.settings(.jwks(json: keySet, path: "jwks.json")))
+        for signer in [key, other] {
+            let token = try await TokenMinter.token(
+                for: Self.alice, signingKey: signer, issuer: "https://id.test/", audience: "shop",
+                lifetime: .seconds(60))
+            #expect(try await verifier.principal(token: token) == Self.alice)
+        }
+        let stranger = try SigningKey(pem: ES256PrivateKey().pemRepresentation)
+        let token = try await TokenMinter.token(
+            for: Self.alice, signingKey: stranger, issuer: "https://id.test/", audience: "shop", lifetime: .seconds(60))
+        await #expect(throws: TokenRejection("the token's key id is not one of the configured keys")) {
+            try await verifier.principal(token: token)
+        }
     }
 }
