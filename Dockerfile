@@ -2,6 +2,9 @@
 # Images for both services, from one build stage:
 #   docker build --target cm-server -t ghcr.io/scalable-shop/cm-server:0.1.0 .
 #   docker build --target cm-api    -t ghcr.io/scalable-shop/cm-api:0.1.0 .
+# Without a Docker engine or a registry, `make images` builds the same targets with podman on a
+# Debian base made with debootstrap, the Swift stage replaced by binaries built on the host
+# (--build-context build=DIR with DIR/out/cm-server and DIR/out/cm-api; system-tests/shoptest/images.py).
 # The Swift runtime is linked statically, so the runtime image is Debian slim plus the C libraries
 # the binaries load (librdkafka, libmongoc/libbson, libstdc++) and CA certificates for TLS to
 # Kafka/MongoDB. Checked with ldd on binaries built the same way (--static-swift-stdlib, Debian 12):
@@ -32,11 +35,16 @@ RUN swift build -c release --static-swift-stdlib --product cm-server \
  && strip /out/cm-server /out/cm-api
 
 FROM ${RUNTIME_IMAGE} AS runtime
+# useradd writes the day of the change into /etc/shadow: from here, not the clock, so two builds
+# from the same inputs give the same image (with podman build --timestamp). The logs and caches
+# apt, dpkg and ldconfig leave behind would differ too.
+ARG SOURCE_DATE_EPOCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends librdkafka1 libmongoc-1.0-0 libbson-1.0-0 libstdc++6 ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 shop \
- && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin shop
+ && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin shop \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
+           /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old /var/lib/dpkg/*-old
 USER 10001:10001
 
 FROM runtime AS cm-server

@@ -1,12 +1,14 @@
 # Scalable Shop: the two commands the README promises, and their parts.
 #   make test   lint, check the Helm charts and k8s/, build (warnings are errors), swift test with a
 #               SecantusDB server, the per-request budgets, then every Python suite in
-#               system-tests/ (browser, end-to-end, launcher, reliability, monitoring, fleet) and
-#               the benchmark's smoke run.
+#               system-tests/ (browser, end-to-end, launcher, reliability, monitoring, fleet,
+#               images) and the benchmark's smoke run.
 #   make run    install what is missing, build in release mode, run the whole shop on localhost.
 #   make soak   (not part of make test) ten minutes of load with a random fault every 30 s.
-#   make fleet  (not part of make test) replicas behind nginx as the Ingress configures it, with
-#               Prometheus (system-tests/shoptest/fleet.py; make test-fleet tests it).
+#   make fleet  (not part of make test) replicas behind nginx as the Gateway's HTTPRoute configures
+#               it, with Prometheus (system-tests/shoptest/fleet.py; make test-fleet tests it).
+#   make images both container images with podman, no Docker engine or registry needed
+#               (make test-images builds and runs them on the debug binaries).
 
 SWIFT        ?= swift
 VENV         ?= .venv
@@ -24,9 +26,20 @@ BENCH_PACKAGES := valgrind
 # The fleet's ingress: Debian's nginx with its Lua module (the balancer that follows cm-server's
 # endpoints as ingress-nginx's does), and Prometheus.
 FLEET_PACKAGES := nginx libnginx-mod-http-lua prometheus
+# The images without a Docker engine: Debian's podman and buildah (with runc, images/containers.conf),
+# and debootstrap for the base where no registry is reachable.
+IMAGE_PACKAGES := podman buildah runc debootstrap
+# The images' binaries carry the Swift runtime, as the Dockerfile's Swift stage links them. Objects
+# compiled by a normal build autolink Foundation's shared libraries only; linked statically they
+# need its static parts too, in one group (they refer to each other in a circle). SwiftPM
+# recompiles the modules whose flags change, about 20 s each way.
+STATIC_SWIFT := --static-swift-stdlib -Xlinker --start-group $(foreach library,FoundationInternationalization \
+	_FoundationICU FoundationEssentials _FoundationCollections _FoundationCShims CoreFoundation Foundation \
+	swiftSynchronization swift_RegexParser swift_StringProcessing,-Xlinker -l$(library)) -Xlinker --end-group
 
 .PHONY: test test-browser test-k8s test-monitoring test-reliability test-long-outage test-launcher \
-	test-end-to-end test-fleet scale-test run fleet deps release lint build venv clean bench bench-mongo soak
+	test-end-to-end test-fleet test-images images scale-test run fleet deps release lint build venv clean bench \
+	bench-mongo soak
 
 test: lint build test-k8s
 	$(PYTHON) -m shoptest.servers $(SWIFT) test --skip-build
@@ -40,6 +53,7 @@ test: lint build test-k8s
 	$(MAKE) --no-print-directory test-reliability
 	$(MAKE) --no-print-directory test-monitoring
 	$(MAKE) --no-print-directory test-fleet
+	$(MAKE) --no-print-directory test-images
 	BENCH_SMOKE=1 BIN_DIR=.build/debug bench/bench.sh
 
 # The shop page in headless Chromium against the whole shop, without and with tokens (about 30 s).
@@ -82,6 +96,23 @@ soak: deps venv release
 # The charts in helm/ and the cluster pieces in k8s/, without a cluster: helm lint --strict, renders
 # validated against the Kubernetes and KEDA schemas, and what the charts promise; the promtool unit
 # tests of every alert (a few seconds).
+# The images from the Dockerfile with podman, on the debug binaries linked as the Swift stage links
+# them (STATIC_SWIFT), run as the charts run them (about a minute; the debootstrap base is made once
+# per machine).
+test-images: venv build
+	scripts/install-deps.sh $(IMAGE_PACKAGES)
+	$(SWIFT) build $(STATIC_SWIFT) --product cm-server
+	$(SWIFT) build $(STATIC_SWIFT) --product cm-api
+	IMAGE_BIN_DIR=.build/debug $(call SUITE,images)
+
+# Both images (localhost/scalable-shop/cm-server and cm-api, tagged with the charts' appVersion)
+# from release binaries, without a Docker engine or a registry (system-tests/shoptest/images.py).
+images: venv
+	scripts/install-deps.sh $(IMAGE_PACKAGES)
+	$(SWIFT) build -c release $(STATIC_SWIFT) --product cm-server
+	$(SWIFT) build -c release $(STATIC_SWIFT) --product cm-api
+	$(PYTHON) -m shoptest.images .build/release
+
 test-k8s: venv build
 	$(call SUITE,k8s)
 

@@ -109,7 +109,7 @@ class Shop:
     """
 
     def __init__(self, bin_dir=None, partitions=6, env=None, data=None, ports=None, kafka_brokers=None,
-                 mongodb_uri=None, log_level="notice", quick_fetch=True, test_commands=False):
+                 mongodb_uri=None, log_level="notice", quick_fetch=True, test_commands=False, images=None):
         self.bin_dir = bin_dir or os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", "debug")
         self.data = data or tempfile.mkdtemp(prefix="shop.")
         self.log_dir = os.path.join(self.data, "logs")
@@ -124,6 +124,10 @@ class Shop:
         self.quick_fetch = quick_fetch
         self.extra_env = env or {}
         self.test_commands = test_commands
+        # {service: image}: run those services from their container images (shoptest.images)
+        # instead of the binaries; `containers` holds each one's container name.
+        self.images = images or {}
+        self.containers = {}
         self._mongo = None
         self.processes = {}
 
@@ -170,15 +174,22 @@ class Shop:
         server_env = dict(common, PORT=self.ports["server"], CM_API_HOST="127.0.0.1:%d" % self.ports["api"])
         api_env.update(self.extra_env)
         server_env.update(self.extra_env)
-        self.processes["cm-api"] = Process(
-            "cm-api", [os.path.join(self.bin_dir, "cm-api")], self._environment(**api_env), self.log_dir)
-        self.processes["cm-server"] = Process(
-            "cm-server", [os.path.join(self.bin_dir, "cm-server")], self._environment(**server_env), self.log_dir)
+        self.processes["cm-api"] = self._service("cm-api", api_env)
+        self.processes["cm-server"] = self._service("cm-server", server_env)
         self.start_service("cm-api")
         say("cm-api     %s" % self.api_url)
         self.start_service("cm-server")
         say("cm-server  %s" % self.server_url)
         return self
+
+    def _service(self, name, env):
+        """The process of one service: its binary, or its image under podman."""
+        if name not in self.images:
+            return Process(name, [os.path.join(self.bin_dir, name)], self._environment(**env), self.log_dir)
+        from shoptest import images
+
+        argv, self.containers[name] = images.run_command(name, self.images[name], env, self.data)
+        return Process(name, argv, images.environment(), self.log_dir)
 
     def start_service(self, name, timeout=120):
         """Starts one service (again) and waits until it is ready."""
@@ -198,6 +209,12 @@ class Shop:
                 status = self.processes[name].stop()
                 if status not in (None, 0):
                     say(f"{name} exited with status {status}; log: {self.processes[name].log_path}")
+        if self.containers:
+            # A container outlives a podman run that was killed: remove what is left.
+            from shoptest import images
+
+            subprocess.run(["podman", "rm", "--force", "--ignore", *self.containers.values()],
+                           env=images.environment(), capture_output=True, timeout=120)
 
     def _wait(self, name, check, timeout):
         deadline = time.monotonic() + timeout
