@@ -834,6 +834,33 @@ class AgreementTests(unittest.TestCase):
             with self.subTest(user=user):
                 self.assertEqual(normal(users[user]), normal(json.loads(printed)))
 
+    def test_the_dead_letter_tool_runs_as_its_own_identity_with_files(self):
+        """The runbook's `kubectl run` overrides for `cm-api dlq`: a valid, hardened pod whose
+        Kafka credentials are the operator's KafkaUser's, as files, and whose variables the
+        binary reads."""
+        pod = json.loads((ROOT / "k8s" / "scalable-shop" / "dlq-operator.json").read_text())
+        pod = deep_merge(pod, {"kind": "Pod", "metadata": {"name": "dlq-operator"}})
+        pod["spec"]["containers"][0].update({"image": "cm-api", "args": ["dlq", "list"]})
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(pod, version, strict=True)
+        [container] = pod["spec"]["containers"]
+        self.assertEqual(container["name"], "dlq-operator", "kubectl run merges the container of the pod's name")
+        env = env_of(container)
+        known = service_environment_names()
+        for name in env:
+            self.assertIn(name, known)
+        self.assertFalse({"KAFKA_USERNAME", "KAFKA_PASSWORD"} & set(env), "credentials are files")
+        self.assertEqual(container["securityContext"]["capabilities"], {"drop": ["ALL"]})
+        self.assertTrue(container["securityContext"]["readOnlyRootFilesystem"])
+        [volume] = pod["spec"]["volumes"]
+        self.assertEqual(volume["secret"]["secretName"], "dlq-operator-credentials")
+        runbook = (ROOT / "k8s" / "README.md").read_text()
+        self.assertIn("--from-literal=kafka-username=scalable-shop-dlq-operator", runbook)
+        self.assertIn("kafka-password=\"$(secret kafka scalable-shop-dlq-operator password)\"", runbook)
+        cm_api = env_of(of_kind(render("cm-api"), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0])
+        for name in ("KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_SASL_MECHANISM"):
+            self.assertEqual(env[name]["value"], cm_api[name]["value"], name)
+
     def test_dockerfile_agrees_with_the_charts(self):
         dockerfile = (ROOT / "Dockerfile").read_text()
         user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)

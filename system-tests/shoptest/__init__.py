@@ -2,7 +2,9 @@
 `make bench` import (the Makefile puts system-tests/ on PYTHONPATH; nothing else touches sys.path).
 
     launcher     the whole shop as processes: `make run` (python -m shoptest.launcher); Shop for suites
-    fleet        replicas behind nginx configured from the chart's Ingress, with Prometheus (make fleet)
+    fleet        replicas behind nginx configured from the chart's HTTPRoute (or Ingress), with Prometheus
+                 (make fleet)
+    images       the container images with podman: debootstrap base, build, run as the charts do
     servers      SecantusDB, started one way for everyone; `python -m shoptest.servers CMD` runs CMD
                  with one (make test's swift test)
     net          free ports, one GET, a process's TCP connections
