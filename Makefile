@@ -29,13 +29,6 @@ FLEET_PACKAGES := nginx libnginx-mod-http-lua prometheus
 # The images without a Docker engine: Debian's podman and buildah (with runc, images/containers.conf),
 # and debootstrap for the base where no registry is reachable.
 IMAGE_PACKAGES := podman buildah runc debootstrap
-# The images' binaries carry the Swift runtime, as the Dockerfile's Swift stage links them. Objects
-# compiled by a normal build autolink Foundation's shared libraries only; linked statically they
-# need its static parts too, in one group (they refer to each other in a circle). SwiftPM
-# recompiles the modules whose flags change, about 20 s each way.
-STATIC_SWIFT := --static-swift-stdlib -Xlinker --start-group $(foreach library,FoundationInternationalization \
-	_FoundationICU FoundationEssentials _FoundationCollections _FoundationCShims CoreFoundation Foundation \
-	swiftSynchronization swift_RegexParser swift_StringProcessing,-Xlinker -l$(library)) -Xlinker --end-group
 
 .PHONY: test test-browser test-k8s test-monitoring test-reliability test-long-outage test-launcher \
 	test-end-to-end test-fleet test-images images scale-test run fleet deps release lint build venv clean bench \
@@ -96,22 +89,18 @@ soak: deps venv release
 # The charts in helm/ and the cluster pieces in k8s/, without a cluster: helm lint --strict, renders
 # validated against the Kubernetes and KEDA schemas, and what the charts promise; the promtool unit
 # tests of every alert (a few seconds).
-# The images from the Dockerfile with podman, on the debug binaries linked as the Swift stage links
-# them (STATIC_SWIFT), run as the charts run them (about a minute; the debootstrap base is made once
-# per machine).
+# The images from the Dockerfile with podman, on the debug build's objects linked again with the
+# Swift runtime inside, as the Swift stage links them (shoptest/images.py), run as the charts run
+# them (about a minute; the debootstrap base is made once per machine).
 test-images: venv build
 	scripts/install-deps.sh $(IMAGE_PACKAGES)
-	$(SWIFT) build $(STATIC_SWIFT) --product cm-server
-	$(SWIFT) build $(STATIC_SWIFT) --product cm-api
-	IMAGE_BIN_DIR=.build/debug $(call SUITE,images)
+	IMAGE_CONFIGURATION=debug $(call SUITE,images)
 
 # Both images (localhost/scalable-shop/cm-server and cm-api, tagged with the charts' appVersion)
 # from release binaries, without a Docker engine or a registry (system-tests/shoptest/images.py).
-images: venv
+images: venv release
 	scripts/install-deps.sh $(IMAGE_PACKAGES)
-	$(SWIFT) build -c release $(STATIC_SWIFT) --product cm-server
-	$(SWIFT) build -c release $(STATIC_SWIFT) --product cm-api
-	$(PYTHON) -m shoptest.images .build/release
+	$(PYTHON) -m shoptest.images release
 
 test-k8s: venv build
 	$(call SUITE,k8s)

@@ -1,6 +1,6 @@
 """The images (make test-images; make test runs it): built with podman from the Dockerfile on a
-Debian base made with debootstrap, the Swift stage replaced by the host's binaries (linked with
---static-swift-stdlib, as the Swift stage links them), then run as the charts run them: the image's
+Debian base made with debootstrap, the Swift stage replaced by the host's build (its objects linked
+again with the Swift runtime inside, as the Swift stage links them), then run as the charts run them: the image's
 uid 10001, a read-only root file system, every capability dropped, no new privileges, credentials
 as files in SECRETS_DIR, against the local Kafka and MongoDB stand-ins. The original README's calls
 go through them; the runtime image holds every library the binaries load; two builds from the
@@ -17,7 +17,9 @@ from shoptest import ROOT, images
 from shoptest.launcher import Shop
 from shoptest.waiting import wait_for
 
-BIN_DIR = os.environ.get("IMAGE_BIN_DIR") or os.path.join(ROOT, ".build", "debug")
+# The images are linked from this build's objects; the shop's other processes run from BIN_DIR.
+CONFIGURATION = os.environ.get("IMAGE_CONFIGURATION") or "debug"
+BIN_DIR = os.environ.get("BIN_DIR") or os.path.join(ROOT, ".build", CONFIGURATION)
 SERVICE_TOKEN = "a-service-token-of-at-least-32-bytes!!"
 
 
@@ -35,7 +37,7 @@ def request(method, url, body=None, headers=None):
 class Images(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.ids = images.build_all(BIN_DIR)
+        cls.ids = images.build_all(CONFIGURATION)
         # The service token reaches both as a file, as the charts mount it; MONGODB_URI too.
         cls.shop = Shop(bin_dir=BIN_DIR, images={service: images.tag(service) for service in images.SERVICES},
                         env={"CM_API_SERVICE_TOKEN": SERVICE_TOKEN})
@@ -102,7 +104,7 @@ class Images(unittest.TestCase):
                     self.assertIn("libmongoc-1.0.so.0", done.stdout)
 
     def test_two_builds_from_the_same_inputs_give_the_same_image(self):
-        folder = images.binaries_context(BIN_DIR, self.shop.data + "/rebuild")
+        folder = images.binaries_context(CONFIGURATION, self.shop.data + "/rebuild")
         again = images.build("cm-server", folder, image="localhost/scalable-shop/cm-server:rebuild", no_cache=True)
         images.podman("rmi", "localhost/scalable-shop/cm-server:rebuild")
         self.assertEqual(again, self.ids["cm-server"])

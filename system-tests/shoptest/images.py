@@ -3,15 +3,17 @@
 Debian 12's podman and buildah build the project's Dockerfile unchanged: its runtime stage starts
 from a base made here with debootstrap from Debian's archive (no registry is reachable on these
 machines), and its Swift stage is replaced by binaries built on the host (`--build-context
-build=DIR`, DIR/out/cm-server and DIR/out/cm-api, linked with --static-swift-stdlib as the Swift
-stage links them). podman's settings are the project's own (images/containers.conf).
+build=DIR`, DIR/out/cm-server and DIR/out/cm-api: the objects of the host's build linked again
+with the Swift runtime inside, as the Swift stage links them). podman's settings are the
+project's own (images/containers.conf).
 
-`python -m shoptest.images BIN_DIR` (make images) builds the base once, then both images, and
-prints their IDs. run_command() is how the launcher runs a service from its image: uid 10001 from
+`python -m shoptest.images [debug|release]` (make images: release) builds the base once, then
+both images, and prints their IDs. run_command() is how the launcher runs a service from its image: uid 10001 from
 the image, read-only root file system, every capability dropped, no new privileges, credentials
 as files in SECRETS_DIR.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -94,18 +96,47 @@ def base_image(say=print):
     return image_id(BASE)
 
 
-def binaries_context(bin_dir, folder):
-    """DIR/out/<service>, stripped copies of the host's binaries, for --build-context build=DIR.
-    They must carry the Swift runtime (--static-swift-stdlib): the runtime image has none."""
+# Foundation's static parts, in one linker group: they refer to each other in a circle, and
+# objects compiled by a normal build autolink only Foundation's shared libraries.
+STATIC_FOUNDATION = ["FoundationInternationalization", "_FoundationICU", "FoundationEssentials",
+                     "_FoundationCollections", "_FoundationCShims", "CoreFoundation", "Foundation",
+                     "swiftSynchronization", "swift_RegexParser", "swift_StringProcessing"]
+
+
+def link_command(configuration, service):
+    """SwiftPM's own link command for `service` in `configuration` (debug or release), read from
+    the build manifest it wrote (.build/<configuration>.yaml)."""
+    with open(os.path.join(ROOT, ".build", f"{configuration}.yaml")) as f:
+        lines = iter(f)
+        for line in lines:
+            if line.startswith(f'  "C.{service}-') and line.rstrip().endswith(f'-{configuration}.exe":'):
+                for inner in lines:
+                    if inner.startswith("    args: "):
+                        return json.loads(inner[len("    args: "):])
+    raise RuntimeError(f"no link command for {service} in .build/{configuration}.yaml: build it first")
+
+
+def binaries_context(configuration, folder):
+    """DIR/out/<service> for --build-context build=DIR: each service linked again from the objects
+    the normal build made, with the Swift runtime inside (-static-stdlib, as the Dockerfile's
+    Swift stage links them: the runtime image has no Swift), then stripped. Nothing in .build
+    changes: SwiftPM's own link command, another output (a static build in the same folder would
+    recompile modules under other flags, and the next normal build would not link)."""
     out = os.path.join(folder, "out")
     os.makedirs(out, exist_ok=True)
     for service in SERVICES:
-        source = os.path.join(bin_dir, service)
-        linked = subprocess.run(["ldd", source], capture_output=True, text=True, check=True).stdout
-        if "libswiftCore" in linked:
-            raise RuntimeError(f"{source} loads the Swift runtime from the toolchain: build it with "
-                               f"`swift build --static-swift-stdlib --product {service}` (make images does)")
-        subprocess.run(["strip", "-o", os.path.join(out, service), source], check=True)
+        linked = os.path.join(folder, f"{service}.unstripped")
+        command = link_command(configuration, service)
+        command[command.index("-o") + 1] = linked
+        command += ["-static-stdlib", "-Xlinker", "--start-group"]
+        for library in STATIC_FOUNDATION:
+            command += ["-Xlinker", f"-l{library}"]
+        command += ["-Xlinker", "--end-group"]
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+        if "libswiftCore" in subprocess.run(["ldd", linked], capture_output=True, text=True, check=True).stdout:
+            raise RuntimeError(f"{service} still loads the Swift runtime from the toolchain")
+        subprocess.run(["strip", "-o", os.path.join(out, service), linked], check=True)
+        os.remove(linked)
     return folder
 
 
@@ -123,12 +154,13 @@ def build(service, binaries, image=None, no_cache=False):
     return image_id(image)
 
 
-def build_all(bin_dir, say=print):
-    """The base (once), then both images from the binaries in `bin_dir`: {service: image ID}."""
+def build_all(configuration, say=print):
+    """The base (once), then both images from the `configuration` build (debug or release):
+    {service: image ID}."""
     base_image(say)
     folder = tempfile.mkdtemp(prefix="image-binaries.")
     try:
-        binaries_context(bin_dir, folder)
+        binaries_context(configuration, folder)
         return {service: build(service, folder) for service in SERVICES}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -159,8 +191,8 @@ def run_command(service, image, env, folder):
 
 
 def main():
-    bin_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, ".build", "release")
-    for service, identifier in build_all(bin_dir).items():
+    configuration = sys.argv[1] if len(sys.argv) > 1 else "release"
+    for service, identifier in build_all(configuration).items():
         size = podman("image", "inspect", "--format", "{{.Size}}", tag(service))
         print(f"{tag(service)}  {identifier[:12]}  {int(size) / 1e6:.0f} MB")
 
