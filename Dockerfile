@@ -11,8 +11,15 @@
 # everything else they load comes with those packages' dependencies. Stripped, cm-api is 74 MB
 # (Foundation's ICU data is most of it).
 
-ARG SWIFT_IMAGE=swift:6.3.1-bookworm
-ARG RUNTIME_IMAGE=debian:bookworm-slim
+# Pinned by digest (the multi-platform index a tag pointed to), so a rebuild gets the same bases;
+# the tags say what they are. Taken without registry access here, from Dependabot's bumps in
+# public repositories: swift:6.3.2-bookworm from bufbuild/plugins#2481 (2026-05-20),
+# debian:bookworm-slim from quickwit-oss/quickwit#5993 (2025-11-24). Check one with
+# `skopeo inspect docker://debian:bookworm-slim@sha256:...` before a release, and move them with
+# Renovate or Dependabot (the runtime stage installs its packages from the archive of the day).
+# make images builds on a local base instead (--build-arg RUNTIME_IMAGE=...).
+ARG SWIFT_IMAGE=swift:6.3.2-bookworm@sha256:de037fec606b26cee2bf7f93dba8eab7a617f067f94cf78669f929e5a0c6146a
+ARG RUNTIME_IMAGE=debian:bookworm-slim@sha256:b4aa902587c2e61ce789849cb54c332b0400fe27b1ee33af4669e1f7e7c3e22f
 
 FROM ${SWIFT_IMAGE} AS build
 RUN apt-get update \

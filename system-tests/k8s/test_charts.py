@@ -863,6 +863,13 @@ class AgreementTests(unittest.TestCase):
 
     def test_dockerfile_agrees_with_the_charts(self):
         dockerfile = (ROOT / "Dockerfile").read_text()
+        # Every base image is pinned by digest (a FROM names one of these arguments or a stage).
+        bases = dict(re.findall(r"^ARG (\w+_IMAGE)=(\S+)$", dockerfile, re.MULTILINE))
+        self.assertEqual(set(bases), {"SWIFT_IMAGE", "RUNTIME_IMAGE"})
+        for name, image in bases.items():
+            self.assertRegex(image, r"^[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}$", name)
+        for source in re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE):
+            self.assertIn(source, {"${SWIFT_IMAGE}", "${RUNTIME_IMAGE}", "runtime"}, source)
         user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
         self.assertIsNotNone(user, "the image must run as a numeric non-root user")
         for chart in CHARTS:
