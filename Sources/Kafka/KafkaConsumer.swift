@@ -41,15 +41,22 @@ public final class KafkaConsumer: Service, Sendable {
     }
 
     /// Waits for up to `maxMessages` messages or until `maxWait` has passed, whichever is first.
+    /// With `firstMessageWait`, it waits that long for the first message: an idle caller wakes
+    /// rarely. A first message within `maxWait` is gathered with the rest until `maxWait`, as
+    /// without it; a later one is returned at once with whatever is already queued, so a
+    /// message is never returned later than it would be by polling every `maxWait`.
     /// - Returns: the messages in the order received (per partition, offset order); may be empty.
     /// - Throws: ``KafkaError/Code/fatal`` if the consumer can no longer work,
     ///   ``KafkaError/Code/shutdown`` once closed.
-    public func poll(maxMessages: Int, maxWait: Duration) async throws(KafkaError) -> [KafkaConsumerMessage] {
+    public func poll(maxMessages: Int, maxWait: Duration, firstMessageWait: Duration? = nil) async throws(KafkaError)
+        -> [KafkaConsumerMessage]
+    {
         guard maxMessages > 0 else { throw .invalidUsage("maxMessages must be positive") }
         try checkOpen()
         let client = self.client
         return try await runBlocking(on: threads) { () throws(KafkaError) in
-            let deadline = ContinuousClock.now.advanced(by: maxWait)
+            let start = ContinuousClock.now
+            var deadline = start.advanced(by: firstMessageWait ?? maxWait)
             var messages: [KafkaConsumerMessage] = []
             while messages.count < maxMessages {
                 let remaining = ContinuousClock.now.duration(to: deadline)
@@ -65,6 +72,11 @@ public final class KafkaConsumer: Service, Sendable {
                     // An error on every poll must not hold the caller past maxWait.
                     if remaining <= .zero { break }
                     continue
+                }
+                if messages.isEmpty, firstMessageWait != nil {
+                    // The batch window stays where it was without a first wait; a first message
+                    // that comes after it is returned at once, with what is already queued.
+                    deadline = max(start.advanced(by: maxWait), ContinuousClock.now)
                 }
                 messages.append(KafkaConsumerMessage(raw))
             }

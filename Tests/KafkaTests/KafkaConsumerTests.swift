@@ -57,6 +57,35 @@ import Testing
         await producer.shutdown()
     }
 
+    /// An idle ingest polls with a long first wait: it must still take a message as it arrives,
+    /// and come back empty only after the first wait.
+    @Test func aLongFirstMessageWaitStillReturnsAMessageAsItArrives() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("first-wait")
+        try cluster.createTopic(topic, partitions: 1)
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("group"))
+        _ = try await waitForAssignment(of: [consumer], partitions: 1)
+
+        let quiet = ContinuousClock.now
+        let nothing = try await consumer.poll(
+            maxMessages: 10, maxWait: .milliseconds(10), firstMessageWait: .seconds(1))
+        #expect(nothing.isEmpty)
+        #expect(ContinuousClock.now - quiet >= .seconds(1), "an empty poll waits the whole first wait")
+
+        let producer = try cluster.makeProducer()
+        let polling = Task {
+            try await consumer.poll(maxMessages: 10, maxWait: .milliseconds(50), firstMessageWait: .seconds(60))
+        }
+        _ = try await producer.send(topic: topic, key: nil, value: Array("one".utf8))
+        let sent = ContinuousClock.now
+        let got = try await polling.value
+        #expect(got.map { String(decoding: $0.value, as: UTF8.self) } == ["one"])
+        // Far below the 60 s first wait: the poll returned with the message as it came.
+        #expect(ContinuousClock.now - sent < .seconds(30))
+        await consumer.close()
+        await producer.shutdown()
+    }
+
     @Test func oneKeysMessagesKeepTheirOrder() async throws {
         let cluster = try KafkaMockCluster()
         let topic = uniqueName("order")
