@@ -96,10 +96,8 @@ import Testing
     }
 
     @Test func aKeySetFileIsReadAgainWhenItChangesAndABrokenOneKeepsTheKeys() async throws {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "jwks-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appending(path: "jwks.json").path
+        let path = FileManager.default.temporaryDirectory.appending(path: "jwks-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let old = ProviderKey(kid: "old")
         let new = ProviderKey(kid: "new")
         try Self.keySet([old]).write(toFile: path, atomically: true, encoding: .utf8)
@@ -130,10 +128,8 @@ import Testing
     }
 
     @Test func unknownKeyIDsReadTheFileAtMostOnceASecond() async throws {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "jwks-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appending(path: "jwks.json").path
+        let path = FileManager.default.temporaryDirectory.appending(path: "jwks-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let old = ProviderKey(kid: "old")
         let new = ProviderKey(kid: "new")
         try Self.keySet([old]).write(toFile: path, atomically: true, encoding: .utf8)

@@ -36,6 +36,16 @@ CRD_FILES = {
     "ClientSettingsPolicy": "nginx-gateway-fabric/gateway.nginx.org_clientsettingspolicies.yaml",
 }
 CRD_GROUPS = ("gateway.networking.k8s.io/", "gateway.nginx.org/")
+# The original README's public URLs and the path cm-server must see for each, through the
+# Ingress and through the HTTPRoute alike.
+PUBLIC_PATHS = {
+    "/scalable-shop-cm-server/buy": "/buy",
+    "/scalable-shop-cm-server/getAllUserBuys/joe": "/getAllUserBuys/joe",
+    "/scalable-shop-cm-server/getAllUserBuys/a/b": "/getAllUserBuys/a/b",
+    "/scalable-shop-cm-server/shop.js": "/shop.js",
+    "/scalable-shop-cm-server/shop.css": "/shop.css",
+    "/scalable-shop-cm-server/": "/",
+}
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 
 # Every optional feature on, and the credentials made by the chart instead of an existing Secret.
@@ -556,20 +566,11 @@ class NetworkTests(unittest.TestCase):
         # rewrites with its groups: what cm-server sees for the original README's URLs.
         pattern = re.compile("^" + path, re.IGNORECASE)
         seen = {}
-        for public in ["/scalable-shop-cm-server/buy", "/scalable-shop-cm-server/getAllUserBuys/joe",
-                       "/scalable-shop-cm-server/getAllUserBuys/a/b", "/scalable-shop-cm-server/shop.js",
-                       "/scalable-shop-cm-server/shop.css", "/scalable-shop-cm-server/"]:
+        for public in PUBLIC_PATHS:
             match = pattern.match(public)
             self.assertIsNotNone(match, public)
             seen[public] = match.expand(target.replace("$", "\\"))
-        self.assertEqual(seen, {
-            "/scalable-shop-cm-server/buy": "/buy",
-            "/scalable-shop-cm-server/getAllUserBuys/joe": "/getAllUserBuys/joe",
-            "/scalable-shop-cm-server/getAllUserBuys/a/b": "/getAllUserBuys/a/b",
-            "/scalable-shop-cm-server/shop.js": "/shop.js",
-            "/scalable-shop-cm-server/shop.css": "/shop.css",
-            "/scalable-shop-cm-server/": "/",
-        })
+        self.assertEqual(seen, PUBLIC_PATHS)
         self.assertIsNone(pattern.match("/other/buy"))
         # Health, readiness, metrics and the OpenAPI document stay inside the cluster (issue 19:
         # /readyz's reasons are internal detail, /metrics names every route and error).
@@ -657,9 +658,7 @@ class NetworkTests(unittest.TestCase):
         self.assertEqual((listener["protocol"], listener["tls"]["mode"]), ("HTTPS", "Terminate"))
         self.assertEqual(route["spec"]["hostnames"], ["shop.example.com"])
         seen = {}
-        for public in ["/scalable-shop-cm-server/buy", "/scalable-shop-cm-server/getAllUserBuys/joe",
-                       "/scalable-shop-cm-server/getAllUserBuys/a/b", "/scalable-shop-cm-server/shop.js",
-                       "/scalable-shop-cm-server/shop.css", "/scalable-shop-cm-server/"]:
+        for public in PUBLIC_PATHS:
             result = self.through_route(route, public)
             self.assertEqual(result[0], "proxy", public)
             rule = result[2]
@@ -670,14 +669,7 @@ class NetworkTests(unittest.TestCase):
             self.assertEqual(rule["timeouts"], {"request": "15s"})
             headers = [f["requestHeaderModifier"]["set"] for f in rule["filters"] if f["type"] == "RequestHeaderModifier"]
             self.assertEqual(headers, [[{"name": "X-Forwarded-Prefix", "value": "/scalable-shop-cm-server"}]])
-        self.assertEqual(seen, {
-            "/scalable-shop-cm-server/buy": "/buy",
-            "/scalable-shop-cm-server/getAllUserBuys/joe": "/getAllUserBuys/joe",
-            "/scalable-shop-cm-server/getAllUserBuys/a/b": "/getAllUserBuys/a/b",
-            "/scalable-shop-cm-server/shop.js": "/shop.js",
-            "/scalable-shop-cm-server/shop.css": "/shop.css",
-            "/scalable-shop-cm-server/": "/",
-        })
+        self.assertEqual(seen, PUBLIC_PATHS)
         # Health, readiness, metrics and the OpenAPI document stay inside the cluster.
         for private in ["healthz", "readyz", "metrics", "openapi.yaml", "buyx", "buy/x", "shop.jsx", "x/buy"]:
             self.assertIsNone(self.through_route(route, "/scalable-shop-cm-server/" + private), private)

@@ -51,6 +51,16 @@ def token(key, kid=None, algorithm="ES256"):
     return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid} if kid else None)
 
 
+def key_set(*keys):
+    """A JSON Web Key Set of the public halves of (kid, P-256 private key) pairs."""
+    entries = []
+    for kid, key in keys:
+        numbers = key.public_key().public_numbers()
+        entries.append({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+                        "x": b64url(numbers.x, 32), "y": b64url(numbers.y, 32)})
+    return json.dumps({"keys": entries})
+
+
 def call(url, method="GET", body=None, headers=None):
     data = json.dumps(body).encode() if body is not None else None
     headers = dict(headers or {}, **({"Content-Type": "application/json"} if data else {}))
@@ -127,14 +137,6 @@ class KeySetRotationTests(unittest.TestCase):
     def test_an_identity_providers_key_rotation_refuses_no_request(self):
         old, new = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
-        def key_set(*keys):
-            entries = []
-            for kid, key in keys:
-                numbers = key.public_key().public_numbers()
-                entries.append({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-                                "x": b64url(numbers.x, 32), "y": b64url(numbers.y, 32)})
-            return json.dumps({"keys": entries})
-
         folder = tempfile.mkdtemp(prefix="jwks.")
         mounted = ConfigMapDirectory(os.path.join(folder, "jwks"))
         mounted.write(key_set(("2026-11", old)))
@@ -164,11 +166,6 @@ class KeySetRotationTests(unittest.TestCase):
         old, new = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
         folder = tempfile.mkdtemp(prefix="jwks.")
         mounted = ConfigMapDirectory(os.path.join(folder, "jwks"))
-
-        def key_set(*keys):
-            return json.dumps({"keys": [
-                {"kty": "EC", "crv": "P-256", "kid": kid, "x": b64url(key.public_key().public_numbers().x, 32),
-                 "y": b64url(key.public_key().public_numbers().y, 32)} for kid, key in keys]})
 
         mounted.write(key_set(("old", old), ("new", new)))
         shop = Shop(env={"AUTH_MODE": "jwt", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE,
