@@ -33,6 +33,7 @@ func buildRouter(
 ) -> Router<AppRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
+    router.addRequestTracing()
     router.add(middleware: MetricsMiddleware())
     let purchaseRoutes = router.group()
     if let serviceToken = auth.serviceToken {
@@ -114,7 +115,7 @@ func buildApplication(
     settings.batchWait = configuration.batchWait
     let ingest = PurchaseIngest(
         consumer: consumer, deadLetters: deadLetters, topic: configuration.topic, store: store,
-        settings: settings, status: status, logger: logger)
+        consumerGroup: configuration.groupID, settings: settings, status: status, logger: logger)
     return Application(
         router: buildRouter(
             store: store, status: status, auth: auth,

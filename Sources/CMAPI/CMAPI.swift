@@ -38,12 +38,15 @@ struct Serve: AsyncParsableCommand {
                 try await RouteAuth(settings: configuration.auth, serviceToken: configuration.serviceToken)
             )
         }
+        let observability = await ServiceMain.observability(of: "cm-api")
         await ServiceMain.run("cm-api", logLevel: configuration.logLevel) { logger in
-            try await Self.run(configuration, auth: auth, logger: logger)
+            try await Self.run(configuration, auth: auth, observability: observability, logger: logger)
         }
     }
 
-    static func run(_ configuration: CMAPIConfiguration, auth: RouteAuth, logger: Logger) async throws {
+    static func run(
+        _ configuration: CMAPIConfiguration, auth: RouteAuth, observability: (any Service)? = nil, logger: Logger
+    ) async throws {
         // Two pools: the ingest's writes and the reads never wait for each other's connections.
         // The reads' queue is bounded in length and time: a read that would answer after
         // cm-server gave up is refused at once instead.
@@ -61,7 +64,9 @@ struct Serve: AsyncParsableCommand {
         // SIGTERM/SIGINT: the HTTP server stops, the ingest finishes its batch, commits and leaves
         // the group, then the dead-letter producer flushes; all within SHUTDOWN_TIMEOUT_MS.
         try await ServiceGroup(
-            configuration: .shop(services: [app], shutdownTimeout: configuration.shutdownTimeout, logger: logger)
+            configuration: .shop(
+                services: ServiceGroupConfiguration.exportingFirst(observability, then: [app]),
+                shutdownTimeout: configuration.shutdownTimeout, logger: logger)
         ).run()
         await reads.shutdown()
         await writes.shutdown()

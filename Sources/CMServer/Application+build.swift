@@ -23,6 +23,7 @@ func buildRouter(
 ) -> Router<AppRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
+    router.addRequestTracing()
     router.add(middleware: MetricsMiddleware())
     let publicRoutes = router.group()
     auth.protect(publicRoutes)

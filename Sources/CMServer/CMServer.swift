@@ -35,6 +35,8 @@ struct Serve: AsyncParsableCommand {
                 try await RouteAuth(settings: configuration.auth, serviceToken: configuration.serviceToken)
             )
         }
+        // Before anything logs or makes an HTTP client: both take the tracer they find.
+        let observability = await ServiceMain.observability(of: "cm-server")
         await ServiceMain.run("cm-server", logLevel: configuration.logLevel) { logger in
             try await HTTPClient.withHTTPClient(configuration: PurchaseListClient.httpConfiguration) { http in
                 let app = try buildApplication(configuration: configuration, auth: auth, http: http, logger: logger)
@@ -43,7 +45,8 @@ struct Serve: AsyncParsableCommand {
                 // SHUTDOWN_TIMEOUT_MS, after which what is left is cancelled.
                 try await ServiceGroup(
                     configuration: .shop(
-                        services: [app], shutdownTimeout: configuration.shutdownTimeout, logger: logger)
+                        services: ServiceGroupConfiguration.exportingFirst(observability, then: [app]),
+                        shutdownTimeout: configuration.shutdownTimeout, logger: logger)
                 ).run()
             }
         }

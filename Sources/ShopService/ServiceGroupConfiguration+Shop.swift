@@ -15,6 +15,12 @@ extension ServiceGroupConfiguration {
         return group
     }
 
+    /// `services` after the span exporter, when there is one: it starts first and stops last, so
+    /// that the spans of the last requests are exported on the way out.
+    public static func exportingFirst(_ exporter: (any Service)?, then services: [any Service]) -> [any Service] {
+        (exporter.map { [$0] } ?? []) + services
+    }
+
     /// How long cancelled services get to return after the graceful shutdown ran out.
     public static var cancellationGrace: Duration { .seconds(5) }
 }

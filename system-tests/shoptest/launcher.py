@@ -281,11 +281,12 @@ class Shop:
         status, body = http_get(self.url(name), path, timeout=5)
         return status, body.decode(errors="replace")
 
-    def dlq(self, *arguments, timeout=60):
-        """Runs `cm-api dlq ARGUMENTS` against the shop's Kafka: (exit status, stdout, stderr)."""
+    def dlq(self, *arguments, timeout=60, env=None):
+        """Runs `cm-api dlq ARGUMENTS` against the shop's Kafka, with `env` added to its environment:
+        (exit status, stdout, stderr)."""
         done = subprocess.run([os.path.join(self.bin_dir, "cm-api"), "dlq", *arguments], capture_output=True,
                               text=True, timeout=timeout,
-                              env=self._environment(KAFKA_BROKERS=self.bootstrap, KAFKA_TOPIC=TOPIC))
+                              env=self._environment(KAFKA_BROKERS=self.bootstrap, KAFKA_TOPIC=TOPIC, **(env or {})))
         return done.returncode, done.stdout, done.stderr
 
     def mongo(self):

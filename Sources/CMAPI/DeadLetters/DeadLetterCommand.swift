@@ -147,8 +147,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
         let tool = DeadLetterTool(reader: KafkaTopicReader(kafka: kafka, logger: logger), topic: topic) { line in
             print(line)
         }
+        // A redrive is traced: its send links to the letter's own trace (docs/OBSERVABILITY.md).
+        let exporter = await ServiceMain.observability(of: "cm-api-dlq")
         do {
-            return try await body(tool, kafka)
+            return try await ServiceMain.withExporter(exporter) { try await body(tool, kafka) }
         } catch let error as KafkaError {
             FileHandle.standardError.write(Data("cm-api dlq: \(error.message)\n".utf8))
             throw ExitCode(1)

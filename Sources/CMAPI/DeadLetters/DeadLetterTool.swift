@@ -168,8 +168,11 @@ struct DeadLetterTool: Sendable {
                 continue
             }
             do {
-                let report = try await producer.send(
-                    topic: topic, key: letter.record.key, value: letter.record.value, headers: letter.redriveHeaders)
+                // A new trace for the redrive, linked to the purchase's own; the record carries
+                // the redrive's context, so the batch that stores it links to the redrive.
+                let report = try await producer.tracedSend(
+                    topic: topic, key: letter.record.key, value: letter.record.value, headers: letter.redriveHeaders,
+                    links: KafkaTracing.context(of: letter.record.headers).map { [$0] } ?? [])
                 let to = "\(report.topic)[\(report.partition)]@\(report.offset)"
                 summary.redriven += 1
                 output("redriven \(letter.id) to \(to) (redrive \(letter.redrives + 1)): \(letter.reason)")

@@ -11,4 +11,7 @@ struct DeadLetterImpossible: Error, CustomStringConvertible {
     var description: String {
         "cannot dead-letter \(source) (\(reason)): the dead-letter producer refused even a bounded trace: \(refusal)"
     }
+
+    /// The batch span's `error.type`.
+    static func errorType(_ error: Self) -> String { "dead_letter_impossible" }
 }

@@ -6,8 +6,10 @@ import Mongo
 import PurchaseDomain
 import PurchaseWire
 import ServiceLifecycle
+import ShopKafka
 import ShopService
 import Synchronization
+import Tracing
 
 /// Kafka -> MongoDB. Each batch: decode; send what cannot be decoded to the dead-letter topic;
 /// write the rest with one unordered bulk insert (`_id` = purchaseId, so a redelivered event is
@@ -37,6 +39,9 @@ struct PurchaseIngest: Service {
 
     let consumer: KafkaConsumer
     let deadLetters: KafkaProducer
+    let topic: String
+    /// The consumer group, for the batch spans.
+    let consumerGroup: String?
     let deadLetterTopic: String
     let store: any PurchaseStore
     let settings: Settings
@@ -58,7 +63,7 @@ struct PurchaseIngest: Service {
 
     init(
         consumer: KafkaConsumer, deadLetters: KafkaProducer, topic: String, store: any PurchaseStore,
-        settings: Settings = Settings(), status: IngestStatus, logger: Logger
+        consumerGroup: String? = nil, settings: Settings = Settings(), status: IngestStatus, logger: Logger
     ) {
         // A metric made before the bootstrap would stay a no-op for good.
         _ = ShopMetrics.bootstrap()
@@ -80,6 +85,8 @@ struct PurchaseIngest: Service {
         handedBack = Counter(label: "cmapi_ingest_handed_back_messages_total")
         self.consumer = consumer
         self.deadLetters = deadLetters
+        self.topic = topic
+        self.consumerGroup = consumerGroup
         self.deadLetterTopic = DeadLetterTopic.name(of: topic)
         self.store = store
         self.settings = settings
@@ -108,7 +115,7 @@ struct PurchaseIngest: Service {
                 }
                 guard !batch.isEmpty else { continue }
                 status.read(batch)
-                try await process(batch)
+                try await processTraced(batch)
             }
         } catch {
             logger.critical(
@@ -117,6 +124,34 @@ struct PurchaseIngest: Service {
             throw error
         }
         await consumer.close()
+    }
+
+    /// ``process(_:)`` in one CONSUMER span `process <topic>`, a trace of its own linked to each
+    /// record's creation context (the messaging conventions' rule for batches); the MongoDB
+    /// writes and dead-letter sends are its children.
+    func processTraced(_ batch: [KafkaConsumerMessage]) async throws(DeadLetterImpossible) {
+        try await ShopTracing.withSpan(
+            "process \(topic)", ofKind: .consumer, context: .topLevel, errorType: DeadLetterImpossible.errorType
+        ) { span throws(DeadLetterImpossible) in
+            if let span {
+                KafkaTracing.setCommon(span, topic: topic, operation: "process", type: "process")
+                span.updateAttributes { attributes in
+                    attributes["messaging.batch.message_count"] = batch.count
+                    attributes["messaging.consumer.group.name"] = consumerGroup
+                }
+                for message in batch {
+                    guard let creation = KafkaTracing.context(of: message.headers) else { continue }
+                    span.addLink(
+                        SpanLink(
+                            context: creation,
+                            attributes: [
+                                "messaging.destination.partition.id": .string("\(message.partition)"),
+                                "messaging.kafka.offset": .int64(message.offset),
+                            ]))
+                }
+            }
+            try await process(batch)
+        }
     }
 
     /// Stores the batch (retrying while MongoDB fails), dead-letters what MongoDB refuses, and
@@ -391,7 +426,10 @@ struct PurchaseIngest: Service {
         defer { status.setDeadLetterFailure(nil) }
         while true {
             do {
-                _ = try await deadLetters.send(topic: deadLetterTopic, key: key, value: value, headers: headers)
+                // Its own span under the batch's; the letter keeps its record's trace headers.
+                _ = try await deadLetters.tracedSend(
+                    topic: deadLetterTopic, key: key, value: value, headers: headers, carryingContext: false,
+                    links: KafkaTracing.context(of: headers).map { [$0] } ?? [])
                 return .sent
             } catch {
                 if error.code == .shutdown { return .shutdown }

@@ -3,7 +3,9 @@ import Logging
 import Mongo
 import PurchaseDomain
 import PurchaseWire
+import ShopService
 import Synchronization
+import Tracing
 
 /// The purchases in a MongoDB collection (`docs/CONTRACT.md`, "MongoDB"): `_id` is the
 /// purchaseId, so a redelivered event is a duplicate-key no-op; price is an exact Decimal128;
@@ -65,6 +67,42 @@ struct MongoPurchaseStore: PurchaseStore {
     }
 
     func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult {
+        try await Self.traced("insert", collection, batchSize: purchases.count) { () throws(PurchaseWriteFailure) in
+            try await insertUntraced(purchases)
+        }
+    }
+
+    /// A CLIENT span `<operation> <collection>` for one MongoDB call (the database conventions:
+    /// `db.system.name`, `db.operation.name`, `db.collection.name`, `db.namespace`,
+    /// `db.operation.batch.size` for a bulk write).
+    static func traced<T, E: Error>(
+        _ operation: String, _ collection: MongoCollection, batchSize: Int? = nil, _ body: () async throws(E) -> T
+    ) async throws(E) -> T {
+        try await ShopTracing.withSpan("\(operation) \(collection.name)", ofKind: .client, errorType: errorType) {
+            span throws(E) in
+            span?.updateAttributes { attributes in
+                attributes["db.system.name"] = "mongodb"
+                attributes["db.operation.name"] = operation
+                attributes["db.collection.name"] = collection.name
+                attributes["db.namespace"] = collection.database
+                attributes["db.operation.batch.size"] = batchSize
+            }
+            return try await body()
+        }
+    }
+
+    /// A MongoDB error's kind, or the ingest's class of a failed write.
+    static func errorType(_ error: some Error) -> String {
+        switch error {
+        case let error as MongoError: "\(error.kind)"
+        case let error as PurchaseWriteFailure: error.errorType
+        default: "\(type(of: error))"
+        }
+    }
+
+    private func insertUntraced(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure)
+        -> PurchaseInsertResult
+    {
         let written: MongoCollection.InsertResult
         var refused: [RefusedPurchase]?
         do {
@@ -142,8 +180,10 @@ struct MongoPurchaseStore: PurchaseStore {
                 )
             )
         }
-        let documents = try await reads.find(
-            filter, sort: ["timestamp": .int32(-1), "_id": .int32(-1)], limit: limit, maxTime: readTimeout)
+        let documents = try await Self.traced("find", reads) { () throws(MongoError) in
+            try await reads.find(
+                filter, sort: ["timestamp": .int32(-1), "_id": .int32(-1)], limit: limit, maxTime: readTimeout)
+        }
         return documents.map { document in
             do throws(InvalidStoredPurchase) {
                 return .purchase(try StoredPurchase(document: document))
@@ -154,7 +194,10 @@ struct MongoPurchaseStore: PurchaseStore {
     }
 
     func purchase(id: UUID) async throws -> StoredPurchase? {
-        guard let document = try await reads.find(id: .string(id.lowercasedString), maxTime: readTimeout) else {
+        let found = try await Self.traced("find", reads) { () throws(MongoError) in
+            try await reads.find(id: .string(id.lowercasedString), maxTime: readTimeout)
+        }
+        guard let document = found else {
             return nil
         }
         do throws(InvalidStoredPurchase) {

@@ -117,6 +117,15 @@ enum PurchaseWriteFailure: Error, CustomStringConvertible {
         case .transient(let reason), .permanent(let reason): reason
         }
     }
+
+    /// The span's `error.type`: the class.
+    var errorType: String {
+        switch self {
+        case .refused: "refused"
+        case .transient: "transient"
+        case .permanent: "permanent"
+        }
+    }
 }
 
 /// A purchase the store refused: its position in the batch given to the write, and why.

@@ -32,7 +32,8 @@ struct KafkaPurchasePublisher: PurchasePublisher {
 
     func publish(_ event: PurchaseEvent) async throws(KafkaError) -> KafkaDeliveryReport {
         if topicWatch?.isMissing(topic) == true { throw .unknownTopic(topic) }
-        return try await producer.send(topic: topic, key: event.kafkaKey, value: event.kafkaValue())
+        // Traced, the record carries the PRODUCER span's context: cm-api's batch links to it.
+        return try await producer.tracedSend(topic: topic, key: event.kafkaKey, value: event.kafkaValue())
     }
 
     var queuedMessages: Int { producer.outstandingMessages }

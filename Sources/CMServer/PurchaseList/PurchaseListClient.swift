@@ -4,6 +4,7 @@ import NIOCore
 import PurchaseDomain
 import PurchaseWire
 import ShopAuth
+import ShopService
 
 /// Asks cm-api for a page of a user's purchases (`GET /buyList/{username}`), over the process's
 /// one shared `HTTPClient` (its connection pool is reused across requests).
@@ -28,6 +29,9 @@ struct PurchaseListClient: Sendable {
         var http = HTTPClient.Configuration()
         http.timeout = .init(connect: .seconds(2), read: .seconds(61))
         http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        // A CLIENT span per call, its context in the request's traceparent, when the process
+        // traces; otherwise no tracer at all (AsyncHTTPClient would call the no-op one).
+        if !ShopTracing.isEnabled { http.tracing.tracer = nil }
         return http
     }
 
