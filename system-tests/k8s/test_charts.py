@@ -60,6 +60,8 @@ ALL_FEATURES = {
                     "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}},
         "autoscaling": {"enabled": True, "type": "keda"},
         "imagePullSecrets": [{"name": "registry"}],
+        "tracing": {"endpoint": "http://otel-collector.observability.svc:4318",
+                    "resourceAttributes": {"deployment.environment.name": "production"}},
     },
     "cm-api": {
         "credentials": {"existingSecret": "", "mongodbUri": "mongodb://cm-api:pw@mongo:27017/admin",
@@ -68,6 +70,7 @@ ALL_FEATURES = {
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                     "dashboard": {"enabled": True}},
         "imagePullSecrets": [{"name": "registry"}],
+        "tracing": {"endpoint": "http://otel-collector.observability.svc:4318", "sampler": "always_on"},
     },
 }
 # The other branches: CPU autoscaling, no SASL, no autoscaling, ingress without TLS.
@@ -105,6 +108,17 @@ def pod_specs(objects):
 
 def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def collector_http_port():
+    """The OTLP/HTTP port of the Collector chart k8s/otel-collector/values.yaml configures (the chart's
+    default, 4318, unless the values change it)."""
+    values = yaml.safe_load((ROOT / "k8s" / "otel-collector" / "values.yaml").read_text())
+    return values["ports"]["otlp-http"].get("servicePort", 4318)
+
+
+def chart_app_version(chart):
+    return yaml.safe_load((ROOT / "helm" / chart / "Chart.yaml").read_text())["appVersion"]
 
 
 def runbook_gateway():
@@ -222,6 +236,9 @@ class SchemaValidationTests(unittest.TestCase):
                 # Kubernetes 1.30 rejects a preStop sleep of 0 seconds.
                 ({"preStopSleepSeconds": 0}, "/preStopSleepSeconds"),
                 ({"replicas": 3}, "replicas"),
+                ({"tracing": {"endpoint": "otel-collector:4318"}}, "/tracing/endpoint"),
+                ({"tracing": {"sampler": "sometimes"}}, "/tracing/sampler"),
+                ({"tracing": {"ratio": 1.5}}, "/tracing/ratio"),
             ],
             "cm-api": [
                 ({"kafka": {"topicPartitions": 0}}, "/kafka/topicPartitions"),
@@ -230,6 +247,7 @@ class SchemaValidationTests(unittest.TestCase):
                 ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
                 ({"ingest": {"batchSize": 0}}, "/ingest/batchSize"),
                 ({"preStopSleepSeconds": 0}, "/preStopSleepSeconds"),
+                ({"tracing": {"resourceAttributes": {"team": "a,b"}}}, "/tracing/resourceAttributes"),
             ],
         }
         for chart, cases in bad.items():
@@ -381,8 +399,9 @@ class CredentialTests(unittest.TestCase):
                 container = spec["containers"][0]
                 env = env_of(container)
                 with self.subTest(chart=chart, values=label):
-                    self.assertFalse([name for name, entry in env.items() if "valueFrom" in entry],
-                                     "no environment variable may come from a Secret")
+                    self.assertFalse([name for name, entry in env.items()
+                                      if set(entry.get("valueFrom", {})) - {"fieldRef"}],
+                                     "no environment variable may come from a Secret (the pod's own fields may)")
                     self.assertFalse(self.SECRET_VARIABLES & set(env))
                     sasl = values.get("kafka", {}).get("sasl", {}).get("enabled", True)
                     expected = ({"kafka-username", "kafka-password"} if sasl else set()) | (
@@ -775,9 +794,42 @@ class AgreementTests(unittest.TestCase):
         for chart in CHARTS:
             for label, values in configurations(chart):
                 container = of_kind(render(chart, values), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
-                for name in env_of(container):
+                env = env_of(container)
+                # Set for the $(NAME) of another value (the pod's name in OTEL_RESOURCE_ATTRIBUTES).
+                expanded = {name for e in env.values() for name in re.findall(r"\$\(([A-Z0-9_]+)\)", e.get("value", ""))}
+                for name in env:
                     with self.subTest(chart=chart, values=label, variable=name):
-                        self.assertIn(name, known)
+                        self.assertIn(name, known | expanded)
+
+    def test_tracing_is_off_by_default_and_on_with_an_endpoint(self):
+        collector = yaml.safe_load((ROOT / "k8s" / "otel-collector" / "values.yaml").read_text())
+        endpoint = f'http://{collector["fullnameOverride"]}.observability.svc:{collector_http_port()}'
+        for chart in CHARTS:
+            def env(values):
+                deployment = of_kind(render(chart, values), "Deployment")[0]
+                return [e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
+
+            self.assertEqual([e["name"] for e in env({}) if e["name"].startswith(("OTEL_", "K8S_"))], [])
+            runbook = yaml.safe_load((ROOT / "k8s" / "scalable-shop" / f"{chart}.yaml").read_text())
+            self.assertEqual(runbook["tracing"]["endpoint"], endpoint, "the runbook sends to its Collector")
+            names = [e["name"] for e in env(runbook)]
+            values = {e["name"]: e.get("value") for e in env(runbook)}
+            self.assertEqual(values["OTEL_EXPORTER_OTLP_ENDPOINT"], endpoint)
+            self.assertEqual(values["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf")
+            self.assertEqual(values["OTEL_SERVICE_NAME"], chart)
+            self.assertEqual((values["OTEL_TRACES_SAMPLER"], values["OTEL_TRACES_SAMPLER_ARG"]),
+                             ("parentbased_traceidratio", "0.1"), "parent-based ratio by default")
+            attributes = dict(pair.split("=", 1) for pair in values["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+            self.assertEqual(attributes["k8s.pod.name"], "$(K8S_POD_NAME)")
+            self.assertEqual(attributes["k8s.namespace.name"], "$(K8S_NAMESPACE_NAME)")
+            self.assertEqual(attributes["service.version"], chart_app_version(chart))
+            # Kubernetes expands $(NAME) only from variables defined before the one using it.
+            for name in ("K8S_POD_NAME", "K8S_NAMESPACE_NAME", "K8S_NODE_NAME"):
+                self.assertLess(names.index(name), names.index("OTEL_RESOURCE_ATTRIBUTES"))
+            always = {e["name"]: e.get("value") for e in env(runbook | {"tracing": runbook["tracing"] | {
+                "sampler": "always_on", "resourceAttributes": {"deployment.environment.name": "prod"}}})}
+            self.assertNotIn("OTEL_TRACES_SAMPLER_ARG", always)
+            self.assertTrue(always["OTEL_RESOURCE_ATTRIBUTES"].endswith(",deployment.environment.name=prod"))
 
     def test_cm_server_finds_cm_api_where_the_cm_api_chart_puts_it(self):
         api_service = of_kind(render("cm-api"), "Service")[0]
