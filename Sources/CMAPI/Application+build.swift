@@ -33,7 +33,7 @@ func buildRouter(
 ) -> Router<AppRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
-    router.addRequestTracing()
+    router.addRequestTracing(startsTraces: false)
     router.add(middleware: MetricsMiddleware())
     let purchaseRoutes = router.group()
     if let serviceToken = auth.serviceToken {

@@ -23,7 +23,7 @@ func buildRouter(
 ) -> Router<AppRequestContext> {
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
-    router.addRequestTracing()
+    router.addRequestTracing(startsTraces: true)
     router.add(middleware: MetricsMiddleware())
     let publicRoutes = router.group()
     auth.protect(publicRoutes)
@@ -60,11 +60,13 @@ func kafkaAccess(topic: String) -> KafkaAccess {
 
 /// cm-server: the router, the Kafka producer as a service that starts before and stops after
 /// the HTTP server (so graceful shutdown flushes what the last requests produced). `http` is the
-/// process's one HTTP client, for cm-api.
+/// process's HTTP client for cm-api; `tracedHTTP`, when the process traces, the one for the
+/// requests being traced (see ``PurchaseListClient/tracedHTTP``).
 func buildApplication(
     configuration: CMServerConfiguration,
     auth: RouteAuth = .none,
     http: HTTPClient,
+    tracedHTTP: HTTPClient? = nil,
     logger: Logger
 ) throws -> some ApplicationProtocol {
     var producerConfiguration = KafkaProducerConfiguration(kafka: configuration.kafka)
@@ -80,7 +82,7 @@ func buildApplication(
         router: buildRouter(
             publisher: publisher,
             purchaseLists: PurchaseListClient(
-                http: http, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout,
+                http: http, tracedHTTP: tracedHTTP, host: configuration.cmAPIHost, timeout: configuration.cmAPITimeout,
                 serviceToken: auth.serviceToken),
             auth: auth, rateLimits: configuration.rateLimits, timestampRule: configuration.timestampRule,
             idempotencyLookupTimeout: configuration.idempotencyLookupTimeout

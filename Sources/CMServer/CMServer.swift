@@ -38,16 +38,19 @@ struct Serve: AsyncParsableCommand {
         // Before anything logs or makes an HTTP client: both take the tracer they find.
         let observability = await ServiceMain.observability(of: "cm-server")
         await ServiceMain.run("cm-server", logLevel: configuration.logLevel) { logger in
-            try await HTTPClient.withHTTPClient(configuration: PurchaseListClient.httpConfiguration) { http in
-                let app = try buildApplication(configuration: configuration, auth: auth, http: http, logger: logger)
-                // SIGTERM/SIGINT: the server stops accepting and finishes the requests in flight
-                // (each waits at most for its delivery), then the producer flushes; all within
-                // SHUTDOWN_TIMEOUT_MS, after which what is left is cancelled.
-                try await ServiceGroup(
-                    configuration: .shop(
-                        services: ServiceGroupConfiguration.exportingFirst(observability, then: [app]),
-                        shutdownTimeout: configuration.shutdownTimeout, logger: logger)
-                ).run()
+            try await HTTPClient.withHTTPClient(configuration: PurchaseListClient.httpConfiguration()) { http in
+                try await PurchaseListClient.withTracedHTTPClient { tracedHTTP in
+                    let app = try buildApplication(
+                        configuration: configuration, auth: auth, http: http, tracedHTTP: tracedHTTP, logger: logger)
+                    // SIGTERM/SIGINT: the server stops accepting and finishes the requests in flight
+                    // (each waits at most for its delivery), then the producer flushes; all within
+                    // SHUTDOWN_TIMEOUT_MS, after which what is left is cancelled.
+                    try await ServiceGroup(
+                        configuration: .shop(
+                            services: ServiceGroupConfiguration.exportingFirst(observability, then: [app]),
+                            shutdownTimeout: configuration.shutdownTimeout, logger: logger)
+                    ).run()
+                }
             }
         }
     }

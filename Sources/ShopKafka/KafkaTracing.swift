@@ -19,6 +19,21 @@ public enum KafkaTracing {
         return context
     }
 
+    /// The context a new trace following these records starts under: one the head sampler does
+    /// not decide again when any record's creation context was sampled (its trace is kept, so the
+    /// trace that links to it is too), else a new trace for the head sampler to decide.
+    public static func newTrace(following records: some Sequence<[KafkaHeader]>) -> ServiceContext {
+        records.contains(where: isSampled) ? HeadSampledTracer<NoOpTracer>.decided : .topLevel
+    }
+
+    /// Whether the record's `traceparent` says its trace is sampled (W3C: flags with bit 0 set).
+    static func isSampled(_ headers: [KafkaHeader]) -> Bool {
+        guard let value = headers.last(where: { $0.name == "traceparent" })?.value, value.count == 55,
+            let flags = UInt8(String(decoding: value[53...], as: UTF8.self), radix: 16)
+        else { return false }
+        return flags & 1 == 1
+    }
+
     /// `headers` with the trace headers of `context` in place of any they had.
     public static func headers(_ headers: [KafkaHeader], carrying context: ServiceContext) -> [KafkaHeader] {
         var injected: [KafkaHeader] = []
@@ -61,27 +76,42 @@ extension KafkaProducer {
     ///     (it is the record's creation context); `false` keeps the headers as given (a dead
     ///     letter keeps its record's own).
     ///   - links: contexts the send follows from (the record a dead letter or a redrive copies).
+    ///   - newTrace: the context a new trace starts under (``KafkaTracing/newTrace(following:)``),
+    ///     when the send is not a span of the current trace (a redrive, run by an operator).
     public func tracedSend(
         topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = [], partition: Int32? = nil,
-        carryingContext: Bool = true, links: [ServiceContext] = []
+        carryingContext: Bool = true, links: [ServiceContext] = [], newTrace: ServiceContext? = nil
     ) async throws(KafkaError) -> KafkaDeliveryReport {
-        guard ShopTracing.isEnabled else {
+        // Not traced (no current span, no new trace): straight to the send, before any generic
+        // code (unspecialized across modules, it costs runtime metadata lookups per call).
+        guard ShopTracing.isEnabled, newTrace != nil || ServiceContext.current != nil else {
             return try await send(topic: topic, key: key, value: value, headers: headers, partition: partition)
         }
-        return try await ShopTracing.withSpan("send \(topic)", ofKind: .producer, errorType: KafkaTracing.errorType) {
-            span throws(KafkaError) in
+        return try await ShopTracing.withSpan(
+            "send \(topic)", ofKind: .producer, context: newTrace,
+            errorType: KafkaTracing.errorType
+        ) { span throws(KafkaError) in
             var sent = headers
+            // The record carries the context whether or not the span is sampled (W3C: the flag
+            // travels); attributes and links only for a span that records.
+            let recording = span?.isRecording == true
             if let span {
-                KafkaTracing.setCommon(span, topic: topic, operation: "send", type: "send")
-                if let key { span.attributes["messaging.kafka.message.key"] = String(decoding: key, as: UTF8.self) }
-                span.attributes["messaging.message.body.size"] = value.count
-                for link in links { span.addLink(SpanLink(context: link, attributes: [:])) }
+                if recording {
+                    KafkaTracing.setCommon(span, topic: topic, operation: "send", type: "send")
+                    if let key {
+                        span.attributes["messaging.kafka.message.key"] = String(decoding: key, as: UTF8.self)
+                    }
+                    span.attributes["messaging.message.body.size"] = value.count
+                    for link in links { span.addLink(SpanLink(context: link, attributes: [:])) }
+                }
                 if carryingContext { sent = KafkaTracing.headers(headers, carrying: span.context) }
             }
             let report = try await send(topic: topic, key: key, value: value, headers: sent, partition: partition)
-            span?.updateAttributes { attributes in
-                attributes["messaging.destination.partition.id"] = String(report.partition)
-                attributes["messaging.kafka.offset"] = Int(report.offset)
+            if recording {
+                span?.updateAttributes { attributes in
+                    attributes["messaging.destination.partition.id"] = String(report.partition)
+                    attributes["messaging.kafka.offset"] = Int(report.offset)
+                }
             }
             return report
         }

@@ -8,9 +8,14 @@ public import Tracing
 
 /// Traces through OpenTelemetry (docs/OBSERVABILITY.md), configured by the standard `OTEL_*`
 /// variables only. A process traces when an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`
-/// or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and neither `OTEL_TRACES_EXPORTER=none` nor
-/// `OTEL_SDK_DISABLED=true` turns it off. Otherwise nothing is bootstrapped: no span is made, no
-/// header read or written, and the request path pays one relaxed atomic load per traced step.
+/// or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and neither `OTEL_TRACES_EXPORTER=none`,
+/// `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_SAMPLER=always_off` turns it off. Otherwise nothing is
+/// bootstrapped: no span is made, no header read or written, and the request path pays one
+/// relaxed atomic load per traced step.
+///
+/// Head sampling: whether a new trace is kept is decided once, where it starts (``HeadSampler``),
+/// and a trace that is not kept costs nothing more: no span, no context, no header. Spans under a
+/// kept trace, and requests that arrive with a `traceparent`, follow their parent's decision.
 public enum ShopTracing {
     /// What the variables ask for, checked before anything starts.
     public struct Settings: Sendable, Equatable {
@@ -18,6 +23,8 @@ public enum ShopTracing {
         public var serviceName: String
         /// `OTEL_EXPORTER_OTLP_PROTOCOL` (or its `_TRACES_` form): `http/protobuf` or `http/json`.
         public var `protocol`: String
+        /// `OTEL_TRACES_SAMPLER` and `_ARG`, applied to new traces.
+        public var sampler: HeadSampler
     }
 
     /// The samplers of the OpenTelemetry SDK's environment specification.
@@ -38,11 +45,14 @@ public enum ShopTracing {
         var chosen = try config.choice("otel.exporter.otlp.protocol", of: protocols, default: "http/protobuf")
         chosen = try config.choice("otel.exporter.otlp.traces.protocol", of: protocols, default: chosen)
         let sampler = try config.choice("otel.traces.sampler", of: samplers, default: "parentbased_always_on")
+        var ratio = 1.0
         if sampler.hasSuffix("traceidratio"), let argument = config.text("otel.traces.sampler.arg") {
-            guard let ratio = Double(argument), (0...1).contains(ratio) else {
+            guard let value = Double(argument), (0...1).contains(value) else {
                 throw config.invalid("otel.traces.sampler.arg", "must be a ratio from 0 to 1, got \"\(argument)\"")
             }
+            ratio = value
         }
+        if sampler == "always_off" { return nil }
         // key=value,... (the values percent-encoded); swift-otel reads them, this refuses a typo.
         if let attributes = config.text("otel.resource.attributes") {
             for pair in attributes.split(separator: ",", omittingEmptySubsequences: false) {
@@ -53,17 +63,25 @@ public enum ShopTracing {
                 }
             }
         }
-        return Settings(serviceName: config.text("otel.service.name") ?? serviceName, protocol: chosen)
+        return Settings(
+            serviceName: config.text("otel.service.name") ?? serviceName, protocol: chosen,
+            sampler: HeadSampler(
+                newTraces: sampler.hasSuffix("always_off") ? 0 : sampler.hasSuffix("traceidratio") ? ratio : 1,
+                followsParent: sampler.hasPrefix("parentbased_")))
     }
 
-    /// Whether this process traces (set once by ``bootstrap(_:logLevel:)``).
+    /// Whether this process traces (set once by ``bootstrap(_:)``).
     public static var isEnabled: Bool { enabled.load(ordering: .relaxed) }
     private static let enabled = Atomic<Bool>(false)
+    /// The sampler of new traces (set once by ``bootstrap(_:)``).
+    public static var sampler: HeadSampler { samplerBox.withLock { $0 } }
+    private static let samplerBox = Mutex(HeadSampler(newTraces: 0, followsParent: true))
 
     /// Logs go to standard error as before, each line written while a span is active carrying
     /// `trace_id` and `span_id`; with `settings`, the tracer is bootstrapped (swift-otel, its
-    /// OTLP/HTTP exporter, the variables applied by swift-otel itself) and its exporting
-    /// service returned, for the process's service group. Call once, before anything logs.
+    /// OTLP/HTTP exporter, the other variables applied by swift-otel itself, behind
+    /// ``HeadSampledTracer``) and its exporting service returned, for the process's service group.
+    /// Call once, before anything logs or starts a span.
     public static func bootstrap(_ settings: Settings?) throws -> (any Service)? {
         LoggingSystem.bootstrap(
             StreamLogHandler.standardError(label:metadataProvider:),
@@ -75,14 +93,21 @@ public enum ShopTracing {
         // Metrics stay with Prometheus (/metrics).
         configuration.metrics.enabled = false
         configuration.diagnosticLogLevel = .warning
-        let service = try OTel.bootstrap(configuration: configuration)
+        // The SDK follows parents and keeps every trace the head sampler let start: the variable
+        // is applied once, here, not again by the SDK (which reads it from the environment).
+        setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on", 1)
+        unsetenv("OTEL_TRACES_SAMPLER_ARG")
+        let backend = try OTel.makeTracingBackend(configuration: configuration)
+        samplerBox.withLock { $0 = settings.sampler }
+        InstrumentationSystem.bootstrap(HeadSampledTracer(base: backend.factory, sampler: settings.sampler))
         enabled.store(true, ordering: .relaxed)
-        return service
+        return backend.service
     }
 
-    /// Runs `body` in a span named `name`, a child of the current context, made current for what
-    /// `body` does; an error it throws sets the span's status and `error.type`. Without tracing,
-    /// `body` runs with `nil` and nothing else happens.
+    /// Runs `body` in a span named `name`, a child of the current span (or, with `context`
+    /// `.topLevel`, a new trace if the head sampler keeps it), made current for what `body` does;
+    /// an error it throws sets the span's status and `error.type`. Without a span (tracing off, no
+    /// current span, a new trace not kept), `body` runs with `nil` and nothing else happens.
     public static func withSpan<T, E: Error>(
         _ name: @autoclosure () -> String, ofKind kind: SpanKind,
         context: @autoclosure () -> ServiceContext? = nil,
@@ -90,8 +115,11 @@ public enum ShopTracing {
         _ body: ((any Span)?) async throws(E) -> T
     ) async throws(E) -> T {
         guard isEnabled else { return try await body(nil) }
-        let parent = context() ?? ServiceContext.current ?? .topLevel
+        // A child only under a span (a request the head sampler left out has none): never a new
+        // trace by accident. A new trace only where `context` says so, if the sampler keeps it.
+        guard let parent = context() ?? ServiceContext.current else { return try await body(nil) }
         let span = startSpan(name(), context: parent, ofKind: kind)
+        guard !span.context.isEmpty else { return try await body(nil) }
         defer { span.end() }
         let result: Result<T, E> = await ServiceContext.$current.withValue(span.context) {
             do throws(E) {
@@ -110,14 +138,15 @@ public enum ShopTracing {
     /// The W3C `traceparent` of `context` (for a response header a customer can quote), or `nil`.
     public static func traceparent(of context: ServiceContext) -> String? {
         guard isEnabled else { return nil }
-        var fields: [String: String] = [:]
-        InstrumentationSystem.instrument.inject(context, into: &fields, using: DictionaryInjector())
-        return fields["traceparent"]
+        var traceparent: String?
+        InstrumentationSystem.instrument.inject(context, into: &traceparent, using: TraceparentInjector())
+        return traceparent
     }
 
-    private struct DictionaryInjector: Injector {
-        func inject(_ value: String, forKey key: String, into fields: inout [String: String]) {
-            fields[key] = value
+    /// Keeps the `traceparent` only: no dictionary per request.
+    private struct TraceparentInjector: Injector {
+        func inject(_ value: String, forKey key: String, into traceparent: inout String?) {
+            if key == "traceparent" { traceparent = value }
         }
     }
 }

@@ -219,6 +219,49 @@ class Traces(unittest.TestCase):
                                  30, 0.2))
 
 
+class HeadSampling(unittest.TestCase):
+    def test_a_trace_not_kept_makes_nothing_and_a_callers_decision_is_followed(self):
+        with Receiver() as receiver:
+            shop = Shop(bin_dir=BIN_DIR, env=receiver.environment(
+                OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="0"))
+            self.addCleanup(shop.stop)
+            shop.start()
+
+            def buy(userid, headers=None):
+                status, answer_headers, body = request(
+                    shop.server_url, "POST", "/buy", f'{{"username":"sampled","userid":"{userid}","price":"1.00"}}',
+                    headers)
+                self.assertEqual(status, 200, body)
+                return answer_headers
+
+            # No traceparent, a ratio of 0: not traced, no header, nothing downstream either (the
+            # list read's call to cm-api, the batch that stores it).
+            self.assertIsNone(buy("s-1").get("traceresponse"))
+            self.assertIsNone(request(shop.server_url, "GET", "/getAllUserBuys/sampled")[1].get("traceresponse"))
+            # The caller's decision: not sampled is answered as such and exported nowhere...
+            unsampled = f"00-{'1' * 32}-{'2' * 16}-00"
+            self.assertEqual(traceresponse(buy("s-2", {"traceparent": unsampled}))[0], "1" * 32)
+            self.assertTrue(buy("s-2", {"traceparent": unsampled})["traceresponse"].endswith("-00"))
+            # ...sampled is traced end to end, the batch too: one of its records' traces is kept.
+            sampled_headers = buy("s-3", {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+            self.assertEqual(traceresponse(sampled_headers)[0], CLIENT_TRACE)
+            self.assertTrue(wait_for(lambda: request(shop.server_url, "GET", "/getAllUserBuys/sampled")[2].count(
+                '"userid":"s-') == 4, 30, 0.2), "every purchase stored")
+
+            def graph(spans):
+                producer = [s for s in spans if s.kind == "producer" and s.trace_id == CLIENT_TRACE]
+                batches = [s for s in spans if s.kind == "consumer" and producer
+                           and any(link["span_id"] == producer[0].span_id for link in s.links)]
+                return batches and spans
+
+            spans = receiver.wait_for(graph, 30)
+            self.assertTrue(spans, "the sampled purchase's trace and its batch")
+            batch_traces = {s.trace_id for s in spans if s.kind == "consumer"}
+            self.assertEqual({s.trace_id for s in spans} - batch_traces, {CLIENT_TRACE},
+                             [(s.service, s.kind, s.name, s.trace_id) for s in spans])
+            self.assertEqual([s for s in spans if s.parent == "" and s.kind == "client"], [])
+
+
 class TracingConfiguration(unittest.TestCase):
     def test_a_bad_tracing_variable_stops_the_service_with_its_name(self):
         for variable, value, says in [

@@ -172,7 +172,8 @@ struct DeadLetterTool: Sendable {
                 // the redrive's context, so the batch that stores it links to the redrive.
                 let report = try await producer.tracedSend(
                     topic: topic, key: letter.record.key, value: letter.record.value, headers: letter.redriveHeaders,
-                    links: KafkaTracing.context(of: letter.record.headers).map { [$0] } ?? [])
+                    links: KafkaTracing.context(of: letter.record.headers).map { [$0] } ?? [],
+                    newTrace: KafkaTracing.newTrace(following: [letter.record.headers]))
                 let to = "\(report.topic)[\(report.partition)]@\(report.offset)"
                 summary.redriven += 1
                 output("redriven \(letter.id) to \(to) (redrive \(letter.redrives + 1)): \(letter.reason)")

@@ -128,10 +128,12 @@ struct PurchaseIngest: Service {
 
     /// ``process(_:)`` in one CONSUMER span `process <topic>`, a trace of its own linked to each
     /// record's creation context (the messaging conventions' rule for batches); the MongoDB
-    /// writes and dead-letter sends are its children.
+    /// writes and dead-letter sends are its children. The batch is traced when one of its records'
+    /// traces is sampled, else as the head sampler decides for a new trace.
     func processTraced(_ batch: [KafkaConsumerMessage]) async throws(DeadLetterImpossible) {
         try await ShopTracing.withSpan(
-            "process \(topic)", ofKind: .consumer, context: .topLevel, errorType: DeadLetterImpossible.errorType
+            "process \(topic)", ofKind: .consumer, context: KafkaTracing.newTrace(following: batch.lazy.map(\.headers)),
+            errorType: DeadLetterImpossible.errorType
         ) { span throws(DeadLetterImpossible) in
             if let span {
                 KafkaTracing.setCommon(span, topic: topic, operation: "process", type: "process")

@@ -5,11 +5,17 @@ import PurchaseDomain
 import PurchaseWire
 import ShopAuth
 import ShopService
+import Tracing
 
 /// Asks cm-api for a page of a user's purchases (`GET /buyList/{username}`), over the process's
 /// one shared `HTTPClient` (its connection pool is reused across requests).
 struct PurchaseListClient: Sendable {
     let http: HTTPClient
+    /// For requests being traced (a span is current), when the process traces: AsyncHTTPClient's
+    /// tracing is set per client, and costs a request that is not traced a URL parse and a span's
+    /// attributes on a no-op span (about 60,000 instructions), so those go through `http`, which
+    /// has no tracer.
+    let tracedHTTP: HTTPClient?
     /// `http://host:port` of cm-api.
     let baseURL: String
     /// The whole exchange, connect to last byte; past it the caller answers 504.
@@ -25,18 +31,28 @@ struct PurchaseListClient: Sendable {
     /// timeout is only a backstop above its 60 s maximum. Up to 64 pooled connections, the
     /// request concurrency `make bench` drives, kept 60 s idle (under cm-api's 75 s idle timeout,
     /// so the client, not cm-api, closes them).
-    static var httpConfiguration: HTTPClient.Configuration {
+    /// `traced`: a CLIENT span per call, its context in the request's traceparent (the tracer
+    /// bootstrapped); otherwise no tracer at all.
+    static func httpConfiguration(traced: Bool = false) -> HTTPClient.Configuration {
         var http = HTTPClient.Configuration()
         http.timeout = .init(connect: .seconds(2), read: .seconds(61))
         http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-        // A CLIENT span per call, its context in the request's traceparent, when the process
-        // traces; otherwise no tracer at all (AsyncHTTPClient would call the no-op one).
-        if !ShopTracing.isEnabled { http.tracing.tracer = nil }
+        if !traced { http.tracing.tracer = nil }
         return http
     }
 
-    init(http: HTTPClient, host: String, timeout: Duration, serviceToken: ServiceToken? = nil) {
+    /// Runs `body` with the client for traced requests when the process traces, else with `nil`.
+    static func withTracedHTTPClient<T>(_ body: (HTTPClient?) async throws -> T) async throws -> T {
+        guard ShopTracing.isEnabled else { return try await body(nil) }
+        return try await HTTPClient.withHTTPClient(configuration: httpConfiguration(traced: true), body)
+    }
+
+    init(
+        http: HTTPClient, tracedHTTP: HTTPClient? = nil, host: String, timeout: Duration,
+        serviceToken: ServiceToken? = nil
+    ) {
         self.http = http
+        self.tracedHTTP = tracedHTTP
         self.baseURL = "http://\(host)"
         self.timeout = timeout
         self.serviceToken = serviceToken
@@ -79,7 +95,8 @@ struct PurchaseListClient: Sendable {
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let serviceToken { request.headers.add(name: ServiceToken.header.rawName, value: serviceToken.value) }
         do {
-            let response = try await http.execute(request, timeout: TimeAmount(timeout))
+            let client = ServiceContext.current == nil ? http : tracedHTTP ?? http
+            let response = try await client.execute(request, timeout: TimeAmount(timeout))
             return (response.status.code, try await response.body.collect(upTo: limit))
         } catch let error as HTTPClientError
             where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
