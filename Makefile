@@ -31,7 +31,7 @@ FLEET_PACKAGES := nginx libnginx-mod-http-lua prometheus
 IMAGE_PACKAGES := podman buildah runc debootstrap
 
 .PHONY: test test-browser test-k8s test-monitoring test-reliability test-long-outage test-launcher \
-	test-end-to-end test-fleet test-images images scale-test run fleet deps release lint build venv clean bench \
+	test-end-to-end test-fleet test-fleet-full test-images images scale-test trace-picture run fleet deps release lint build venv clean bench \
 	bench-mongo soak
 
 test: lint build test-k8s
@@ -69,7 +69,8 @@ test-long-outage: venv
 
 # The whole shop through HTTP only, as the launcher starts it (debug binaries, about 40 s): the
 # original README's calls, 2,000 purchases listed once and in order, the receipt from 404 to 200,
-# Idempotency-Key retries, cm-api restarted, Kafka down and back.
+# Idempotency-Key retries, cm-api restarted, Kafka down and back; and one purchase followed in
+# traces by an independent OTLP receiver (test_traces.py, about 20 s).
 test-end-to-end: venv
 	$(call SUITE,end-to-end)
 
@@ -111,7 +112,7 @@ test-monitoring: venv
 	$(call SUITE,monitoring)
 
 # The fleet (system-tests/shoptest/fleet.py, debug binaries, about 2 minutes): two cm-server and two
-# cm-api replicas behind nginx configured from the cm-server chart's rendered Ingress, Prometheus
+# cm-api replicas behind nginx configured from the cm-server chart's rendered HTTPRoute, Prometheus
 # scraping each: the original URLs, the page under the prefix, the bare-prefix redirect, nothing
 # private published, usernames nginx decodes before its rewrite, every replica serving; the
 # autoscaler's model against KEDA's and the HPA's rules; the burst scenario, time compressed
@@ -119,6 +120,12 @@ test-monitoring: venv
 test-fleet: venv
 	scripts/install-deps.sh $(FLEET_PACKAGES)
 	$(call SUITE,fleet)
+
+# test-fleet, and the same routes through the chart's Ingress as ingress-nginx served it (about 30 s
+# more).
+test-fleet-full: venv
+	scripts/install-deps.sh $(FLEET_PACKAGES)
+	FLEET_FULL=1 $(call SUITE,fleet)
 
 # The scaling scenarios at full length (release binaries, time compressed 10-fold, a 30 s burst):
 # one line each, scenario=NAME acknowledged=N stored=N missing=0 duplicated=0 replicas=...
@@ -131,6 +138,13 @@ scale-test: venv release
 	SCALE_FULL=1 SCALE_COMPRESSION=10 SCALE_BURST_SECONDS=30 SCALE_SAMPLES=$(CURDIR)/.build/scaling/burst.json \
 		$(call SUITE,fleet,test_scale.py)
 	$(PYTHON) scripts/plot_scaling.py .build/scaling/burst.json .build/scaling/burst.png
+
+# docs/purchase-trace.png: one purchase's spans as the trace test's OTLP receiver got them (debug
+# binaries), drawn as a waterfall (scripts/plot_trace.py, matplotlib from requirements-plot.txt).
+trace-picture: venv build
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-plot.txt
+	TRACE_DUMP=$(CURDIR)/.build/trace.json $(call SUITE,end-to-end,test_traces.py) -k Traces
+	$(PYTHON) scripts/plot_trace.py .build/trace.json docs/purchase-trace.png
 
 run: deps venv release
 	$(PYTHON) -m shoptest.launcher

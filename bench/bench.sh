@@ -290,6 +290,25 @@ buy_instr=$(figure_of acked "$instructions")
 dry_instr=$(figure_of dry-run "$instructions")
 hz_instr=$(figure_of healthz "$instructions")
 proxy_instr=$(figure_of list "$instructions")
+# What tracing costs (docs/OBSERVABILITY.md): the same requests with tracing on, nothing sampled
+# (parentbased_traceidratio at 0) and everything sampled (always_on, exported to a receiver in
+# per_request.py). Allocations always; instructions in the full run only (callgrind would add
+# minutes to the smoke run).
+# tracing_costs MEASURE OFF_LINE prints "acked OFF -> UNSAMPLED (+x %) -> SAMPLED (+y %); dry-run ...; list ...".
+tracing_costs() {
+    local requests=$([ "$smoke" = 1 ] && echo 200 || echo 1000) unsampled sampled kind line=""
+    unsampled=$("$python" "$root/bench/per_request.py" "$1" "$bin" --requests "$requests" --tracing unsampled --kinds dry-run,acked,list)
+    sampled=$("$python" "$root/bench/per_request.py" "$1" "$bin" --requests "$requests" --tracing sampled --kinds dry-run,acked,list)
+    printf '%s\n%s\n' "$unsampled" "$sampled" >>"$data/per-request.log"
+    for kind in acked dry-run list; do
+        line+=$(awk -v k="$kind" -v o="$(figure_of "$kind" "$2")" -v u="$(figure_of "$kind" "$unsampled")" \
+            -v s="$(figure_of "$kind" "$sampled")" \
+            'BEGIN { printf "%s %s -> %s (%+.1f %%) -> %s (%+.1f %%); ", k, o, u, (u / o - 1) * 100, s, (s / o - 1) * 100 }')
+    done
+    echo "${line%; }"
+}
+tracing_allocations=$(tracing_costs allocations "$allocations")
+tracing_instructions=$([ "$smoke" = 1 ] && echo "not measured in the smoke run" || tracing_costs instructions "$instructions")
 floor_instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --binary http-floor --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
 echo "$floor_instructions" >>"$data/per-request.log"
 floor_instr=$(figure_of healthz "$floor_instructions")
@@ -341,6 +360,7 @@ summary=$(
     echo "- service CPU per request (the headline figure: it moves less than requests/s with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs** (Hummingbird alone: $floor_cpu µs), list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46); cm-api's ingest $api_event_cpu µs per event at batch 500, $api1_event_cpu at batch 1 (from its first stored events on)"
     echo "- cm-server's heap allocations per request (bench/per_request.py, deterministic): ${allocations%% (*}"
     echo "- cm-server's instructions per request (bench/per_request.py, user space under callgrind, deterministic): ${instructions%% (*}; Hummingbird alone (bench/HTTPFloor): ${floor_instructions%% (*}"
+    echo "- tracing's cost per request of cm-server, off -> on with nothing sampled -> on with every request sampled and exported (bench/per_request.py --tracing, docs/OBSERVABILITY.md; goals: +2 %, +25 %): instructions $tracing_instructions; allocations $tracing_allocations"
     echo "- POST /buy throughput / dry-run throughput: **$ratio** (target >= 0.6)"
     echo "- ingest, cm-api / librdkafka+libmongoc baseline at batch 500: **$ingest_ratio** (target >= 0.8); batching buys cm-api **${batching}x** over batch 1"
     echo "- proxy overhead at p50 (via cm-server - straight, fixed-answer cm-api): **$overhead ms** (target < 1 ms)"

@@ -20,6 +20,14 @@ when one grows by more than --tolerance (5 %).
 
     python bench/per_request.py {allocations,instructions} BIN_DIR [--requests N]
         [--check FILE] [--tolerance 0.05] [--write FILE] [--binary http-floor]
+        [--tracing {off,unsampled,sampled}] [--kinds dry-run,acked,...]
+
+With --tracing unsampled or sampled, cm-server traces (docs/OBSERVABILITY.md) to an OTLP receiver in this
+process (shoptest/otlp.py): unsampled is the charts' parentbased_traceidratio at a ratio of 0, every span
+made (trace and span ids, the context propagated) and dropped, what tracing costs the requests a ratio
+leaves out (always_off would take swift-otel's shortcut, which makes no context at all); sampled is
+always_on, every span exported. The default, off, sets no OTEL_*
+variable: what make test guards.
 
 With --binary http-floor it measures bench/HTTPFloor's GET /healthz instead: Hummingbird with one
 constant route and no middleware, the limit cm-server's routes are compared with.
@@ -41,6 +49,7 @@ import tempfile
 
 from shoptest import ROOT
 from shoptest.net import free_port, http_get
+from shoptest.otlp import Receiver
 from shoptest.waiting import wait_for
 
 BODY = '{"username":"bench","userid":"b-1","price":"1195.30","timestamp":"2024-05-31T15:54:32.204Z"}'
@@ -148,7 +157,23 @@ def compile_shim(source, library):
     subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", library, os.path.join(ROOT, "bench", source)], check=True)
 
 
-def measure(measure_class, bin_dir, requests, binary="cm-server"):
+SAMPLERS = {"unsampled": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
+            "sampled": {"OTEL_TRACES_SAMPLER": "always_on"}}
+
+
+def measure(measure_class, bin_dir, requests, binary="cm-server", tracing="off", kinds=None):
+    with Receiver() as receiver:
+        # The SDK's own export schedule (every 5 s, or 512 spans), not the tests' 100 ms: a timer's
+        # ticks would be counted against the requests.
+        tracing_env = {} if tracing == "off" else dict(receiver.environment(**SAMPLERS[tracing]),
+                                                       OTEL_BSP_SCHEDULE_DELAY="5000")
+        figures = measure_with(measure_class, bin_dir, requests, binary, tracing_env, kinds)
+        if tracing == "sampled" and not receiver.received():
+            raise RuntimeError("tracing sampled, yet no span was exported")
+        return figures
+
+
+def measure_with(measure_class, bin_dir, requests, binary, tracing_env, kinds):
     folder = tempfile.mkdtemp(prefix="per-request.")
     measurement = measure_class(folder)
     bootstrap = os.path.join(folder, "bootstrap")
@@ -177,18 +202,19 @@ def measure(measure_class, bin_dir, requests, binary="cm-server"):
             # A fixed hash seed: with Swift's random one, dictionary work differs by process.
             env=dict(os.environ, SWIFT_DETERMINISTIC_HASHING="1", KAFKA_BROKERS=brokers, PORT=str(port), LOG_LEVEL="warning",
                      CM_API_HOST=f"127.0.0.1:{fake_port}", RATE_LIMIT_BUY_PER_SECOND="0",
-                     RATE_LIMIT_LIST_PER_SECOND="0", **extra))
+                     RATE_LIMIT_LIST_PER_SECOND="0", **tracing_env, **extra))
         ready = "/readyz" if binary == "cm-server" else "/healthz"
         if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}", ready)[0] == 200, 120):
             raise RuntimeError(f"{binary} did not become ready (log: {log.name})")
 
         figures = {}
-        for kind in KINDS if binary == "cm-server" else ["healthz"]:
+        for kind in kinds or (KINDS if binary == "cm-server" else ["healthz"]):
             send(port, kind, max(requests // 4, 1))  # warm-up: caches, pools, metric handles
             measurement.start(server)
             send(port, kind, requests)
             figures[kind] = measurement.stop(server) / requests
-        shutil.rmtree(folder, ignore_errors=True)  # kept on failure, with cm-server's log
+        if not os.environ.get("PER_REQUEST_KEEP"):
+            shutil.rmtree(folder, ignore_errors=True)  # kept on failure (or asked), with the log and dumps
         return figures
     finally:
         if server:
@@ -207,6 +233,8 @@ def main():
     parser.add_argument("--requests", type=int)
     parser.add_argument("--binary", default="cm-server",
                         help="http-floor: bench/HTTPFloor's /healthz instead (Hummingbird alone, the HTTP limit)")
+    parser.add_argument("--tracing", choices=["off", "unsampled", "sampled"], default="off")
+    parser.add_argument("--kinds", help="a comma-separated subset of " + ",".join(KINDS))
     parser.add_argument("--check")
     parser.add_argument("--write")
     parser.add_argument("--tolerance", type=float, default=0.05)
@@ -214,9 +242,11 @@ def main():
     measure_class = Allocations if arguments.measure == "allocations" else Instructions
     requests = arguments.requests or (2000 if measure_class is Allocations else 500)
 
-    figures = measure(measure_class, arguments.bin_dir, requests, arguments.binary)
+    kinds = arguments.kinds.split(",") if arguments.kinds else None
+    figures = measure(measure_class, arguments.bin_dir, requests, arguments.binary, arguments.tracing, kinds)
     line = " ".join(f"{kind}={value:.{1 if measure_class is Allocations else 0}f}" for kind, value in figures.items())
-    print(line + f" ({measure_class.name} per request, {requests} requests each, {arguments.bin_dir}/{arguments.binary})")
+    print(line + f" ({measure_class.name} per request, {requests} requests each, {arguments.bin_dir}/{arguments.binary}"
+          + (f", tracing {arguments.tracing}" if arguments.tracing != "off" else "") + ")")
     if arguments.write:
         with open(arguments.write, "w") as f:
             f.write(line + "\n")

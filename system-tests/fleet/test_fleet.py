@@ -4,8 +4,9 @@ Two cm-server and two cm-api replicas behind Debian's nginx configured from the 
 chart's rendered HTTPRoute as NGINX Gateway Fabric serves it (shoptest/fleet.py), with
 AUTH_MODE=jwt as the charts default: the original public URLs, the page and its assets under the
 prefix, the bare-prefix redirect, the routes the front door must not publish, usernames that nginx
-decodes before its rewrite, and both replicas serving, as the fleet's own Prometheus sees it. Then
-the same routes through the chart's Ingress as ingress-nginx served it, on a smaller fleet.
+decodes before its rewrite, and both replicas serving, as the fleet's own Prometheus sees it. With
+FLEET_FULL=1 (make test-fleet-full), then the same routes through the chart's Ingress as
+ingress-nginx served it, on a smaller fleet.
 """
 
 import http.client
@@ -175,8 +176,10 @@ class ThroughTheGateway(FrontDoor, unittest.TestCase):
         self.assertTrue(wait_for(lambda: name not in scraped(), 30), f"{name} still a target: {scraped()}")
 
 
+@unittest.skipUnless(os.environ.get("FLEET_FULL"), "make test-fleet-full only (the Gateway is the front door)")
 class ThroughTheIngress(FrontDoor, unittest.TestCase):
-    """The Ingress, for clusters with a maintained Ingress controller: the same routes."""
+    """The Ingress, for clusters with a maintained Ingress controller: the same routes (make
+    test-fleet-full; make test keeps the chart's Ingress to the chart tests)."""
     front_door = "ingress"
     replicas = (1, 1)
 
