@@ -186,6 +186,10 @@ class Traces(unittest.TestCase):
         producer, dlq_send = self.spans(dead_lettered, "the dead-letter send, linked to the purchase")
         batch = self.one(self.receiver.received(), span_id=dlq_send.parent)
         self.assertEqual(batch[0].kind, "consumer", "the dead-letter send is a child of the batch")
+        # The write MongoDB refused is an error span with the failure's class.
+        [insert] = self.one(self.receiver.received(), parent=batch[0].span_id, name="insert purchases")
+        self.assertEqual((insert.status, insert.attributes["error.type"]), ("error", "refused"))
+        self.assertEqual(dlq_send.status, "unset")
         self.assertEqual(dlq_send.attributes["messaging.destination.name"], TOPIC + ".dlq")
         # The letter keeps the purchase's own trace headers.
         code, out, err = self.shop.dlq("list", "--json", "--key", "r-7")
