@@ -67,7 +67,7 @@ test-reliability: venv
 test-long-outage: venv
 	LONG_OUTAGE_SECONDS=180 $(call SUITE,reliability,test_reliability.py) -k test_mongodb_long_outage
 
-# The whole shop through HTTP only, as the launcher starts it (debug binaries, about 40 s): the
+# The whole shop through HTTP only, as the launcher starts it (debug binaries, about 100 s): the
 # original README's calls, 2,000 purchases listed once and in order, the receipt from 404 to 200,
 # Idempotency-Key retries, cm-api restarted, Kafka down and back; and one purchase followed in
 # traces by an independent OTLP receiver (test_traces.py, about 20 s).
