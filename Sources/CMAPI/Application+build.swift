@@ -123,8 +123,8 @@ func buildApplication(
                 consumer.fatalFailure.map { "Kafka consumer: \($0.message)" }
                     ?? deadLetters.fatalFailure.map { "dead-letter producer: \($0.message)" }
             },
-            topics: topicWatch, assignment: { try? await consumer.assignment() },
-            lag: { (try? await consumer.lag()) ?? [:] }),
+            topics: topicWatch, assignment: { try? consumer.assignment() },
+            lag: { (try? consumer.lag()) ?? [:] }),
         server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
         services: [deadLetters, topicWatch, ingest] + auth.services(logger: logger),

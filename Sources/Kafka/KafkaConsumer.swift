@@ -130,24 +130,21 @@ public final class KafkaConsumer: Service, Sendable {
         client.loggerBox.revokeCommitFailures.load(ordering: .relaxed)
     }
 
-    /// The partitions currently assigned to this member.
-    public func assignment() async throws(KafkaError) -> [KafkaTopicPartition] {
+    /// The partitions currently assigned to this member, as the group's rebalances left them.
+    /// Answers at once: it asks neither a broker nor librdkafka's main thread, and waits for no
+    /// poll (a metrics scrape calls it).
+    public func assignment() throws(KafkaError) -> [KafkaTopicPartition] {
         try checkOpen()
-        let client = self.client
-        return try await runBlocking(on: threads) { () throws(KafkaError) in
-            var pointer: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
-            let err = rd_kafka_assignment(client.handle, &pointer)
-            guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let pointer else { throw KafkaError(err, context: "assignment") }
-            return RDKafkaPartitionList(taking: pointer).elements.map(\.partition).sorted()
-        }
+        return client.loggerBox.assigned.withLock { $0.sorted() }
     }
 
     /// How far this member is behind, per assigned partition: the partition's high watermark
     /// minus the next offset the application will get. Both come from librdkafka's cache (the
-    /// watermark of the last fetch response, as its statistics report), so this asks no broker.
-    /// Partitions not fetched from yet are left out.
-    public func lag() async throws(KafkaError) -> [KafkaTopicPartition: Int64] {
-        let partitions = try await assignment()
+    /// watermark of the last fetch response, as its statistics report), so this asks no broker
+    /// and waits for nothing but librdkafka's partition locks. Partitions not fetched from yet
+    /// are left out.
+    public func lag() throws(KafkaError) -> [KafkaTopicPartition: Int64] {
+        let partitions = try assignment()
         guard !partitions.isEmpty else { return [:] }
         let list = RDKafkaPartitionList(capacity: partitions.count)
         for partition in partitions { list.add(partition) }
@@ -254,7 +251,7 @@ public final class KafkaConsumer: Service, Sendable {
     }
 
     private func changeFetching(pause: Bool) async throws(KafkaError) -> [KafkaTopicPartition] {
-        let partitions = try await assignment()
+        let partitions = try assignment()
         guard !partitions.isEmpty else { return [] }
         let list = RDKafkaPartitionList(capacity: partitions.count)
         for partition in partitions { list.add(partition) }

@@ -120,7 +120,7 @@ final class IngestHarness: Sendable {
 
     /// The group's committed offset (the next to read) for each partition assigned to `consumer`.
     func committed(by consumer: KafkaConsumer) async throws -> [Int32: Int64] {
-        let committed = try await consumer.committedOffsets(try await consumer.assignment())
+        let committed = try await consumer.committedOffsets(try consumer.assignment())
         return Dictionary(
             uniqueKeysWithValues: committed.compactMap { key, value in value.map { (key.partition, $0) } })
     }

@@ -175,12 +175,12 @@ import Testing
 
         let second = try harness.startIngest(batchSize: batch)
         let split = try await waitUntil(timeout: .seconds(60)) {
-            let (mine, theirs) = (try await first.consumer.assignment(), try await second.consumer.assignment())
+            let (mine, theirs) = (try first.consumer.assignment(), try second.consumer.assignment())
             return mine.count == 2 && theirs.count == 2
         }
         #expect(split, "the second member took half the partitions")
         try await second.stop()
-        #expect(try await waitUntil(timeout: .seconds(60)) { try await first.consumer.assignment().count == 4 })
+        #expect(try await waitUntil(timeout: .seconds(60)) { try first.consumer.assignment().count == 4 })
         // The partitions it got back hold 950 events; taken as they came, they would join the
         // batch within a poll or two.
         var most = 0
@@ -203,7 +203,7 @@ import Testing
         let ingest = try harness.startIngest()
         let app = Application(
             router: buildRouter(
-                store: harness.store, status: ingest.status, lag: { (try? await ingest.consumer.lag()) ?? [:] }))
+                store: harness.store, status: ingest.status, lag: { (try? ingest.consumer.lag()) ?? [:] }))
         try await app.test(.router) { client in
             func scrape() async throws -> String {
                 try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
@@ -302,8 +302,8 @@ import Testing
         let first = try harness.startIngest()
         let app = Application(
             router: buildRouter(
-                store: harness.store, status: first.status, assignment: { try? await first.consumer.assignment() },
-                lag: { (try? await first.consumer.lag()) ?? [:] }))
+                store: harness.store, status: first.status, assignment: { try? first.consumer.assignment() },
+                lag: { (try? first.consumer.lag()) ?? [:] }))
         try await harness.produce(try (0..<40).map { try IngestHarness.event(user: $0 % 8, number: $0) })
         #expect(try await harness.waitForCount(40) == 40)
         try await app.test(.router) { client in
@@ -313,11 +313,11 @@ import Testing
             #expect(all, "every partition's lag is exported while this member owns them all")
             let second = try harness.startIngest()
             let split = try await waitUntil(timeout: .seconds(60)) {
-                let (mine, theirs) = (try await first.consumer.assignment(), try await second.consumer.assignment())
+                let (mine, theirs) = (try first.consumer.assignment(), try second.consumer.assignment())
                 return mine.count == 2 && theirs.count == 2
             }
             #expect(split, "the group split the four partitions between the two members")
-            let kept = Set(try await first.consumer.assignment().map(\.partition))
+            let kept = Set(try first.consumer.assignment().map(\.partition))
             for metric in ["cmapi_consumer_lag_messages", "cmapi_oldest_unstored_event_age_seconds"] {
                 // The partitions kept report once fetched from again; the ones given up are gone.
                 var now: Set<Int32> = []

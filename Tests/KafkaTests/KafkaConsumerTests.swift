@@ -203,7 +203,7 @@ import Testing
         // The first member keeps polling so that it takes part in the rebalance.
         let duringRebalance = try await waitForAssignment(of: [first, second], partitions: 4)
         #expect(duringRebalance[0].isEmpty, "the first member had already read everything")
-        let moved = try await second.assignment()
+        let moved = try second.assignment()
         #expect(!moved.isEmpty)
         let committed = try await second.committedOffsets(moved)
         let revokeCommitFailed = first.revokeCommitFailures > 0
@@ -243,11 +243,11 @@ import Testing
         while received.isEmpty, ContinuousClock.now < deadline {
             received += try await consumer.poll(maxMessages: 4, maxWait: .milliseconds(200))
         }
-        #expect(try await consumer.lag()[partition] == Int64(10 - received.count))
+        #expect(try consumer.lag()[partition] == Int64(10 - received.count))
         for i in 10..<15 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(i)".utf8)) }
         received += try await consume(consumer, count: 15 - received.count)
         #expect(received.count == 15)
-        #expect(try await consumer.lag()[partition] == 0)
+        #expect(try consumer.lag()[partition] == 0)
         await consumer.close()
         await producer.shutdown()
     }
@@ -294,7 +294,7 @@ import Testing
         var delivered: [KafkaConsumerMessage] = []
         let regained = try await waitUntil(timeout: .seconds(30)) {
             delivered += try await first.poll(maxMessages: 100, maxWait: .milliseconds(100))
-            return try await first.assignment().count == 4
+            return try first.assignment().count == 4
         }
         #expect(regained, "the first member has all four partitions again")
         delivered += try await consume(first, count: 1, timeout: .seconds(2), markProcessed: false)

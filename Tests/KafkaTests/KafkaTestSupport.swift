@@ -76,7 +76,7 @@ func waitForAssignment(
         var everyoneHasSome = true
         for (index, consumer) in consumers.enumerated() {
             received[index] += try await consumer.poll(maxMessages: 100, maxWait: .milliseconds(100))
-            let assignment = try await consumer.assignment()
+            let assignment = try consumer.assignment()
             everyoneHasSome = everyoneHasSome && !assignment.isEmpty
             all += assignment
         }

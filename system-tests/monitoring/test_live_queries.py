@@ -103,6 +103,14 @@ class Prometheus:
         """{alertname: state} of the alerts pending or firing now."""
         return {alert["labels"]["alertname"]: alert["state"] for alert in self.api("alerts")["alerts"]}
 
+    def diagnosis(self):
+        """What a failure message needs: each target's last scrape, and the dead-letter counter."""
+        lines = [f"{t['labels']['job']}: {t['health']} {t.get('lastError')!r} last scrape "
+                 f"{t.get('lastScrapeDuration', 0):.3f} s at {t.get('lastScrape')}"
+                 for t in self.api("targets")["activeTargets"]]
+        lines.append(f"dead letters: {self.query('cmapi_events_dead_lettered_total')}")
+        return "\n".join(lines)
+
     def targets_up(self):
         return all(t["health"] == "up" for t in self.api("targets")["activeTargets"])
 
@@ -167,7 +175,8 @@ class LiveQueries(unittest.TestCase):
                 seen.update(prometheus.alerts())
                 return all(name in seen for name in names)
 
-            self.assertTrue(wait_for(showing, timeout, 0.5), f"during {during}: {sorted(names)} not all in {seen}")
+            self.assertTrue(wait_for(showing, timeout, 0.5),
+                            f"during {during}: {sorted(names)} not all in {seen}\n{prometheus.diagnosis()}\n{shop.logs(20)}")
 
         # Poison events, as a buggy producer would write them: dead letters.
         from confluent_kafka import Producer
@@ -205,7 +214,7 @@ class LiveQueries(unittest.TestCase):
         # cm-api's /metrics was seen to outlast the 1 s scrape timeout (2 runs in 4 here, once in
         # CI; it asks the consumer for its assignment and lag while it reconnects), and a failed
         # scrape empties every cm-api series. A cm-api that never answers again still fails here.
-        self.assertTrue(wait_for(prometheus.targets_up, 60, 0.5), prometheus.api("targets"))
+        self.assertTrue(wait_for(prometheus.targets_up, 60, 0.5), prometheus.diagnosis())
 
         empty = []
         for chart in CHARTS:

@@ -226,7 +226,7 @@ struct PurchaseIngest: Service {
             }
             // Partitions taken away meanwhile are their new owner's: their messages are dropped
             // here (not committed, so not lost), whatever happens to the write.
-            if let assigned = try? await consumer.assignment().reduce(into: Set(), { $0.insert($1) }) {
+            if let assigned = try? consumer.assignment().reduce(into: Set(), { $0.insert($1) }) {
                 let kept = batch.filter { assigned.contains($0.topicPartition) }
                 if kept.count < batch.count {
                     logger.notice(
@@ -448,7 +448,7 @@ struct PurchaseIngest: Service {
     /// taken away meanwhile are re-read by their new owner (already stored, so a no-op).
     private func commit(_ batch: [KafkaConsumerMessage]) async {
         do {
-            let assigned = Set(try await consumer.assignment())
+            let assigned = Set(try consumer.assignment())
             try consumer.markProcessed(batch.filter { assigned.contains($0.topicPartition) })
             try await consumer.commit()
         } catch {

@@ -120,6 +120,10 @@ final class LoggerBox: Sendable {
     /// Assignments the group gave this member (the rebalance callback's assign events, an empty
     /// one included): the first one is when librdkafka has its assignor's state.
     let assignments = Atomic<Int>(0)
+    /// The partitions assigned now, as the rebalance callback changed them: read without asking
+    /// librdkafka, whose `rd_kafka_assignment` waits for its main thread (a metrics scrape must
+    /// not queue behind a poll or a reconnecting client).
+    let assigned = Mutex<Set<KafkaTopicPartition>>([])
 
     init(_ logger: Logger) {
         self.logger = logger
@@ -189,19 +193,25 @@ func rdKafkaRebalance(
             if let error = rd_kafka_incremental_unassign(rk, partitions) {
                 logger?.error("Kafka unassign failed: \(String(cString: rd_kafka_error_string(error)))")
                 rd_kafka_error_destroy(error)
+            } else {
+                let taken = partitionsOf(partitions)
+                box?.assigned.withLock { $0.subtract(taken) }
             }
-        } else {
-            _ = rd_kafka_assign(rk, nil)
+        } else if rd_kafka_assign(rk, nil) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            box?.assigned.withLock { $0 = [] }
         }
     } else if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
         box?.assignments.add(1, ordering: .relaxed)
+        let given = partitionsOf(partitions)
         if cooperative {
             if let error = rd_kafka_incremental_assign(rk, partitions) {
                 logger?.error("Kafka assign failed: \(String(cString: rd_kafka_error_string(error)))")
                 rd_kafka_error_destroy(error)
+            } else {
+                box?.assigned.withLock { $0.formUnion(given) }
             }
-        } else {
-            _ = rd_kafka_assign(rk, partitions)
+        } else if rd_kafka_assign(rk, partitions) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            box?.assigned.withLock { $0 = given }
         }
         // Every partition given takes the application's current state: paused while it holds
         // back (a partition assigned then must not deliver behind its back), else resumed.
@@ -217,8 +227,20 @@ func rdKafkaRebalance(
         }
     } else {
         logger?.error("Kafka rebalance error: \(KafkaError(err).message)")
-        _ = rd_kafka_assign(rk, nil)
+        if rd_kafka_assign(rk, nil) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            box?.assigned.withLock { $0 = [] }
+        }
     }
+}
+
+/// The partitions of a list librdkafka owns (a rebalance callback's), which stays its.
+private func partitionsOf(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Set<KafkaTopicPartition> {
+    guard let list else { return [] }
+    return Set(
+        (0..<Int(list.pointee.cnt)).map { index in
+            let element = list.pointee.elems[index]
+            return KafkaTopicPartition(topic: String(cString: element.topic), partition: element.partition)
+        })
 }
 
 /// An owned `rd_kafka_topic_partition_list_t`.
