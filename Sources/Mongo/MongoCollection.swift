@@ -177,13 +177,19 @@ public struct MongoCollection: Sendable {
     }
 
     /// The documents matching `filter`, in `sort` order, at most `limit` of them.
-    /// - Parameter maxTime: the server stops the query after this long (`maxTimeMS`) and it fails
-    ///   with ``MongoError/Kind/timeout``.
+    /// - Parameters:
+    ///   - projection: the fields returned (MongoDB's projection document); all when `nil`. A
+    ///     query whose filter, sort and projection are all in one index is answered from the
+    ///     index alone (a covered query).
+    ///   - maxTime: the server stops the query after this long (`maxTimeMS`) and it fails
+    ///     with ``MongoError/Kind/timeout``.
     public func find(
-        _ filter: BSONDocument, sort: BSONDocument? = nil, limit: Int? = nil, maxTime: Duration? = nil
+        _ filter: BSONDocument, sort: BSONDocument? = nil, projection: BSONDocument? = nil, limit: Int? = nil,
+        maxTime: Duration? = nil
     ) async throws(MongoError) -> [BSONDocument] {
         var options = BSONDocument()
         if let sort { options.elements.append(("sort", .document(sort))) }
+        if let projection { options.elements.append(("projection", .document(projection))) }
         if let limit { options.elements.append(("limit", .int64(Int64(limit)))) }
         if let maxTime {
             let milliseconds =

@@ -174,6 +174,43 @@ func storedPurchase(
         }
     }
 
+    /// The tag a poll is answered 304 by comes from a query of the keys alone: it must be the
+    /// tag of the page the full query returns, for pages with unreadable documents (a string id
+    /// with a date, a number id), after a cursor and narrowed to a userid; a new purchase on the
+    /// page changes it.
+    @Test func theKeysOnlyTagIsTheTagOfTheFullPage() async throws {
+        let store = try makeStore()
+        defer { Task { try? await store.collection.dropDatabase() } }
+        let purchases = (1...12).map { storedPurchase($0, timestampMilliseconds: 1_700_000_000_000 + Int64($0 / 2)) }
+        var foreign = storedPurchase(40, timestampMilliseconds: 1_700_000_000_003).document
+        foreign.elements = foreign.elements.map { $0.key == "price" ? ($0.key, .double(12.5)) : $0 }
+        var numbered = storedPurchase(41).document
+        numbered.elements = numbered.elements.map { $0.key == "_id" ? ($0.key, .int64(41)) : $0 }
+        _ = try await store.collection.insert(purchases.map(\.document) + [foreign, numbered])
+        var other = storedPurchase(42, timestampMilliseconds: 1_700_000_000_004)
+        other.event.purchase = try Purchase(
+            username: "joe", userid: "someone else", price: Price(hundredths: 1),
+            timestamp: other.event.purchase.timestamp)
+        _ = try await store.insert([other])
+
+        var tags: Set<PageTag> = []
+        for (userid, limit, after) in [
+            (nil, 100, nil), (nil, 5, nil), (nil, 5, purchases[7].resumePoint), ("id-joe", 4, nil),
+            ("someone else", 10, nil),
+        ] as [(String?, Int, PurchasePageResumePoint?)] {
+            let full = try await store.purchases(username: "joe", userid: userid, limit: limit, after: after)
+            let tag = try await store.pageTag(username: "joe", userid: userid, limit: limit, after: after)
+            #expect(
+                tag == PageTag(documents: full),
+                "userid \(userid ?? "-"), limit \(limit), after \(after.map { "\($0)" } ?? "-")")
+            tags.insert(tag)
+        }
+        #expect(tags.count == 5)
+        let before = try await store.pageTag(username: "joe", userid: nil, limit: 5, after: nil)
+        _ = try await store.insert([storedPurchase(43, timestampMilliseconds: 1_800_000_000_000)])
+        #expect(try await store.pageTag(username: "joe", userid: nil, limit: 5, after: nil) != before)
+    }
+
     /// A purchase already stored under its key's purchaseId is a duplicate when it is the same
     /// request and a conflict when it is another; both stores agree, and the fingerprint is kept.
     @Test func anotherRequestUnderAStoredKeyIsAConflictInBothStores() async throws {

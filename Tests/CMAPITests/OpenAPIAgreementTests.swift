@@ -25,6 +25,8 @@ import Testing
         var consumerRunning = true
         /// A Kafka client of the process is broken for good.
         var broken = false
+        /// `If-None-Match` names the tag of joe's first page as it is.
+        var conditional = false
         /// AUTH_MODE=jwt with a service token: who calls, or `nil` for AUTH_MODE=none.
         var caller: Caller? = nil
         var description: String { "\(uri) -> \(status)\(caller.map { " as \($0)" } ?? "")" }
@@ -45,6 +47,7 @@ import Testing
 
     static let cases: [Case] = [
         Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 200),
+        Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 304, conditional: true),
         Case(operation: "GET /buyList/{username}", uri: "/buyList/joe?limit=0", status: 400),
         Case(operation: "GET /buyList/{username}", uri: "/buyList/joe", status: 503, mongoDown: true),
         Case(operation: "GET /purchases/{purchaseId}", uri: "/purchases/\(storedID)", status: 200),
@@ -114,6 +117,11 @@ import Testing
                 for: who, secret: secret, issuer: "i", audience: "a", lifetime: .seconds(600))
             headers[.authorization] = "Bearer \(token)"
             if caller != .stranger { headers[ServiceToken.header] = serviceToken.value }
+        }
+        if testCase.conditional {
+            let page = try await store.purchases(
+                username: "joe", userid: nil, limit: PurchaseListLimit.default + 1, after: nil)
+            headers[.ifNoneMatch] = PageTag(documents: page).description
         }
         let requestHeaders = headers
         let app = Application(

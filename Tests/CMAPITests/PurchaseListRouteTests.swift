@@ -108,6 +108,58 @@ import Testing
         }
     }
 
+    /// A polling page sends back the tag it has: 304 with no body while the page is the same,
+    /// 200 with a new tag once a purchase changes it. Each page of a list has its own tag.
+    @Test func aPageNotChangedIs304ToItsTag() async throws {
+        try await withRouter { store, client in
+            _ = try await store.insert(try Self.stored(user: "joe", count: 15))
+            func get(_ uri: String, ifNoneMatch: String? = nil) async throws -> (HTTPResponse.Status, String?, String) {
+                var headers = HTTPFields()
+                if let ifNoneMatch { headers[.ifNoneMatch] = ifNoneMatch }
+                return try await client.execute(uri: uri, method: .get, headers: headers) { response in
+                    if response.status == .ok || response.status == .notModified {
+                        #expect(response.headers[.cacheControl] == "private, no-cache")
+                    }
+                    return (response.status, response.headers[.eTag], String(buffer: response.body))
+                }
+            }
+            let (status, tag, body) = try await get("/buyList/joe?limit=10")
+            #expect(status == .ok)
+            let first = try #require(tag)
+            #expect(first.hasPrefix("\"") && first.hasSuffix("\"") && first.count == 34)
+            for same in [first, "W/\(first)", "\"other\", \(first)", "*"] {
+                let (again, againTag, againBody) = try await get("/buyList/joe?limit=10", ifNoneMatch: same)
+                #expect(again == .notModified, "If-None-Match: \(same)")
+                #expect(againTag == first)
+                #expect(againBody.isEmpty)
+            }
+            for other in ["\"other\"", first.dropLast() + "0\"", "garbage", ""] {
+                let (again, againTag, againBody) = try await get("/buyList/joe?limit=10", ifNoneMatch: String(other))
+                #expect(again == .ok, "If-None-Match: \(other)")
+                #expect(againTag == first && againBody == body, "\(againBody) vs \(body)")
+            }
+            // Another page, another limit: other tags.
+            let cursor = try JSONDecoder().decode(PurchaseListPage.self, from: ByteBuffer(string: body)).nextCursor
+            let (_, secondPage, _) = try await get("/buyList/joe?limit=10&cursor=\(try #require(cursor))")
+            let (_, longer, _) = try await get("/buyList/joe?limit=11")
+            #expect(Set([first, secondPage, longer]).count == 3)
+
+            // A new purchase (newest): the first page changed, so 200 and a new tag.
+            _ = try await store.insert(
+                try Self.stored(user: "joe", count: 1).map { stored in
+                    var newest = stored
+                    newest.event.purchase = try Purchase(
+                        username: "joe", userid: "uid-joe", price: Price(hundredths: 5),
+                        timestamp: Timestamp(millisecondsSinceEpoch: 1_800_000_000_000))
+                    return newest
+                })
+            let (changed, changedTag, changedBody) = try await get("/buyList/joe?limit=10", ifNoneMatch: first)
+            #expect(changed == .ok)
+            #expect(changedTag != first && changedBody != body)
+            #expect(try await get("/buyList/joe?limit=10", ifNoneMatch: changedTag).0 == .notModified)
+        }
+    }
+
     @Test(arguments: [
         "/buyList/joe?limit=0", "/buyList/joe?limit=1001", "/buyList/joe?limit=x", "/buyList/joe?cursor=forged",
         "/buyList/joe?cursor=MTIzLm5vdC1hLXV1aWQ", "/buyList/%ZZ", "/purchases/not-a-uuid",

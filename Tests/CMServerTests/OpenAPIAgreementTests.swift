@@ -56,6 +56,9 @@ import Testing
         Case(operation: "POST /buy", uri: "/buy", headers: json, body: #"{"username":""}"#),
         Case(operation: "POST /buy", uri: "/buy", headers: json, body: originalBody, kafkaDown: true),
         Case(operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe", cmAPI: .page(page)),
+        Case(
+            operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe",
+            headers: [.ifNoneMatch: FakeCMAPI.tag(of: page)], cmAPI: .page(page)),
         Case(operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe?limit=0", cmAPI: .page(page)),
         Case(
             operation: "GET /getAllUserBuys/{username}", uri: "/getAllUserBuys/joe",
@@ -108,8 +111,9 @@ import Testing
     static let expectedStatuses: [(String, Int)] = [
         ("POST /buy", 200), ("POST /buy", 200), ("POST /buy", 400), ("POST /buy", 413), ("POST /buy", 415),
         ("POST /buy", 422), ("POST /buy", 503),
-        ("GET /getAllUserBuys/{username}", 200), ("GET /getAllUserBuys/{username}", 400),
-        ("GET /getAllUserBuys/{username}", 502), ("GET /getAllUserBuys/{username}", 504),
+        ("GET /getAllUserBuys/{username}", 200), ("GET /getAllUserBuys/{username}", 304),
+        ("GET /getAllUserBuys/{username}", 400), ("GET /getAllUserBuys/{username}", 502),
+        ("GET /getAllUserBuys/{username}", 504),
         ("POST /buy", 401), ("POST /buy", 403), ("POST /buy", 429),
         ("GET /getAllUserBuys/{username}", 401),
         ("GET /getAllUserBuys/{username}", 429),

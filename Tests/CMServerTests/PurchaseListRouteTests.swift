@@ -155,6 +155,40 @@ extension PurchaseListClient {
         #expect(fake.asked.withLock { $0.map(\.cursor) } == ["xyz/+="])
     }
 
+    /// cm-server's tag is cm-api's: If-None-Match is passed on, cm-api's 304 answered as a 304
+    /// with its tag and no body, a 200 carries the tag. A 304 cm-server did not ask for is cm-api
+    /// failing.
+    @Test func conditionalRequestsArePassedOnAndCmAPIs304Answered() async throws {
+        let page = PurchaseListPage(purchases: Self.joe, nextCursor: nil)
+        let tag = FakeCMAPI.tag(of: page)
+        let fake = FakeCMAPI(.page(page))
+        try await withRouter(fake) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.eTag] == tag)
+                #expect(response.headers[.cacheControl] == "private, no-cache")
+            }
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get, headers: [.ifNoneMatch: tag]) {
+                response in
+                #expect(response.status == .notModified)
+                #expect(response.headers[.eTag] == tag)
+                #expect(response.body.readableBytes == 0)
+            }
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get, headers: [.ifNoneMatch: "\"old\""]) {
+                response in
+                #expect(response.status == .ok)
+                #expect(response.body.readableBytes > 0)
+            }
+        }
+        #expect(fake.conditions.withLock { $0 } == [nil, tag, "\"old\""])
+        let unasked = FakeCMAPI(.status(.notModified, ""))
+        try await withRouter(unasked) { client in
+            try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                #expect(response.status == .badGateway)
+            }
+        }
+    }
+
     @Test(arguments: ["0", "1001", "-1", "ten", "1.5", ""])
     func aBadLimitIsRefusedWithoutAskingCmAPI(limit: String) async throws {
         let fake = FakeCMAPI(.page(PurchaseListPage(purchases: [], nextCursor: nil)))

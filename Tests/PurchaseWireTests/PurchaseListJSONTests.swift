@@ -24,6 +24,27 @@ import Testing
         #expect(object["username"] == text)
     }
 
+    /// cm-api's page: read back to the same values, the same bytes every time (a strong ETag),
+    /// and taken by cm-server's pass-through reader as it is.
+    @Test func aPageReadsBackAsTheSameValuesAndIsTheSameBytesEachTime() throws {
+        let items = Self.awkward.map { text in
+            PurchaseListItem(
+                id: text, purchaseId: "P-\(text)", username: text, userid: text, price: "0.01",
+                timestamp: "2024-05-31T15:54:32.204Z")
+        }
+        for page in [
+            PurchaseListPage(purchases: items, nextCursor: "abc-_"), PurchaseListPage(purchases: [], nextCursor: nil),
+        ] {
+            let json = page.json
+            #expect(try JSONDecoder().decode(PurchaseListPage.self, from: Data(json)) == page)
+            #expect(page.json == json)
+            let text = try #require(PurchaseListPageText(json: json))
+            #expect(text.count == page.purchases.count && text.nextCursor == page.nextCursor)
+        }
+        let last = PurchaseListPage(purchases: [], nextCursor: nil).json
+        #expect(String(decoding: last, as: UTF8.self) == #"{"status":"Ok!","purchases":[]}"#)
+    }
+
     @Test func controlCharactersAreEscapedAndNothingElseIs() {
         var output: [UInt8] = []
         JSONText.appendString("a\"b\\c\u{0}\u{1f}é", to: &output)

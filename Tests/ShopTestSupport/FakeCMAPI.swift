@@ -24,6 +24,7 @@ public final class FakeCMAPI: Sendable {
     }
 
     public enum Behaviour: Sendable {
+        /// The page with its `ETag` (``tag(of:)``); 304 to a request whose `If-None-Match` is that tag.
         case page(PurchaseListPage)
         /// A 200 with this text, as it is.
         case text(String)
@@ -32,6 +33,13 @@ public final class FakeCMAPI: Sendable {
     }
 
     public let asked = Mutex<[Asked]>([])
+    /// The `If-None-Match` of each list request, in order (`nil`: none).
+    public let conditions = Mutex<[String?]>([])
+
+    /// The `ETag` the fake gives `page`.
+    public static func tag(of page: PurchaseListPage) -> String {
+        "\"fake-\(page.purchases.map(\.purchaseId).joined(separator: "-"))-\(page.nextCursor ?? "last")\""
+    }
     public let behaviour: Mutex<Behaviour>
 
     public init(_ behaviour: Behaviour) {
@@ -50,11 +58,14 @@ public final class FakeCMAPI: Sendable {
                         limit: request.uri.queryParameters["limit"].map(String.init),
                         cursor: request.uri.queryParameters["cursor"].map(String.init)))
             }
+            self.conditions.withLock { $0.append(request.headers[.ifNoneMatch]) }
             switch self.behaviour.withLock({ $0 }) {
             case .page(let page):
+                let tag = Self.tag(of: page)
+                if request.headers[.ifNoneMatch] == tag { return Response(status: .notModified, headers: [.eTag: tag]) }
                 let data = try JSONEncoder().encode(page)
                 return Response(
-                    status: .ok, headers: [.contentType: "application/json"],
+                    status: .ok, headers: [.contentType: "application/json", .eTag: tag],
                     body: .init(byteBuffer: ByteBuffer(bytes: data)))
             case .text(let text):
                 return Response(

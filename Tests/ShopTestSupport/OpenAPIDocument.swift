@@ -54,6 +54,10 @@ public struct OpenAPIDocument: Sendable {
             #expect(response.headers[HTTPField.Name(header)!] != nil, "header \(header)")
         }
         let content = documented["content"] as? [String: Any] ?? [:]
+        if content.isEmpty {
+            #expect(response.body.readableBytes == 0, "\(operation) \(status) documents no body")
+            return
+        }
         let mediaType = String(response.headers[.contentType]?.split(separator: ";").first ?? "")
         let entry = try #require(content[mediaType] as? [String: Any], "\(operation) \(status) documents \(mediaType)")
         guard mediaType == "application/json" else { return }

@@ -36,7 +36,9 @@ SCREENSHOTS = os.path.join(ROOT, ".build", "screenshots")
 
 
 def prefix_proxy(target_port):
-    """Forwards /scalable-shop-cm-server/<path> to cm-server's /<path>, as the ingress does."""
+    """Forwards /scalable-shop-cm-server/<path> to cm-server's /<path>, as the ingress does.
+    `server.answers` records (path, If-None-Match sent, status) of every list request."""
+    answers = []
 
     class Proxy(http.server.BaseHTTPRequestHandler):
         def forward(self):
@@ -55,7 +57,7 @@ def prefix_proxy(target_port):
             body = self.rfile.read(length) if length else None
             request = urllib.request.Request(
                 "http://127.0.0.1:%d%s" % (target_port, self.path[len(PREFIX):]), data=body, method=self.command)
-            for name in ("Content-Type", "Accept", "Idempotency-Key", "Authorization"):
+            for name in ("Content-Type", "Accept", "Idempotency-Key", "Authorization", "If-None-Match"):
                 if self.headers.get(name):
                     request.add_header(name, self.headers[name])
             try:
@@ -63,6 +65,8 @@ def prefix_proxy(target_port):
             except urllib.error.HTTPError as error:
                 response = error
             payload = response.read()
+            if self.path.startswith(PREFIX + "/getAllUserBuys/"):
+                answers.append((self.path[len(PREFIX):], self.headers.get("If-None-Match"), response.status))
             self.send_response(response.status)
             for name, value in response.headers.items():
                 if name.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -88,6 +92,7 @@ def prefix_proxy(target_port):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    server.answers = answers
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -120,7 +125,7 @@ def buy(driver, wait, **values):
 
 def open_mode():
     data = tempfile.mkdtemp(prefix="shop-browser-")
-    shop = Shop(data=data)
+    shop = Shop(data=data, test_commands=True)
     proxy = None
     try:
         shop.start()
@@ -150,6 +155,25 @@ def open_mode():
         assert all(row[4] == "stored" for row in rows), rows
         os.makedirs(SCREENSHOTS, exist_ok=True)
         driver.save_screenshot(os.path.join(SCREENSHOTS, "shop-desktop.png"))
+
+        # While cm-api cannot store (MongoDB fails its inserts), the page follows the purchase
+        # with conditional polls: each sends back the page's tag and is answered 304, no body;
+        # the first one after the write lands is a 200, and the row turns "stored".
+        admin = shop.mongo().admin
+        admin.command("configureFailPoint", "failCommand", mode="alwaysOn",
+                      data={"failCommands": ["insert"], "errorCode": 89, "appName": "cm-api"})
+        try:
+            fill(driver, username="poller", userid="p0", price="7.70", timestamp="2024-01-01T00:00:07.000Z")
+            driver.find_element(By.ID, "buy").click()
+            wait.until(lambda d: sum(1 for path, tag, status in proxy.answers
+                                     if path.startswith("/getAllUserBuys/poller") and tag and status == 304) >= 2)
+        finally:
+            admin.command("configureFailPoint", "failCommand", mode="off")
+        wait.until(lambda d: message(d).startswith("Stored:") or "failed" in d.find_element(By.ID, "message").get_attribute("class"))
+        assert message(driver).startswith("Stored:"), message(driver)
+        polls = [(tag, status) for path, tag, status in proxy.answers if path.startswith("/getAllUserBuys/poller")]
+        assert polls[0] == (None, 200) and polls[-1][1] == 200, polls
+        assert all(tag == polls[1][0] for tag, _ in polls[1:]), polls  # the tag of the page before the purchase
 
         # A 422: the reason next to the field, nothing listed.
         fill(driver, username="alice", userid="a1", price="-1")

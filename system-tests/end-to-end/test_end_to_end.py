@@ -91,6 +91,25 @@ class EndToEnd(unittest.TestCase):
                          [(bought["purchaseId"], "1195.30", "2024-05-31T15:54:32.204Z")])
         self.assertEqual(self.api.get("/purchases/%s" % uuid.uuid4())[0], 404)
 
+        # A page that polls sends back its tag: 304 without a body, from cm-server and cm-api
+        # alike (cm-server's tag is cm-api's), until a purchase changes the page.
+        status, headers, first = self.server.request("GET", "/getAllUserBuys/joe")
+        tag = headers["ETag"]
+        self.assertEqual((status, headers["Cache-Control"]), (200, "private, no-cache"))
+        for client, path in ((self.server, "/getAllUserBuys/joe"), (self.api, "/buyList/joe?limit=100")):
+            status, headers, body = client.request("GET", path, headers={"If-None-Match": tag})
+            self.assertEqual((status, headers["ETag"], body), (304, tag, ""), path)
+        self.assertEqual(self.server.request("GET", "/getAllUserBuys/nobody",
+                                             headers={"If-None-Match": tag})[0], 200, "another page")
+        status, again = self.server.buy(ORIGINAL.replace("1195.30", "1.00"))
+        self.assertEqual(status, 200, again)
+        changed = wait_for(lambda: (lambda answer: answer[0] == 200 and answer)(
+            self.server.request("GET", "/getAllUserBuys/joe", headers={"If-None-Match": tag})), 20, 0.1)
+        self.assertTrue(changed, "the page with the new purchase, once stored")
+        self.assertNotEqual(changed[1]["ETag"], tag)
+        self.assertEqual(len(json.loads(changed[2])["purchases"]), 2)
+        self.assertNotEqual(first, changed[2])
+
         # 2,000 purchases, 20 concurrent clients, 40 users: each listed once, newest first.
         def client(number):
             http_client = Client(shop.server_url)
@@ -147,7 +166,7 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(json.loads(body)["purchase"]["price"], "1.00")
         careful = wait_for(lambda: len(self.purchases("careful")) == 2 and self.purchases("careful"), 30, 0.2)
         self.assertTrue(careful, "the retried purchase once, and the one made while cm-api was down")
-        self.assertEqual(len(self.purchases("joe")), 1)
+        self.assertEqual(len(self.purchases("joe")), 2)
 
         # SIGTERM to both services: exit 0.
         self.assertEqual(shop.kill("cm-server", signal.SIGTERM), 0, shop.processes["cm-server"].tail())

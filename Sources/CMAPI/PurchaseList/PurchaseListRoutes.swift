@@ -66,12 +66,25 @@ struct PurchaseListRoutes {
             return .error(.badRequest, error.message, errors: error.errors)
         }
         let limit = query.limit
+        // With tokens, a list holds the caller's own purchases only (by `sub`, never by the name
+        // it is asked under).
+        let userid = context.identity?.listedUserid
         do {
-            // One more than asked tells whether there is a next page. With tokens, a list holds
-            // the caller's own purchases only (by `sub`, never by the name it is asked under).
+            // A poll sending back the tag of the page it has: when the page's keys still give that
+            // tag, 304 after a query of the keys alone. (One more than asked, as below.)
+            let known = request.headers[values: .ifNoneMatch]
+            if !known.isEmpty {
+                let tag = try await store.pageTag(
+                    username: query.username, userid: userid, limit: limit + 1, after: query.cursor)
+                if tag.isMatched(byIfNoneMatch: known) {
+                    var headers = HTTPFields()
+                    tag.addHeaders(to: &headers)
+                    return Response(status: .notModified, headers: headers)
+                }
+            }
+            // One more than asked tells whether there is a next page.
             let found = try await store.purchases(
-                username: query.username, userid: context.identity?.listedUserid, limit: limit + 1,
-                after: query.cursor)
+                username: query.username, userid: userid, limit: limit + 1, after: query.cursor)
             let window = found.prefix(limit)
             for case .unreadable(let document) in window { report(document, context: context) }
             // The next page starts after the last document of this one that has a place in the
@@ -80,7 +93,9 @@ struct PurchaseListRoutes {
                 found.count > limit
                 ? window.last(where: { $0.resumePoint != nil })?.resumePoint.map(PurchaseCursor.encode) : nil
             let items = window.compactMap(\.purchase).map(PurchaseListItem.init)
-            return .json(.ok, PurchaseListPage(purchases: items, nextCursor: next))
+            var response = Response.json(.ok, bytes: PurchaseListPage(purchases: items, nextCursor: next).json)
+            PageTag(documents: found).addHeaders(to: &response.headers)
+            return response
         } catch {
             context.logger.error("MongoDB read failed", metadata: ["error": "\(error)"])
             return .error(.serviceUnavailable, "The purchase list is unavailable: MongoDB failed")

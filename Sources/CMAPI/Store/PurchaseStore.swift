@@ -23,6 +23,11 @@ protocol PurchaseStore: Sendable {
     func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
         async throws -> [StoredDocument]
 
+    /// The tag of the page ``purchases(username:userid:limit:after:)`` would return now
+    /// (``PageTag``), from the documents' keys only.
+    func pageTag(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> PageTag
+
     /// The purchase with this id, or `nil` while it is not (yet) stored.
     /// - Throws: ``UnreadableDocument`` when the document stored under the id is not a purchase.
     func purchase(id: UUID) async throws -> StoredPurchase?
@@ -237,6 +242,12 @@ final class InMemoryPurchaseStore: PurchaseStore {
             }
         }
         return Array(ordered.prefix(limit))
+    }
+
+    func pageTag(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> PageTag
+    {
+        PageTag(documents: try await purchases(username: username, userid: userid, limit: limit, after: resumePoint))
     }
 
     func purchase(id: UUID) async throws -> StoredPurchase? {

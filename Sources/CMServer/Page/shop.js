@@ -105,7 +105,7 @@
       const response = await fetch(new URL(path, base), { ...withToken(options), signal: controller.signal });
       let body = {};
       try { body = await response.json(); } catch (_) { body = {}; }
-      return { status: response.status, body, retryAfter: response.headers.get("Retry-After") };
+      return { status: response.status, body, retryAfter: response.headers.get("Retry-After"), tag: response.headers.get("ETag") };
     } catch (error) {
       return { status: 0, body: { message: error.name === "AbortError" ? "cm-server did not answer in time; try again" : "cm-server cannot be reached; try again" } };
     } finally {
@@ -184,10 +184,14 @@
   }
 
   // Follows a purchase until cm-api lists it: "sent to Kafka" turns into "stored".
+  // Each poll sends back the tag of the page it last got: while nothing was stored, the shop
+  // answers 304 after looking at the page's keys alone.
   async function follow(username, purchaseId) {
+    let known = null;
     for (let attempt = 0; attempt < 60; attempt++) {
       await new Promise((resolve) => setTimeout(resolve, 500));
-      const { status, body } = await call(listPath(username, null), {}, 5);
+      const { status, body, tag } = await call(listPath(username, null), known ? { headers: { "If-None-Match": known } } : {}, 5);
+      if (status === 200) known = tag;
       if (status === 200 && (body.purchases || []).some((item) => item.purchaseId === purchaseId)) {
         const tr = rows.get(purchaseId);
         if (tr) { tr.children[4].textContent = "stored"; tr.children[4].className = "state-stored"; }

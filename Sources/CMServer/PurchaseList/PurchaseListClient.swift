@@ -73,6 +73,13 @@ struct PurchaseListClient: Sendable {
         }
     }
 
+    /// cm-api's answer to a list request: the page, or `nil` when it is the one the caller has
+    /// (its `If-None-Match` named the page's tag: 304), and the page's `ETag`.
+    struct Answer {
+        var page: Page?
+        var tag: String?
+    }
+
     /// Why a page could not be had from cm-api.
     enum Failure: Error, Equatable {
         /// cm-api refused the request itself (a 400): its status, message and per-field reasons
@@ -86,18 +93,21 @@ struct PurchaseListClient: Sendable {
     }
 
     /// One GET to cm-api with the caller's `Authorization` and the service token: its status and
-    /// body (at most `upTo` bytes). Past `timeout`, `.timedOut`; unreachable, `.upstream`.
-    private func get(_ url: String, authorization: String?, timeout: Duration, upTo limit: Int)
-        async throws(Failure) -> (status: UInt, body: ByteBuffer)
-    {
+    /// `ETag` and body (at most `upTo` bytes). Past `timeout`, `.timedOut`; unreachable, `.upstream`.
+    private func get(
+        _ url: String, authorization: String?, ifNoneMatch: [String] = [], timeout: Duration, upTo limit: Int
+    ) async throws(Failure) -> (status: UInt, tag: String?, body: ByteBuffer) {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+        for field in ifNoneMatch { request.headers.add(name: "If-None-Match", value: field) }
         if let serviceToken { request.headers.add(name: ServiceToken.header.rawName, value: serviceToken.value) }
         do {
             let client = ServiceContext.current == nil ? http : tracedHTTP ?? http
             let response = try await client.execute(request, timeout: TimeAmount(timeout))
-            return (response.status.code, try await response.body.collect(upTo: limit))
+            return (
+                response.status.code, response.headers.first(name: "ETag"), try await response.body.collect(upTo: limit)
+            )
         } catch let error as HTTPClientError
             where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
         {
@@ -107,23 +117,29 @@ struct PurchaseListClient: Sendable {
         }
     }
 
-    /// `authorization`: the caller's own `Authorization` header, passed on for cm-api to verify.
-    func page(username: String, limit: Int, cursor: String?, authorization: String? = nil) async throws(Failure)
-        -> Page
-    {
+    /// - Parameters:
+    ///   - authorization: the caller's own `Authorization` header, passed on for cm-api to verify.
+    ///   - ifNoneMatch: the caller's `If-None-Match` field lines, passed on: the page's tag is
+    ///     cm-api's, since cm-server's page is made from cm-api's alone.
+    func page(
+        username: String, limit: Int, cursor: String?, authorization: String? = nil, ifNoneMatch: [String] = []
+    ) async throws(Failure) -> Answer {
         var url = "\(baseURL)/buyList/\(Self.percentEncoded(username))?limit=\(limit)"
         if let cursor { url += "&cursor=\(Self.percentEncoded(cursor))" }
-        let (status, body) = try await get(
-            url, authorization: authorization, timeout: timeout, upTo: Self.maximumResponseBytes)
+        let (status, tag, body) = try await get(
+            url, authorization: authorization, ifNoneMatch: ifNoneMatch, timeout: timeout,
+            upTo: Self.maximumResponseBytes)
         switch status {
         case 200:
             let json = Array(buffer: body)
-            if let text = PurchaseListPageText(json: json) { return .text(text) }
+            if let text = PurchaseListPageText(json: json) { return Answer(page: .text(text), tag: tag) }
             do {
-                return .decoded(try PurchaseListPage(json: json))
+                return Answer(page: .decoded(try PurchaseListPage(json: json)), tag: tag)
             } catch {
                 throw .upstream("cm-api answered 200 with something that is not a purchase list", detail: "\(error)")
             }
+        case 304 where !ifNoneMatch.isEmpty:
+            return Answer(page: nil, tag: tag)
         case 400:
             // Only a bad request is the client's doing (a forged cursor, say); any other status,
             // a 404 included (an unknown user is an empty list, so a 404 means a wrong
@@ -146,7 +162,7 @@ struct PurchaseListClient: Sendable {
     func receipt(of purchaseId: UUID, timeout: Duration, authorization: String? = nil) async throws(Failure)
         -> StoredReceipt?
     {
-        let (status, body) = try await get(
+        let (status, _, body) = try await get(
             "\(baseURL)/purchases/\(purchaseId.lowercasedString)", authorization: authorization, timeout: timeout,
             upTo: 64 * 1024)
         switch status {

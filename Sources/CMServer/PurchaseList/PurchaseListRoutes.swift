@@ -35,11 +35,21 @@ struct PurchaseListRoutes {
         do {
             // cm-api verifies the token itself (it trusts no identity it did not verify) and lists
             // only the caller's own purchases under the name, unless the caller is an admin.
-            let page = try await client.page(
+            let answer = try await client.page(
                 username: username, limit: query.limit, cursor: query.cursor,
-                authorization: request.headers[.authorization])
-            let answer = UserPurchases(username: username, page: page)
-            return .json(.ok, bytes: answer.json)
+                authorization: request.headers[.authorization], ifNoneMatch: request.headers[values: .ifNoneMatch])
+            var response =
+                if let page = answer.page {
+                    Response.json(.ok, bytes: UserPurchases(username: username, page: page).json)
+                } else {
+                    Response(status: .notModified)
+                }
+            if let tag = answer.tag {
+                // cm-api's tag and caching rule: this page is made from cm-api's page alone.
+                response.headers[.eTag] = tag
+                response.headers[.cacheControl] = "private, no-cache"
+            }
+            return response
         } catch {
             switch error {
             case .rejected(let status, let message, let errors):

@@ -21,3 +21,28 @@ extension PurchaseListItem {
         output.append(UInt8(ascii: "}"))
     }
 }
+
+extension PurchaseListPage {
+    /// `{"status":…,"purchases":[…],"nextCursor":…}` (no `nextCursor` on the last page): cm-api's
+    /// list answer, by the same writer. Its bytes are the same for the same page every time
+    /// (`JSONEncoder` orders an object's members differently from one call to the next), as a
+    /// strong `ETag` requires.
+    public var json: [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(64 + purchases.count * 256)
+        JSONText.append(#"{"status":"#, to: &output)
+        JSONText.appendString(status, to: &output)
+        JSONText.append(#","purchases":["#, to: &output)
+        for (index, item) in purchases.enumerated() {
+            if index > 0 { output.append(UInt8(ascii: ",")) }
+            item.appendJSON(to: &output)
+        }
+        output.append(UInt8(ascii: "]"))
+        if let nextCursor {
+            JSONText.append(#","nextCursor":"#, to: &output)
+            JSONText.appendString(nextCursor, to: &output)
+        }
+        output.append(UInt8(ascii: "}"))
+        return output
+    }
+}
