@@ -21,8 +21,9 @@ export PYTHONPATH := $(CURDIR)/system-tests
 # pattern given second) against the binaries in BIN_DIR.
 SUITE = BIN_DIR=$(BIN_DIR) $(PYTHON) -m unittest discover --start-directory system-tests/$(1) \
 	--pattern '$(or $(2),test_*.py)' --verbose
-# Instructions per request (bench/per_request.py runs cm-server under callgrind).
-BENCH_PACKAGES := valgrind
+# Instructions per request (bench/per_request.py runs cm-server under callgrind); the Go twin
+# (bench/go-twin: Debian's Go 1.19 with confluent-kafka-go and mongo-go-driver, built offline).
+BENCH_PACKAGES := valgrind golang-go golang-github-confluentinc-confluent-kafka-go-dev golang-mongodb-mongo-driver-dev
 # The fleet's ingress: Debian's nginx with its Lua module (the balancer that follows cm-server's
 # endpoints as ingress-nginx's does), and Prometheus.
 FLEET_PACKAGES := nginx libnginx-mod-http-lua prometheus
@@ -187,7 +188,8 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 # The shop under load (bench/bench.sh): POST /buy vs dry run vs /healthz, ingest vs a
-# librdkafka+libmongoc baseline, the list proxy's own cost, memory, freshness at 1,000/s.
+# librdkafka+libmongoc baseline, the list proxy's own cost, memory, freshness at 1,000/s, and
+# cm-server and cm-api side by side with their Go twin.
 # make test runs it as a smoke run (BENCH_SMOKE=1, debug builds, small sizes) so it cannot rot.
 bench: deps venv release
 	scripts/install-deps.sh $(BENCH_PACKAGES)

@@ -10,13 +10,18 @@
 #   4. memory: peak of each service, and cm-server's after 1,000,000 purchases
 #   5. freshness: POST /buy's 200 to GET /purchases/{id} at a steady 1,000 purchases/s
 #   6. heap allocations and instructions per request of cm-server (bench/per_request.py)
+#   7. side by side with the Go twin (bench/go-twin: net/http, confluent-kafka-go over the same
+#      librdkafka, mongo-go-driver): POST /buy acked and dry run against cm-server, the list page
+#      against cm-api, in alternating rounds of the same run; bench/twins.py first checks that
+#      the twins answer the same to the same requests
 #
 # BENCH_SMOKE=1 is the smoke run `make test` does on debug builds (a few seconds per part, small
 # counts, figures not compared with targets): it fails if any part cannot be measured.
 # BIN_DIR picks the binaries (default .build/release); BENCH_SECONDS, BENCH_CONNECTIONS,
 # BENCH_THREADS, BENCH_LIST_CONNECTIONS, BENCH_INGEST_EVENTS, BENCH_INGEST_EVENTS_BATCH1,
-# BENCH_MEMORY_PURCHASES, BENCH_FRESHNESS_RATE, BENCH_FRESHNESS_SECONDS and BENCH_FETCH_WAIT_MS
-# override the sizes; BENCH_OUTPUT the file written.
+# BENCH_MEMORY_PURCHASES, BENCH_FRESHNESS_RATE, BENCH_FRESHNESS_SECONDS, BENCH_FETCH_WAIT_MS and
+# BENCH_ROUNDS (alternating rounds against the Go twin: 3, 1 in the smoke run) override the sizes;
+# BENCH_OUTPUT the file written.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,9 +31,9 @@ python=${PYTHON:-$root/.venv/bin/python}
 # The test harness (system-tests/shoptest): the launcher and its helpers.
 export PYTHONPATH="$root/system-tests"
 if [ "$smoke" = 1 ]; then
-    defaults=(2 2000 200 20000 100 3)
+    defaults=(2 2000 200 20000 100 3 1)
 else
-    defaults=(10 200000 3000 1000000 1000 20)
+    defaults=(10 200000 3000 1000000 1000 20 3)
 fi
 seconds=${BENCH_SECONDS:-${defaults[0]}}
 ingest_events=${BENCH_INGEST_EVENTS:-${defaults[1]}}
@@ -36,6 +41,7 @@ ingest_events_single=${BENCH_INGEST_EVENTS_BATCH1:-${defaults[2]}}
 memory_purchases=${BENCH_MEMORY_PURCHASES:-${defaults[3]}}
 freshness_rate=${BENCH_FRESHNESS_RATE:-${defaults[4]}}
 freshness_seconds=${BENCH_FRESHNESS_SECONDS:-${defaults[5]}}
+rounds=${BENCH_ROUNDS:-${defaults[6]}}
 connections=${BENCH_CONNECTIONS:-64}
 threads=${BENCH_THREADS:-2}
 if [ "$smoke" = 1 ]; then out=${BENCH_OUTPUT:-$root/.build/bench-smoke.md}; else out=${BENCH_OUTPUT:-$root/docs/BENCHMARKS.md}; fi
@@ -143,6 +149,17 @@ wait_for_http() {
     fail "$1 did not answer; logs in $data"
 }
 
+# 7 (set-up). The Go twin, built here offline (Debian's Go 1.19 in GOPATH mode, its build cache kept
+# in .build/), on the shop's Kafka topic and MongoDB collection.
+(cd "$root" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$root/.build/go-cache" \
+    go build -o "$data/go-twin" ./bench/go-twin) || fail "the Go twin did not build (make deps installs Go)"
+twin_port=$(free_port)
+spawn go-twin env PORT="$twin_port" KAFKA_BROKERS="$(cat "$data/kafka-bootstrap")" MONGODB_URI="mongodb://127.0.0.1:$mongo_port/" \
+    "$data/go-twin"
+twin_pid=$spawned
+twin="http://127.0.0.1:$twin_port"
+wait_for_http "$twin/healthz"
+
 # 3 (first part). While the collection holds only them: a reader with 1,000 stored purchases, and
 # its first page through cm-server and straight from cm-api.
 seq 1000 | xargs -P 16 -I{} curl -s -o /dev/null -X POST "$server/buy" -H 'Content-Type: application/json' \
@@ -156,8 +173,24 @@ done
 [ "$stored" -ge 1000 ] || fail "only $stored of the reader's 1,000 purchases were listed within 60 s; logs in $data"
 list_connections=${BENCH_LIST_CONNECTIONS:-4}
 shop_api=$(pid_of cm-api)
+"$python" "$root/bench/twins.py" "$server" "$api" "$twin" | tee -a "$data/twins.log" || fail "the Go twin answers otherwise than the shop"
+twins_line=$(tail -1 "$data/twins.log")
 read -r list_rps list_p50 list_p99 list_err list_cpu list_ctx < <(use_pid=$shop_server use_connections=$list_connections measure "$server/getAllUserBuys/reader?limit=100")
-read -r api_rps api_p50 api_p99 api_err api_cpu api_ctx < <(use_pid=$shop_api use_connections=$list_connections measure "$api/buyList/reader?limit=100")
+# The page from cm-api and from the twin, in alternating rounds: both wait on the same SecantusDB,
+# so CPU per page is the figure that says how many pages a core serves on a real MongoDB.
+# measure_into NAME PID [measure arguments...]: one measure line, appended to $data/round-NAME.
+measure_into() { local name=$1 pid=$2; shift 2; use_pid=$pid measure "$@" >>"$data/round-$name"; }
+# The rounds' mean of each column: "requests/s p50 p99 errors(sum) cpu ctx".
+summarize() {
+    awk '{ n++; rps += $1; p50 += $2; p99 += $3; err += $4; cpu += $5; ctx += $6 }
+        END { printf "%.0f %.2f %.2f %d %.1f %.2f\n", rps / n, p50 / n, p99 / n, err, cpu / n, ctx / n }' "$data/round-$1"
+}
+for _ in $(seq "$rounds"); do
+    use_connections=$list_connections measure_into api "$shop_api" "$api/buyList/reader?limit=100"
+    use_connections=$list_connections measure_into twin-list "$twin_pid" "$twin/buyList/reader?limit=100"
+done
+read -r api_rps api_p50 api_p99 api_err api_cpu api_ctx < <(summarize api)
+read -r twin_list_rps twin_list_p50 twin_list_p99 twin_list_err twin_list_cpu twin_list_ctx < <(summarize twin-list)
 curl -fs "$api/buyList/reader?limit=100" >"$data/page.json" || fail "no page from cm-api"
 
 # 5. Freshness, with the whole shop running as it would: a steady rate of purchases, every 20th
@@ -175,8 +208,17 @@ fresh_p50=$(field p50_ms) fresh_p99=$(field p99_ms) fresh_max=$(field max_ms) fr
 shop_mongo=$(pid_of secantusdb)
 paused="$shop_api $shop_mongo"
 kill -STOP $paused
-read -r buy_rps buy_p50 buy_p99 buy_err buy_cpu buy_ctx < <(use_pid=$shop_server measure -s "$data/post.lua" "$server/buy")
-read -r dry_rps dry_p50 dry_p99 dry_err dry_cpu dry_ctx < <(use_pid=$shop_server measure -s "$data/post.lua" "$server/buy?dryRun=true")
+# 7. cm-server and the Go twin take turns, each round the same requests for the same time.
+for _ in $(seq "$rounds"); do
+    measure_into buy "$shop_server" -s "$data/post.lua" "$server/buy"
+    measure_into twin-buy "$twin_pid" -s "$data/post.lua" "$twin/buy"
+    measure_into dry "$shop_server" -s "$data/post.lua" "$server/buy?dryRun=true"
+    measure_into twin-dry "$twin_pid" -s "$data/post.lua" "$twin/buy?dryRun=true"
+done
+read -r buy_rps buy_p50 buy_p99 buy_err buy_cpu buy_ctx < <(summarize buy)
+read -r dry_rps dry_p50 dry_p99 dry_err dry_cpu dry_ctx < <(summarize dry)
+read -r twin_buy_rps twin_buy_p50 twin_buy_p99 twin_buy_err twin_buy_cpu twin_buy_ctx < <(summarize twin-buy)
+read -r twin_dry_rps twin_dry_p50 twin_dry_p99 twin_dry_err twin_dry_cpu twin_dry_ctx < <(summarize twin-dry)
 read -r hz_rps hz_p50 hz_p99 hz_err hz_cpu hz_ctx < <(use_pid=$shop_server measure "$server/healthz")
 # The limit for HTTP here: bench/HTTPFloor, Hummingbird alone with one constant route and no
 # middleware, measured the same way.
@@ -325,16 +367,19 @@ server_rss=$(rss_mb "$shop_server" VmHWM)
 server_anon=$(rss_mb "$shop_server" RssAnon)
 server_file=$(rss_mb "$shop_server" RssFile)
 api_rss=$(rss_mb "$shop_api" VmHWM)
+twin_rss=$(rss_mb "$twin_pid" VmHWM)
 
 # Every figure must exist, or this run measured nothing.
 for value in "$buy_rps" "$dry_rps" "$hz_rps" "$list_rps" "$api_rps" "$fake_p50" "$proxy_p50" "$rss_warm" \
     "$rss_end" "$base_rate" "$api_rate" "$base1_rate" "$api1_rate" "$fresh_samples" "$buy_cpu" "$dry_cpu" "$hz_cpu" \
     "$list_cpu" "$api_cpu" "$proxy_cpu" "$api_event_cpu" "$api1_event_cpu" "$buy_instr" "$dry_instr" "$hz_instr" \
-    "$proxy_instr" "$floor_rps" "$floor_cpu" "$floor_instr"; do
+    "$proxy_instr" "$floor_rps" "$floor_cpu" "$floor_instr" "$twin_buy_rps" "$twin_dry_rps" "$twin_list_rps" \
+    "$twin_buy_cpu" "$twin_dry_cpu" "$twin_list_cpu" "$twin_rss"; do
     [ -n "$value" ] && [ "$value" != 0 ] || fail "a measurement is missing; logs in $data"
 done
-[ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] ||
-    fail "errors during the run (POST /buy $buy_err, dry run $dry_err, freshness $fresh_err, missing $fresh_missing)"
+[ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] &&
+    [ "$twin_buy_err" = 0 ] && [ "$twin_dry_err" = 0 ] && [ "$api_err" = 0 ] && [ "$twin_list_err" = 0 ] ||
+    fail "errors during the run (POST /buy $buy_err, dry run $dry_err, freshness $fresh_err, missing $fresh_missing, Go twin $twin_buy_err/$twin_dry_err, list $api_err/$twin_list_err)"
 
 ratio=$(awk -v a="$buy_rps" -v b="$dry_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 overhead=$(awk -v a="$proxy_p50" -v b="$fake_p50" 'BEGIN { printf "%.2f", a - b }')
@@ -353,6 +398,27 @@ table=$(
     http_row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err" "$api_cpu" "$api_ctx" "-"
     http_row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err" "$fake_cpu" "$fake_ctx" "-"
     http_row "GET /getAllUserBuys/... via cm-server to it (c1)" "$proxy_rps" "$proxy_p50" "$proxy_p99" "$proxy_err" "$proxy_cpu" "$proxy_ctx" "$proxy_instr"
+)
+# SWIFT GO: "SWIFT | GO | SWIFT÷GO" cells of the side-by-side table.
+versus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "| %10s | %10s | %6.2f |", a, b, (b > 0 ? a / b : 0) }'; }
+side_row() { printf "| %-52s %s\n" "$1" "$(versus "$2" "$3")"; }
+twin_table=$(
+    printf "| %-52s | %10s | %10s | %6s |\n" "Swift against its Go twin (same run, $rounds rounds)" "Swift" "Go" "÷"
+    printf "| %-52s | %10s | %10s | %6s |\n" "----------------------------------------------------" "----------" "----------" "------"
+    side_row "acked POST /buy, requests/s (cm-server)" "$buy_rps" "$twin_buy_rps"
+    side_row "acked POST /buy, CPU µs per request" "$buy_cpu" "$twin_buy_cpu"
+    side_row "acked POST /buy, p50 ms" "$buy_p50" "$twin_buy_p50"
+    side_row "acked POST /buy, p99 ms" "$buy_p99" "$twin_buy_p99"
+    side_row "dry run, requests/s" "$dry_rps" "$twin_dry_rps"
+    side_row "dry run, CPU µs per request" "$dry_cpu" "$twin_dry_cpu"
+    side_row "dry run, p50 ms" "$dry_p50" "$twin_dry_p50"
+    side_row "dry run, p99 ms" "$dry_p99" "$twin_dry_p99"
+    side_row "list page of 100, pages/s (cm-api, c$list_connections)" "$api_rps" "$twin_list_rps"
+    side_row "list page of 100, CPU µs per page" "$api_cpu" "$twin_list_cpu"
+    side_row "list page of 100, p50 ms" "$api_p50" "$twin_list_p50"
+    side_row "list page of 100, p99 ms" "$api_p99" "$twin_list_p99"
+    side_row "peak resident MB (cm-server; the twin does both)" "$server_rss" "$twin_rss"
+    side_row "peak resident MB (cm-api serving)" "$api_rss" "$twin_rss"
 )
 ingest_table=$(
     row "ingest (pre-loaded events -> SecantusDB)" "events" "seconds" "events/s" "CPU µs/event"
@@ -375,6 +441,9 @@ summary=$(
     echo "- freshness, POST /buy 200 -> GET /purchases/{id} 200 at **$fresh_rate purchases/s** ($fresh_ok sent, every 20th followed, polled every 5 ms, cm-api's KAFKA_FETCH_WAIT_MAX_MS=$fetch_wait): p50 **$fresh_p50 ms**, p99 **$fresh_p99 ms**, max $fresh_max ms, $fresh_samples samples"
 )
 echo "$table"
+echo
+echo "$twin_table"
+echo "$twins_line"
 echo
 echo "$ingest_table"
 echo
@@ -409,6 +478,15 @@ notes=""
     echo "of them and not the others."
     echo
     echo "$table"
+    echo
+    echo "Side by side with bench/go-twin, a Go service doing cm-server's POST /buy and cm-api's GET /buyList"
+    echo "(net/http, encoding/json, confluent-kafka-go over the same librdkafka and producer settings, the"
+    echo "official MongoDB driver; Debian's Go $(go version 2>/dev/null | awk '{ print $3 }')). Each round runs the Swift line and then its"
+    echo "twin for the same ${seconds} s with the same wrk settings; the figures are the rounds' means, the"
+    echo "last column Swift ÷ Go (below 1 is better for Swift in CPU, p50, p99 and memory; above 1 in"
+    echo "requests/s). bench/twins.py checked first: $twins_line."
+    echo
+    echo "$twin_table"
     echo
     echo "Ingest: the events (the contract's JSON, 100 users) are produced first (\`bench/ingest-baseline"
     echo "produce\`) into a topic of 24 partitions on a second kafka-mock; each consumer is timed from its"
