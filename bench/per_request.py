@@ -1,6 +1,9 @@
 """Deterministic cost per request of cm-server: heap allocations or instructions, for a fixed
 number of dry-run POSTs, acknowledged POSTs, /healthz GETs and list pages (proxied to
-bench/fake_cm_api.py) on one keep-alive connection each, after a warm-up.
+bench/fake_cm_api.py) on one keep-alive connection each, after a warm-up. With --binary cm-api,
+cm-api's reads the same way: list pages of 100 (`page`) and receipts (`receipt`) against
+bench/fixed_mongo.py, a MongoDB stand-in with fixed answers, so that the database's own work is
+not counted.
 
 Unlike CPU time on a shared machine, both are the same from run to run for a given build (runs
 agree within 0.5 %), so a change's effect shows through the noise:
@@ -20,7 +23,7 @@ when one grows by more than --tolerance (5 %).
 
     python bench/per_request.py {allocations,instructions} BIN_DIR [--requests N]
         [--check FILE] [--tolerance 0.05] [--write FILE] [--binary http-floor]
-        [--tracing {off,unsampled,sampled}] [--kinds dry-run,acked,...]
+        [--tracing {off,unsampled,sampled}] [--kinds dry-run,acked,...] [--binary cm-api]
 
 With --tracing unsampled or sampled, cm-server traces (docs/OBSERVABILITY.md) to an OTLP receiver in this
 process (shoptest/otlp.py): unsampled is the charts' parentbased_traceidratio at a ratio of 0, every span
@@ -59,6 +62,11 @@ KINDS = {
     "healthz": ("GET", "/healthz", None),
     "list": ("GET", "/getAllUserBuys/reader?limit=100", None),
 }
+# cm-api's reads (--binary cm-api), against bench/fixed_mongo.py.
+API_KINDS = {
+    "page": ("GET", "/buyList/reader?limit=100", None),
+    "receipt": ("GET", "/purchases/3f2b8c1e-7a4d-4e8b-9c0a-000000000000", None),
+}
 
 
 def list_page(count=100):
@@ -70,7 +78,7 @@ def list_page(count=100):
 
 
 def send(port, kind, count):
-    method, path, body = KINDS[kind]
+    method, path, body = {**KINDS, **API_KINDS}[kind]
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json"} if body else {}
     for _ in range(count):
@@ -153,6 +161,13 @@ class Instructions:
         return summary()
 
 
+def port_open(port):
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def compile_shim(source, library):
     subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", library, os.path.join(ROOT, "bench", source)], check=True)
 
@@ -185,13 +200,19 @@ def measure_with(measure_class, bin_dir, requests, binary, tracing_env, kinds):
                              stderr=subprocess.DEVNULL,
                              env=dict(os.environ, KAFKA_TOPIC="scalable-shop-purchases", KAFKA_MOCK_PARTITIONS="6",
                                       KAFKA_MOCK_BOOTSTRAP_FILE=bootstrap))
-    fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "fake_cm_api.py"), str(fake_port), page])
+    if binary == "cm-api":
+        fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "fixed_mongo.py"), str(fake_port)])
+    else:
+        fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "fake_cm_api.py"), str(fake_port), page])
     server = None
     log = open(os.path.join(folder, binary + ".log"), "w")
     try:
         if not wait_for(lambda: os.path.exists(bootstrap) and os.path.getsize(bootstrap) > 0, 30):
             raise RuntimeError("kafka-mock did not start")
-        if not wait_for(lambda: http_get(f"http://127.0.0.1:{fake_port}", "/buyList/reader")[0] == 200, 30):
+        if binary == "cm-api":
+            if not wait_for(lambda: port_open(fake_port), 30):
+                raise RuntimeError("the fixed MongoDB did not start")
+        elif not wait_for(lambda: http_get(f"http://127.0.0.1:{fake_port}", "/buyList/reader")[0] == 200, 30):
             raise RuntimeError("the fake cm-api did not start")
         port = free_port()
         with open(bootstrap) as f:
@@ -201,14 +222,16 @@ def measure_with(measure_class, bin_dir, requests, binary, tracing_env, kinds):
             command, stdout=log, stderr=subprocess.STDOUT,
             # A fixed hash seed: with Swift's random one, dictionary work differs by process.
             env=dict(os.environ, SWIFT_DETERMINISTIC_HASHING="1", KAFKA_BROKERS=brokers, PORT=str(port), LOG_LEVEL="warning",
-                     CM_API_HOST=f"127.0.0.1:{fake_port}", RATE_LIMIT_BUY_PER_SECOND="0",
+                     CM_API_HOST=f"127.0.0.1:{fake_port}", MONGODB_URI=f"mongodb://127.0.0.1:{fake_port}/",
+                     RATE_LIMIT_BUY_PER_SECOND="0",
                      RATE_LIMIT_LIST_PER_SECOND="0", **tracing_env, **extra))
-        ready = "/readyz" if binary == "cm-server" else "/healthz"
+        ready = "/readyz" if binary in ("cm-server", "cm-api") else "/healthz"
         if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}", ready)[0] == 200, 120):
             raise RuntimeError(f"{binary} did not become ready (log: {log.name})")
 
         figures = {}
-        for kind in kinds or (KINDS if binary == "cm-server" else ["healthz"]):
+        default = {"cm-server": KINDS, "cm-api": API_KINDS}.get(binary, ["healthz"])
+        for kind in kinds or default:
             send(port, kind, max(requests // 4, 1))  # warm-up: caches, pools, metric handles
             measurement.start(server)
             send(port, kind, requests)
@@ -232,9 +255,10 @@ def main():
     parser.add_argument("bin_dir")
     parser.add_argument("--requests", type=int)
     parser.add_argument("--binary", default="cm-server",
-                        help="http-floor: bench/HTTPFloor's /healthz instead (Hummingbird alone, the HTTP limit)")
+                        help="http-floor: bench/HTTPFloor's /healthz instead (Hummingbird alone, the HTTP limit); "
+                             "cm-api: its list page and receipt against bench/fixed_mongo.py")
     parser.add_argument("--tracing", choices=["off", "unsampled", "sampled"], default="off")
-    parser.add_argument("--kinds", help="a comma-separated subset of " + ",".join(KINDS))
+    parser.add_argument("--kinds", help="a comma-separated subset of " + ",".join([*KINDS, *API_KINDS]))
     parser.add_argument("--check")
     parser.add_argument("--write")
     parser.add_argument("--tolerance", type=float, default=0.05)
