@@ -187,6 +187,18 @@ public struct MongoCollection: Sendable {
         _ filter: BSONDocument, sort: BSONDocument? = nil, projection: BSONDocument? = nil, limit: Int? = nil,
         maxTime: Duration? = nil
     ) async throws(MongoError) -> [BSONDocument] {
+        try await find(filter, sort: sort, projection: projection, limit: limit, maxTime: maxTime) { elements in
+            elements.document
+        }
+    }
+
+    /// ``find(_:sort:projection:limit:maxTime:)`` with each document read in place by `read`
+    /// (``BSONElements``, valid only during the call) into what the caller keeps: no
+    /// ``BSONDocument`` is made. `read` runs on the client's thread, once per document, in order.
+    public func find<T: Sendable>(
+        _ filter: BSONDocument, sort: BSONDocument? = nil, projection: BSONDocument? = nil, limit: Int? = nil,
+        maxTime: Duration? = nil, reading read: @escaping @Sendable (borrowing BSONElements) -> T
+    ) async throws(MongoError) -> [T] {
         var options = BSONDocument()
         if let sort { options.elements.append(("sort", .document(sort))) }
         if let projection { options.elements.append(("projection", .document(projection))) }
@@ -204,18 +216,21 @@ public struct MongoCollection: Sendable {
             defer { mongoc_collection_destroy(collection) }
             let cursor = mongoc_collection_find_with_opts(collection, filterBSON.pointer, optionsBSON.pointer, nil)
             defer { mongoc_cursor_destroy(cursor) }
-            var documents: [BSONDocument] = []
+            let iterator = shop_bson_iter_new()!
+            defer { shop_bson_iter_free(iterator) }
+            var results: [T] = []
+            if let limit { results.reserveCapacity(limit) }
             var current: OpaquePointer?
             // Documents returned by the cursor belong to it and stay valid only until the next call.
             while mongoc_cursor_next(cursor, &current), let current {
-                documents.append(BSONDocument(bson: current))
+                results.append(read(BSONElements(bson: current, iterator: iterator)))
             }
             var error = bson_error_t()
             var reply: OpaquePointer?
             if mongoc_cursor_error_document(cursor, &error, &reply) {
                 throw MongoError(error, reply: reply)
             }
-            return documents
+            return results
         }
     }
 

@@ -134,9 +134,27 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// The amount with exactly two fraction digits, e.g. `1195.30`.
     public var description: String {
-        let units = hundredths / 100
-        let cents = hundredths % 100
-        return cents < 10 ? "\(units).0\(cents)" : "\(units).\(cents)"
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        appendDescription(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends ``description``'s text, without building a string.
+    public func appendDescription(to output: inout [UInt8]) {
+        let units = UInt64(hundredths) / 100
+        let cents = UInt8(UInt64(hundredths) % 100)
+        var divisor: UInt64 = 1
+        while divisor <= units / 10 { divisor *= 10 }
+        var rest = units
+        while divisor > 0 {
+            output.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
+        output.append(UInt8(ascii: "."))
+        output.append(UInt8(ascii: "0") + cents / 10)
+        output.append(UInt8(ascii: "0") + cents % 10)
     }
 
     public static func < (lhs: Price, rhs: Price) -> Bool {

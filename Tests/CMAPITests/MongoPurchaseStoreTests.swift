@@ -174,6 +174,73 @@ func storedPurchase(
         }
     }
 
+    /// A list reads each document in place (only the listed fields projected): every purchase as
+    /// the full read gives it, every price Decimal128 can write for one read exactly as
+    /// `Price(exactDecimal:)` reads its text, each broken listed field unreadable with the reason
+    /// the full read gives, and the page's tag the same either way.
+    @Test func aListReadInPlaceIsTheFullReadOfItsFields() async throws {
+        let store = try makeStore()
+        defer { Task { try? await store.collection.dropDatabase() } }
+        let prices = [
+            "0", "0.00", "1195.30", "1.5", "1.500", "1.19530E+3", "1E+2", "12345678901234567", "92233720368547758.07",
+            "92233720368547758.08", "1.005", "-1.00", "-0", "-0.00", "NaN", "Infinity", "-Infinity", "1E+6000",
+            "0E+6000", "0E-6000", "1E-2", "1E-3", "100E-4", "9999999999999999999999999999999999",
+        ]
+        var documents: [BSONDocument] = []
+        for (index, price) in prices.enumerated() {
+            var document = storedPurchase(index, timestampMilliseconds: 1_700_000_000_000 + Int64(index)).document
+            document.elements = document.elements.map { $0.key == "price" ? ($0.key, .decimal128(price)) : $0 }
+            documents.append(document)
+        }
+        let broken: [(String, BSONValue?)] = [
+            ("_id", .string("x")), ("_id", .int64(7)), ("_id", nil), ("userid", .string("\u{7}")),
+            ("userid", .string("")), ("userid", .double(1)), ("userid", nil), ("price", .double(1.5)), ("price", nil),
+            ("price", .string("1.00")), ("timestamp", .string("2024-05-31T15:54:32Z")), ("timestamp", nil),
+        ]
+        for (index, (field, value)) in broken.enumerated() {
+            var document = storedPurchase(100 + index, timestampMilliseconds: 1_600_000_000_000 + Int64(index)).document
+            document.elements = document.elements.compactMap { element in
+                element.key != field ? element : value.map { (field, $0) }
+            }
+            documents.append(document)
+        }
+        // A field the list does not show is not its concern: the receipt's.
+        var receiptOnly = storedPurchase(200, timestampMilliseconds: 1_500_000_000_000).document
+        receiptOnly.elements = receiptOnly.elements.map { $0.key == "partition" ? ($0.key, .int64(1)) : $0 }
+        documents.append(receiptOnly)
+        _ = try await store.collection.insert(documents)
+
+        let full = try await store.purchases(username: "joe", userid: nil, limit: 1000, after: nil)
+        let listed = try await store.listed(username: "joe", userid: nil, limit: 1000, after: nil)
+        #expect(listed.count == full.count)
+        for (inPlace, document) in zip(listed, full) {
+            switch (inPlace, document) {
+            case (.purchase(let purchase), .purchase(let stored)):
+                #expect(purchase == ListedPurchase(stored))
+            case (.unreadable(let unreadable), .unreadable(let expected)):
+                #expect(unreadable == expected)
+            case (.purchase(let purchase), .unreadable(let expected)):
+                #expect(purchase.id == storedPurchase(200).event.purchaseId, "only the receipt's field: \(expected)")
+            default:
+                Issue.record("in place \(inPlace), full \(document)")
+            }
+        }
+        let listedPrices = listed.compactMap(\.purchase).map(\.price.description)
+        let expectedPrices = prices.compactMap { try? Price(exactDecimal: $0).description }.reversed()
+        #expect(Array(listedPrices.prefix(expectedPrices.count)) == Array(expectedPrices))
+        #expect(PageTag(listed: listed) == PageTag(documents: full))
+        // The page's text is what PurchaseListPage writes for the same items.
+        let items = listed.compactMap(\.purchase).map { purchase in
+            PurchaseListItem(
+                id: purchase.id.lowercasedString, purchaseId: purchase.id.lowercasedString,
+                username: purchase.username, userid: purchase.userid, price: purchase.price.description,
+                timestamp: purchase.timestamp.description)
+        }
+        #expect(
+            PurchaseListRoutes.pageJSON(listed[...], nextCursor: "c")
+                == PurchaseListPage(purchases: items, nextCursor: "c").json)
+    }
+
     /// The tag a poll is answered 304 by comes from a query of the keys alone: it must be the
     /// tag of the page the full query returns, for pages with unreadable documents (a string id
     /// with a date, a number id), after a cursor and narrowed to a userid; a new purchase on the

@@ -54,25 +54,66 @@ struct PageTag: Hashable, Sendable, CustomStringConvertible {
     let description: String
 
     init(keys: some Sequence<Key>) {
-        var hash = SHA256()
-        // The representation's version: a change to the page's JSON changes every tag.
-        hash.update(data: Array("purchase-list-v1\n".utf8))
+        var digest = Digest()
         for key in keys {
-            var line = Array(key.id.utf8)
-            line.append(0)
-            if let milliseconds = key.milliseconds { line.append(contentsOf: "\(milliseconds)".utf8) }
-            line.append(UInt8(ascii: "\n"))
-            hash.update(data: line)
+            digest.add(milliseconds: key.milliseconds) { $0.append(contentsOf: key.id.utf8) }
         }
-        let hex = hash.finalize().prefix(16).map { byte in
-            let digits = Array("0123456789abcdef".utf8)
-            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0xf)]], as: UTF8.self)
-        }
-        description = "\"\(hex.joined())\""
+        description = digest.tag
     }
 
     init(documents: [StoredDocument]) {
         self.init(keys: documents.lazy.map(Key.init))
+    }
+
+    /// The tag of a page read for listing: the same as ``init(documents:)`` gives the same
+    /// documents, without a string per id.
+    init(listed documents: [ListedDocument]) {
+        var digest = Digest()
+        for document in documents {
+            switch document {
+            case .purchase(let purchase):
+                digest.add(milliseconds: purchase.timestamp.millisecondsSinceEpoch) {
+                    purchase.id.appendLowercased(to: &$0)
+                }
+            case .unreadable(let unreadable):
+                digest.add(milliseconds: unreadable.resumePoint?.timestamp.millisecondsSinceEpoch) {
+                    $0.append(contentsOf: unreadable.id.utf8)
+                }
+            }
+        }
+        description = digest.tag
+    }
+
+    /// SHA-256 over a line per document: its id, a NUL, its milliseconds when it has a place.
+    private struct Digest {
+        var hash = SHA256()
+        var line: [UInt8] = []
+
+        init() {
+            // The representation's version: a change to the page's JSON changes every tag.
+            hash.update(data: Array("purchase-list-v1\n".utf8))
+            line.reserveCapacity(64)
+        }
+
+        mutating func add(milliseconds: Int64?, id: (inout [UInt8]) -> Void) {
+            line.removeAll(keepingCapacity: true)
+            id(&line)
+            line.append(0)
+            if let milliseconds { line.append(contentsOf: "\(milliseconds)".utf8) }
+            line.append(UInt8(ascii: "\n"))
+            hash.update(data: line)
+        }
+
+        var tag: String {
+            let digits = Array("0123456789abcdef".utf8)
+            var text: [UInt8] = [UInt8(ascii: "\"")]
+            for byte in hash.finalize().prefix(16) {
+                text.append(digits[Int(byte >> 4)])
+                text.append(digits[Int(byte & 0xf)])
+            }
+            text.append(UInt8(ascii: "\""))
+            return String(decoding: text, as: UTF8.self)
+        }
     }
 
     /// Whether `If-None-Match` (every field line of it) names this tag: `*`, or a list of tags

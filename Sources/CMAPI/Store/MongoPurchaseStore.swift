@@ -179,6 +179,23 @@ struct MongoPurchaseStore: PurchaseStore {
         }
     }
 
+    /// The same range scan with only the listed fields projected, each document read in place
+    /// (``ListedDocument/init(_:)-(BSONElements)``).
+    func listed(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> [ListedDocument]
+    {
+        let filter = Self.listFilter(username: username, userid: userid, after: resumePoint)
+        return try await Self.traced("find", reads) { () throws(MongoError) in
+            try await reads.find(
+                filter, sort: Self.listSort, projection: Self.listedFields, limit: limit, maxTime: readTimeout,
+                reading: ListedDocument.init)
+        }
+    }
+
+    private static let listedFields: BSONDocument = [
+        "_id": .int32(1), "username": .int32(1), "userid": .int32(1), "price": .int32(1), "timestamp": .int32(1),
+    ]
+
     /// The same range scan as ``purchases(username:userid:limit:after:)`` returning only `_id`
     /// and `timestamp`: covered by the `username_timestamp_id` index (no document is read) when
     /// `userid` is `nil`.

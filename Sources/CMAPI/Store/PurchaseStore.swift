@@ -23,6 +23,11 @@ protocol PurchaseStore: Sendable {
     func purchases(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
         async throws -> [StoredDocument]
 
+    /// ``purchases(username:userid:limit:after:)`` as a list shows them: the listed fields of each
+    /// document, and the documents that cannot be listed.
+    func listed(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> [ListedDocument]
+
     /// The tag of the page ``purchases(username:userid:limit:after:)`` would return now
     /// (``PageTag``), from the documents' keys only.
     func pageTag(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
@@ -38,6 +43,15 @@ protocol PurchaseStore: Sendable {
     /// What ``unavailableReason()`` last found, without waiting for the store (for `/metrics`,
     /// which must answer whatever the store does).
     func latestUnavailableReason() async -> String?
+}
+
+extension PurchaseStore {
+    func listed(username: String, userid: String?, limit: Int, after resumePoint: PurchasePageResumePoint?)
+        async throws -> [ListedDocument]
+    {
+        try await purchases(username: username, userid: userid, limit: limit, after: resumePoint).map(
+            ListedDocument.init)
+    }
 }
 
 /// One document of a list read: a purchase, or one that cannot be read as one.
