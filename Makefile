@@ -38,9 +38,13 @@ IMAGE_PACKAGES := podman buildah runc debootstrap
 test: lint build test-k8s
 	$(PYTHON) -m shoptest.servers $(SWIFT) test --skip-build
 	$(PYTHON) bench/per_request.py allocations .build/debug --check bench/allocations-debug.txt
+	$(PYTHON) bench/per_request.py allocations .build/debug --binary cm-api --requests 500 \
+		--check bench/allocations-cm-api-debug.txt
 	scripts/install-deps.sh $(BENCH_PACKAGES)
 	$(PYTHON) bench/per_request.py instructions .build/debug --requests 200 \
 		--check bench/instructions-debug.txt --write .build/instructions-debug.line
+	$(PYTHON) bench/per_request.py instructions .build/debug --binary cm-api --requests 40 \
+		--check bench/instructions-cm-api-debug.txt
 	$(MAKE) --no-print-directory test-browser
 	$(MAKE) --no-print-directory test-end-to-end
 	$(MAKE) --no-print-directory test-launcher
