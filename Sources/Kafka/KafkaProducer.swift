@@ -47,6 +47,14 @@ public final class KafkaProducer: Service, Sendable {
     deinit {
         // Without a shutdown the event thread would keep the client alive forever.
         state.beginDraining(deadline: .now)
+        Self.wakeEventThread(client)
+    }
+
+    /// Returns the event thread's wait on the main queue at once (it then sees the drain).
+    private static func wakeEventThread(_ client: RDKafkaClient) {
+        let queue = rd_kafka_queue_get_main(client.handle)
+        rd_kafka_queue_yield(queue)
+        rd_kafka_queue_destroy(queue)
     }
 
     /// Produces one message and waits for the broker's acknowledgement.
@@ -187,6 +195,7 @@ public final class KafkaProducer: Service, Sendable {
         let deadline = ContinuousClock.now.advanced(by: configuration.shutdownFlushTimeout)
         await withCheckedContinuation { continuation in
             state.beginDraining(deadline: deadline, waiter: continuation)
+            Self.wakeEventThread(client)
         }
     }
 
@@ -199,8 +208,11 @@ public final class KafkaProducer: Service, Sendable {
             defer { rd_kafka_event_destroy(event) }
             handle(event, client: client, state: state, availability: availability)
         }
+        // Every event wakes the wait, and a shutdown too (wakeEventThread); an idle producer
+        // wakes once a second, not ten times (issue 31's idle cost), and 100 ms apart while it
+        // drains, to see its deadline.
         while !state.mayStopServing(outstanding: Int(rd_kafka_outq_len(client.handle))) {
-            serve(timeout: .milliseconds(100))
+            serve(timeout: state.isDraining ? .milliseconds(100) : .seconds(1))
         }
         if rd_kafka_outq_len(client.handle) > 0 {
             client.logger.warning(
@@ -377,6 +389,10 @@ final class ProducerState: Sendable {
             guard let deadline = state.drainingDeadline else { return false }
             return now >= deadline || (outstanding == 0 && state.pending.isEmpty)
         }
+    }
+
+    var isDraining: Bool {
+        state.withLock { $0.drainingDeadline != nil }
     }
 
     /// Stops new sends. The earliest deadline asked for wins; a waiter resumes once closed.

@@ -22,10 +22,10 @@ struct PurchaseIngest: Service {
     struct Settings: Sendable {
         var batchSize = 500
         var batchWait: Duration = .milliseconds(50)
-        /// How long one poll waits for the first event of a batch: an idle ingest wakes twice a
+        /// How long one poll waits for the first event of a batch: an idle ingest wakes once a
         /// second instead of every `batchWait` (20 times), and an event is still taken as it
         /// arrives. It also bounds how late a graceful shutdown is noticed while idle.
-        var idleWait: Duration = .milliseconds(500)
+        var idleWait: Duration = .seconds(1)
         var retryInitial: Duration = .milliseconds(100)
         var retryMaximum: Duration = .seconds(5)
         /// Between retries after an error no retry is expected to fix (authentication, ...).
