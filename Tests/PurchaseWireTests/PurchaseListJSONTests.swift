@@ -65,6 +65,7 @@ import Testing
         #"{"status":"Ok!","purchases":[],"nextCursor":"a","nextCursor":"b"}"#,
         #"{"status":"Ok!","purchases":[],"nextCursor":null,"nextCursor":"b","status":7}"#,
         #"{"status":"Ok!","purchases":[{"price":"2.00",\#(item("1").dropFirst())]}"#,
+        #"{"status":"Ok!","purchases":[\#(item("1").replacingOccurrences(of: #""_id""#, with: #""\u005fid""#))]}"#,
     ]
 
     /// Answers that are not a purchase list: both readers must refuse each.
@@ -140,6 +141,15 @@ import Testing
         guard let passed = PurchaseListPageText(json: json) else { return }
         #expect(try JSONDecoder().decode([PurchaseListItem].self, from: Data(passed.purchases)) == page.purchases)
         #expect(passed.count == page.purchases.count && passed.nextCursor == page.nextCursor)
+    }
+
+    /// A member name written with escapes is the name it spells: the item is passed on.
+    @Test func anEscapedMemberNameIsTheNameItSpells() throws {
+        let escaped = PurchaseListJSONTests.readableAnswers.last!
+        let passed = try #require(PurchaseListPageText(json: Array(escaped.utf8)))
+        #expect(passed.count == 1)
+        let twice = escaped.replacingOccurrences(of: #""purchaseId""#, with: #""\u005fid""#)
+        #expect(PurchaseListPageText(json: Array(twice.utf8)) == nil, "the same field twice")
     }
 
     /// What cm-api writes (`appendJSON`, awkward strings included) is passed on, byte for byte.

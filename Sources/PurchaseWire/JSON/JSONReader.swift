@@ -97,6 +97,54 @@ struct JSONReader {
         }
     }
 
+    /// ``readObject(depth:_:)`` for an object whose keys are looked up among `names` (UTF-8):
+    /// `member` gets the index of the key's name, or `nil` for another key. A key that is ASCII
+    /// without escapes is compared as its bytes, with no `String` made of it.
+    mutating func readObject(
+        depth: Int, names: [[UInt8]], _ member: (inout JSONReader, Int?) throws(SyntaxError) -> Void
+    ) throws(SyntaxError) {
+        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        try expect(UInt8(ascii: "{"), "'{'")
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            guard peek() == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            let name = try readKey(among: names)
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"), "':' after a member name")
+            skipWhitespace()
+            try member(&self, name)
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"):
+                index += 1
+                return
+            default: throw error("expected ',' or '}'")
+            }
+        }
+    }
+
+    private mutating func readKey(among names: [[UInt8]]) throws(SyntaxError) -> Int? {
+        var end = index + 1
+        while end < bytes.count {
+            let byte = bytes[end]
+            guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
+            end += 1
+        }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let key = bytes[(index + 1)..<end]
+            index = end + 1
+            return names.firstIndex { $0.count == key.count && $0.elementsEqual(key) }
+        }
+        let key = try readString()
+        return names.firstIndex { $0.elementsEqual(key.utf8) }
+    }
+
     /// Reads an array, handing `element` the reader at the start of each element, which
     /// `element` must read. `depth` is the array's own nesting depth.
     mutating func readArray(depth: Int, _ element: (inout JSONReader) throws(SyntaxError) -> Void) throws(SyntaxError) {

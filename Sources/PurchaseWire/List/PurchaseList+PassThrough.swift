@@ -55,16 +55,18 @@ public struct PurchaseListPageText: Sendable {
         self.nextCursor = nextCursor
     }
 
+    private static let fieldNames = PurchaseListItem.fieldNames.map { Array($0.utf8) }
+
     /// An item of exactly the six fields, each once and a string, or an error.
     private static func checkItem(_ reader: inout JSONReader) throws(JSONReader.SyntaxError) {
         guard reader.isAt(UInt8(ascii: "{")) else { throw reader.error("a purchase must be an object") }
         var seen = 0
-        try reader.readObject(depth: 3) { reader, key throws(JSONReader.SyntaxError) in
-            guard let position = PurchaseListItem.fieldNames.firstIndex(of: key), seen & (1 << position) == 0 else {
+        try reader.readObject(depth: 3, names: fieldNames) { reader, name throws(JSONReader.SyntaxError) in
+            guard let position = name, seen & (1 << position) == 0 else {
                 throw reader.error("not one of a purchase's fields once")
             }
             seen |= 1 << position
-            try reader.skipRequiredString(key)
+            try reader.skipRequiredString(PurchaseListItem.fieldNames[position])
         }
         guard seen == (1 << PurchaseListItem.fieldNames.count) - 1 else { throw reader.error("a field is missing") }
     }
