@@ -6,9 +6,19 @@ SAMPLE-th acknowledged purchase polls cm-api's GET /purchases/{purchaseId} every
 answers 200. Prints one line:
 
     rate=<achieved/s> sent=<n> ok=<n> errors=<n> samples=<n> p50_ms=<x> p99_ms=<x> max_ms=<x> missing=<n>
+    cmapi_p50_ms=<x> cmapi_p99_ms=<x> insert_p50_ms=<x> insert_p99_ms=<x> age_p50_ms=<x> age_p99_ms=<x>
 
 A sample still 404 after 30 s counts as missing. Resolution is POLL_MS: polling every purchase
 would load cm-api and MongoDB more than the purchases themselves.
+
+The split, from cm-api's own histograms over the run (its /metrics before and after, quantiles
+interpolated within buckets as Prometheus' histogram_quantile does): cm-api's share
+(`cmapi_event_ingest_delay_seconds`) is each event's time from cm-server's receipt to its bulk
+insert's start (Kafka, the poll, the batch window) without the time the ingest spent writing
+earlier batches meanwhile; the MongoDB stand-in's share is the inserts' own time
+(`cmapi_mongo_write_duration_seconds`, per batch), and an event also waits for the writes ahead of
+it: its age at write (`cmapi_event_age_at_write_seconds`) is cm-api's share plus that. The rest of
+a sample is the wait for the receipt: its polling, and reads queued behind inserts in the stand-in.
 
     python3 bench/freshness.py SERVER_URL API_URL RATE SECONDS [SAMPLE] [POLL_MS]
 """
@@ -45,6 +55,35 @@ class Connections(threading.local):
                 del self.__dict__["pool"][url.netloc]
                 if attempt == 1:
                     raise
+
+
+def histogram(api, connections, name):
+    """{upper bound: cumulative count} of a histogram on cm-api's /metrics."""
+    _, text = connections.request(api, "GET", "/metrics")
+    buckets = {}
+    for line in text.decode().splitlines():
+        if line.startswith(name + "_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = buckets.get(float(bound), 0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def histogram_quantile(fraction, before, after):
+    """The quantile of what was observed between two scrapes, in ms (NaN without observations)."""
+    bounds = sorted(after)
+    counts = [after[bound] - before.get(bound, 0) for bound in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank = fraction * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower * 1000
+            inside = cumulative - below
+            return (lower + (bound - lower) * ((rank - below) / inside if inside else 1)) * 1000
+        lower, below = bound, cumulative
+    return lower * 1000
 
 
 def percentile(values, fraction):
@@ -88,6 +127,8 @@ def main():
         if status == 200 and index % sample == 0:
             pollers.submit(watch, json.loads(answer)["purchaseId"], acknowledged)
 
+    split = ("cmapi_event_ingest_delay_seconds", "cmapi_mongo_write_duration_seconds", "cmapi_event_age_at_write_seconds")
+    before = {name: histogram(api, connections, name) for name in split}
     total = int(rate * seconds)
     senders = ThreadPoolExecutor(max_workers=64)
     start = time.perf_counter()
@@ -99,6 +140,9 @@ def main():
     senders.shutdown(wait=True)
     elapsed = time.perf_counter() - start
     pollers.shutdown(wait=True)
+    after = {name: histogram(api, connections, name) for name in split}
+    shares = {f"{share}_{label}_ms": histogram_quantile(fraction, before[name], after[name])
+              for share, name in zip(("cmapi", "insert", "age"), split) for label, fraction in (("p50", 0.5), ("p99", 0.99))}
 
     if freshness:
         p50, p99, worst = percentile(freshness, 0.5), percentile(freshness, 0.99), max(freshness)
@@ -106,7 +150,7 @@ def main():
         p50 = p99 = worst = float("nan")
     print(f"rate={total / elapsed:.0f} sent={total} ok={counts['ok']} errors={counts['errors']} "
           f"samples={len(freshness)} p50_ms={p50:.1f} p99_ms={p99:.1f} max_ms={worst:.1f} "
-          f"missing={counts['missing']}")
+          f"missing={counts['missing']} " + " ".join(f"{key}={value:.1f}" for key, value in shares.items()))
 
 
 if __name__ == "__main__":

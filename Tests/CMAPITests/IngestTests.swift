@@ -212,7 +212,9 @@ import Testing
                 text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { $0.split(separator: " ").last }
                     .flatMap { Double($0) }
             }
-            let before = value(try await scrape(), "cmapi_purchases_inserted_total ") ?? 0
+            let first = try await scrape()
+            let before = value(first, "cmapi_purchases_inserted_total ") ?? 0
+            let agesBefore = value(first, "cmapi_event_age_at_write_seconds_count ") ?? 0
             try await harness.produce(try (0..<20).map { try IngestHarness.event(user: $0 % 3, number: $0) })
             #expect(try await harness.waitForCount(20) == 20)
             let lagLines = (0..<2).map { #"cmapi_consumer_lag_messages{topic="\#(harness.topic)",partition="\#($0)"}"# }
@@ -227,8 +229,26 @@ import Testing
             #expect(text.contains("# TYPE cmapi_mongo_write_duration_seconds histogram"))
             #expect(text.contains("# TYPE cmapi_batch_size histogram"))
             #expect(value(text, "cmapi_newest_stored_event_age_seconds ") != nil)
+            // Each event's age when its write starts: one observation per event, at least.
+            #expect(text.contains("# TYPE cmapi_event_age_at_write_seconds histogram"))
+            #expect((value(text, "cmapi_event_age_at_write_seconds_count ") ?? 0) >= agesBefore + 20)
+            #expect(text.contains("# TYPE cmapi_event_ingest_delay_seconds histogram"))
         }
         try await ingest.stop()
+    }
+
+    /// cm-api's own share of an event's age leaves out the time the ingest spent writing earlier
+    /// batches after the event arrived.
+    @Test func theTimeSpentWritingIsCountedOnceAndOnlyInside() {
+        let writes = RecentWrites()
+        writes.add(from: 100, to: 200)
+        writes.add(from: 250, to: 400)
+        writes.add(from: 400, to: 450)
+        #expect(writes.writing(from: 0, to: 1000) == 300)
+        #expect(writes.writing(from: 150, to: 300) == 100)
+        #expect(writes.writing(from: 420, to: 430) == 10)
+        #expect(writes.writing(from: 450, to: 500) == 0)
+        #expect(writes.writing(from: 0, to: 90) == 0)
     }
 
     /// The race cm-server cannot see: one `Idempotency-Key` used for two purchases before the

@@ -55,6 +55,15 @@ struct PurchaseIngest: Service {
     private let deadLetterTraces: Counter
     private let batchSizes: Recorder
     private let writeLatency: Timer
+    /// Each event's age when the first bulk insert of its batch starts, from cm-server's receive
+    /// time (its clock): Kafka, the poll, the batch window, and the time the ingest spent writing
+    /// earlier batches meanwhile.
+    private let ageAtWrite: Timer
+    /// That age without the time spent writing earlier batches: cm-api's own share of an event's
+    /// way to MongoDB (Kafka, the poll, the batch window), whatever MongoDB's pace.
+    private let ingestDelay: Timer
+    /// The recent writes' wall-clock spans, for ``ingestDelay``.
+    private let recentWrites = RecentWrites()
     private let transientWriteFailures: Counter
     private let permanentWriteFailures: Counter
     private let refusedWrites: Counter
@@ -77,6 +86,8 @@ struct PurchaseIngest: Service {
         deadLetterTraces = Counter(label: "cmapi_dead_letter_traces_total")
         batchSizes = Recorder(label: "cmapi_batch_size")
         writeLatency = Timer(label: "cmapi_mongo_write_duration_seconds")
+        ageAtWrite = Timer(label: "cmapi_event_age_at_write_seconds")
+        ingestDelay = Timer(label: "cmapi_event_ingest_delay_seconds")
         transientWriteFailures = Counter(
             label: "cmapi_mongo_write_failures_total", dimensions: [("class", "transient")])
         permanentWriteFailures = Counter(
@@ -167,6 +178,13 @@ struct PurchaseIngest: Service {
     func process(_ firstBatch: [KafkaConsumerMessage]) async throws(DeadLetterImpossible) {
         var batch = firstBatch
         guard var purchases = try await prepare(batch) else { return }
+        let now = Timestamp.now.millisecondsSinceEpoch
+        for purchase in purchases {
+            let received = purchase.event.receivedAt.millisecondsSinceEpoch
+            let age = max(0, now - received)
+            ageAtWrite.recordMilliseconds(age)
+            ingestDelay.recordMilliseconds(max(0, age - recentWrites.writing(from: received, to: now)))
+        }
         var delay = settings.retryInitial
         var holding = false
         defer { status.setHeld(0) }
@@ -301,6 +319,8 @@ struct PurchaseIngest: Service {
     private func insert(_ purchases: [StoredPurchase]) async throws(PurchaseWriteFailure) -> PurchaseInsertResult {
         guard !purchases.isEmpty else { return PurchaseInsertResult(inserted: 0, alreadyStored: 0) }
         let start = DispatchTime.now()
+        let startedAt = Timestamp.now.millisecondsSinceEpoch
+        defer { recentWrites.add(from: startedAt, to: Timestamp.now.millisecondsSinceEpoch) }
         let result = try await store.insert(purchases)
         writeLatency.recordInterval(since: start)
         count(result, of: purchases)
@@ -454,6 +474,33 @@ struct PurchaseIngest: Service {
         } catch {
             // Not a loss: uncommitted messages are delivered again and stored once.
             logger.warning("Kafka commit failed; the batch will be re-read", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// The wall-clock spans (milliseconds) of the ingest's last writes, attempts that failed included.
+final class RecentWrites: Sendable {
+    private let spans = Mutex<[(start: Int64, end: Int64)]>([])
+    /// Enough for an event's age at write: 256 writes of a 50 ms batch window cover 12 s.
+    private static let kept = 256
+
+    func add(from start: Int64, to end: Int64) {
+        spans.withLock { spans in
+            spans.append((start, end))
+            if spans.count > Self.kept { spans.removeFirst(spans.count - Self.kept) }
+        }
+    }
+
+    /// How many milliseconds of `from..<to` the ingest spent writing. Newest first: the writes
+    /// are one after another, so the first that ended before `start` ends the search.
+    func writing(from start: Int64, to end: Int64) -> Int64 {
+        spans.withLock { spans in
+            var total: Int64 = 0
+            for span in spans.reversed() {
+                if span.end <= start { break }
+                total += max(0, min(end, span.end) - max(start, span.start))
+            }
+            return total
         }
     }
 }
