@@ -44,7 +44,9 @@ public final class KafkaConsumer: Service, Sendable {
     /// With `firstMessageWait`, it waits that long for the first message: an idle caller wakes
     /// rarely. A first message within `maxWait` is gathered with the rest until `maxWait`, as
     /// without it; a later one is returned at once with whatever is already queued, so a
-    /// message is never returned later than it would be by polling every `maxWait`.
+    /// message is never returned later than it would be by polling every `maxWait`. And messages
+    /// already queued when the poll begins (they came while the caller was busy with the last
+    /// batch) are returned at once: the batch formed meanwhile, and waiting would only delay it.
     /// - Returns: the messages in the order received (per partition, offset order); may be empty.
     /// - Throws: ``KafkaError/Code/fatal`` if the consumer can no longer work,
     ///   ``KafkaError/Code/shutdown`` once closed.
@@ -58,9 +60,14 @@ public final class KafkaConsumer: Service, Sendable {
             let start = ContinuousClock.now
             var deadline = start.advanced(by: firstMessageWait ?? maxWait)
             var messages: [KafkaConsumerMessage] = []
+            // With a first wait, what is queued already is looked at before any waiting.
+            var lookingAtQueue = firstMessageWait != nil
             while messages.count < maxMessages {
-                let remaining = ContinuousClock.now.duration(to: deadline)
+                let queued = lookingAtQueue
+                lookingAtQueue = false
+                let remaining = queued ? .zero : ContinuousClock.now.duration(to: deadline)
                 guard let raw = rd_kafka_consumer_poll(client.handle, remaining.timeoutMilliseconds) else {
+                    if queued { continue }
                     if remaining <= .zero { break }
                     continue
                 }
@@ -70,13 +77,14 @@ public final class KafkaConsumer: Service, Sendable {
                     if err == RD_KAFKA_RESP_ERR__FATAL { throw client.fatalError() ?? KafkaError(err) }
                     client.logger.warning("Kafka consumer error: \(KafkaError(err).message)")
                     // An error on every poll must not hold the caller past maxWait.
-                    if remaining <= .zero { break }
+                    if !queued, remaining <= .zero { break }
                     continue
                 }
                 if messages.isEmpty, firstMessageWait != nil {
-                    // The batch window stays where it was without a first wait; a first message
-                    // that comes after it is returned at once, with what is already queued.
-                    deadline = max(start.advanced(by: maxWait), ContinuousClock.now)
+                    // Queued already: it and the rest of the queue at once. Else the batch
+                    // window stays where it was without a first wait; a first message that
+                    // comes after it is returned at once, with what is already queued.
+                    deadline = queued ? ContinuousClock.now : max(start.advanced(by: maxWait), ContinuousClock.now)
                 }
                 messages.append(KafkaConsumerMessage(raw))
             }

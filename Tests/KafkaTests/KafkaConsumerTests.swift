@@ -86,6 +86,30 @@ import Testing
         await producer.shutdown()
     }
 
+    /// Messages that came while the caller was busy are its next batch at once: the poll does
+    /// not hold them for the batch window.
+    @Test func messagesAlreadyQueuedAreReturnedWithoutWaitingForTheWindow() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("queued")
+        try cluster.createTopic(topic, partitions: 1)
+        let consumer = try cluster.makeConsumer(topic: topic, group: uniqueName("group"))
+        _ = try await waitForAssignment(of: [consumer], partitions: 1)
+        let producer = try cluster.makeProducer()
+        _ = try await producer.send(topic: topic, key: nil, value: Array("first".utf8))
+        let first = try await consumer.poll(maxMessages: 10, maxWait: .milliseconds(10), firstMessageWait: .seconds(30))
+        #expect(first.count == 1)
+        for number in 0..<5 { _ = try await producer.send(topic: topic, key: nil, value: Array("\(number)".utf8)) }
+        // Fetched into the consumer's queue: the partition's watermark shows them.
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        #expect(try await waitUntil(timeout: .seconds(30)) { try consumer.lag()[partition] == 5 })
+        let polled = ContinuousClock.now
+        let batch = try await consumer.poll(maxMessages: 100, maxWait: .seconds(20), firstMessageWait: .seconds(60))
+        #expect(batch.map { String(decoding: $0.value, as: UTF8.self) } == ["0", "1", "2", "3", "4"])
+        #expect(ContinuousClock.now - polled < .seconds(10), "not held for the 20 s window")
+        await consumer.close()
+        await producer.shutdown()
+    }
+
     @Test func oneKeysMessagesKeepTheirOrder() async throws {
         let cluster = try KafkaMockCluster()
         let topic = uniqueName("order")
