@@ -137,12 +137,19 @@ struct JSONReader {
             end += 1
         }
         if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
-            let key = bytes[(index + 1)..<end]
+            let start = index + 1
             index = end + 1
-            return names.firstIndex { $0.count == key.count && $0.elementsEqual(key) }
+            // Byte by byte, without a closure or a generic: as cheap in a debug build.
+            for position in names.indices where names[position].count == end - start {
+                let name = names[position]
+                var offset = 0
+                while offset < name.count, name[offset] == bytes[start + offset] { offset += 1 }
+                if offset == name.count { return position }
+            }
+            return nil
         }
-        let key = try readString()
-        return names.firstIndex { $0.elementsEqual(key.utf8) }
+        let key = Array(try readString().utf8)
+        return names.firstIndex(of: key)
     }
 
     /// Reads an array, handing `element` the reader at the start of each element, which
