@@ -193,6 +193,33 @@ for _ in $(seq "$rounds"); do
 done
 read -r api_rps api_p50 api_p99 api_err api_cpu api_ctx < <(summarize api)
 read -r twin_list_rps twin_list_p50 twin_list_p99 twin_list_err twin_list_cpu twin_list_ctx < <(summarize twin-list)
+# The same page against bench/fixed_mongo.py, whose answers cost it next to nothing: SecantusDB
+# holds both services to about 20 pages/s, where each one's fixed costs per second (timers, the
+# drivers' monitors, Go's collector) weigh on every page; here the page's own cost shows. A
+# cm-api and a twin of their own, on a kafka-mock of their own (no group is shared with the shop).
+fixed_port=$(free_port)
+spawn fixed-mongo "$python" "$root/bench/fixed_mongo.py" "$fixed_port"
+spawn fixed-kafka-mock env KAFKA_TOPIC=fixed-reads KAFKA_MOCK_PARTITIONS=1 KAFKA_MOCK_BOOTSTRAP_FILE="$data/fixed-bootstrap" \
+    "$bin/kafka-mock"
+for _ in $(seq 100); do [ -s "$data/fixed-bootstrap" ] && break; sleep 0.1; done
+[ -s "$data/fixed-bootstrap" ] || fail "the fixed reads' kafka-mock did not start"
+fixed_api_port=$(free_port)
+fixed_twin_port=$(free_port)
+spawn fixed-cm-api env KAFKA_BROKERS="$(cat "$data/fixed-bootstrap")" KAFKA_TOPIC=fixed-reads PORT="$fixed_api_port" \
+    MONGODB_URI="mongodb://127.0.0.1:$fixed_port/" LOG_LEVEL=warning "$bin/cm-api"
+fixed_api_pid=$spawned
+spawn fixed-go-twin env KAFKA_BROKERS="$(cat "$data/fixed-bootstrap")" KAFKA_TOPIC=fixed-reads PORT="$fixed_twin_port" \
+    MONGODB_URI="mongodb://127.0.0.1:$fixed_port/" "$data/go-twin"
+fixed_twin_pid=$spawned
+wait_for_http "http://127.0.0.1:$fixed_api_port/readyz"
+wait_for_http "http://127.0.0.1:$fixed_twin_port/healthz"
+for _ in $(seq "$rounds"); do
+    use_connections=$list_connections measure_into fixed-api "$fixed_api_pid" "http://127.0.0.1:$fixed_api_port/buyList/reader?limit=100"
+    use_connections=$list_connections measure_into fixed-twin "$fixed_twin_pid" "http://127.0.0.1:$fixed_twin_port/buyList/reader?limit=100"
+done
+read -r fixed_api_rps _ _ fixed_api_err fixed_api_cpu _ < <(summarize fixed-api)
+read -r fixed_twin_rps _ _ fixed_twin_err fixed_twin_cpu _ < <(summarize fixed-twin)
+kill -TERM "$fixed_api_pid" "$fixed_twin_pid"
 curl -fs "$api/buyList/reader?limit=100" >"$data/page.json" || fail "no page from cm-api"
 
 # 5. Freshness, with the whole shop running as it would: a steady rate of purchases, every 20th
@@ -386,11 +413,13 @@ for value in "$buy_rps" "$dry_rps" "$hz_rps" "$list_rps" "$api_rps" "$fake_p50" 
     "$rss_end" "$base_rate" "$api_rate" "$base1_rate" "$api1_rate" "$fresh_samples" "$buy_cpu" "$dry_cpu" "$hz_cpu" \
     "$list_cpu" "$api_cpu" "$proxy_cpu" "$api_event_cpu" "$api1_event_cpu" "$buy_instr" "$dry_instr" "$hz_instr" \
     "$proxy_instr" "$floor_rps" "$floor_cpu" "$floor_instr" "$twin_buy_rps" "$twin_dry_rps" "$twin_list_rps" \
-    "$twin_buy_cpu" "$twin_dry_cpu" "$twin_list_cpu" "$twin_rss"; do
+    "$twin_buy_cpu" "$twin_dry_cpu" "$twin_list_cpu" "$twin_rss" "$fixed_api_rps" "$fixed_twin_rps" "$fixed_api_cpu" \
+    "$fixed_twin_cpu"; do
     [ -n "$value" ] && [ "$value" != 0 ] || fail "a measurement is missing; logs in $data"
 done
 [ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] &&
-    [ "$twin_buy_err" = 0 ] && [ "$twin_dry_err" = 0 ] && [ "$api_err" = 0 ] && [ "$twin_list_err" = 0 ] ||
+    [ "$twin_buy_err" = 0 ] && [ "$twin_dry_err" = 0 ] && [ "$api_err" = 0 ] && [ "$twin_list_err" = 0 ] &&
+    [ "$fixed_api_err" = 0 ] && [ "$fixed_twin_err" = 0 ] ||
     fail "errors during the run (POST /buy $buy_err, dry run $dry_err, freshness $fresh_err, missing $fresh_missing, Go twin $twin_buy_err/$twin_dry_err, list $api_err/$twin_list_err)"
 
 ratio=$(awk -v a="$buy_rps" -v b="$dry_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
@@ -429,6 +458,8 @@ twin_table=$(
     side_row "list page of 100, CPU µs per page" "$api_cpu" "$twin_list_cpu"
     side_row "list page of 100, p50 ms" "$api_p50" "$twin_list_p50"
     side_row "list page of 100, p99 ms" "$api_p99" "$twin_list_p99"
+    side_row "list page against a fixed MongoDB, pages/s (c$list_connections)" "$fixed_api_rps" "$fixed_twin_rps"
+    side_row "list page against a fixed MongoDB, CPU µs per page" "$fixed_api_cpu" "$fixed_twin_cpu"
     side_row "peak resident MB (cm-server; the twin does both)" "$server_rss" "$twin_rss"
     side_row "peak resident MB (cm-api serving)" "$api_rss" "$twin_rss"
 )
