@@ -34,7 +34,7 @@ func buildRouter(
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
     router.addRequestTracing(startsTraces: false)
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestMetricsMiddleware())
     let purchaseRoutes = router.group()
     if let serviceToken = auth.serviceToken {
         purchaseRoutes.add(middleware: ServiceTokenMiddleware<AppRequestContext>(token: serviceToken))

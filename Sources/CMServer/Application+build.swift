@@ -24,7 +24,7 @@ func buildRouter(
     let registry = ShopMetrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
     router.addRequestTracing(startsTraces: true)
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestMetricsMiddleware())
     let publicRoutes = router.group()
     auth.protect(publicRoutes)
     let limiter = RateLimiter(settings: rateLimits)
