@@ -37,18 +37,29 @@ extension UUID {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends ``lowercasedString``'s text.
+    /// Appends ``lowercasedString``'s text: written into 36 bytes on the stack, appended at once.
     public func appendLowercased(to output: inout [UInt8]) {
         withUnsafeBytes(of: uuid) { bytes in
-            for (index, byte) in bytes.enumerated() {
-                if index == 4 || index == 6 || index == 8 || index == 10 { output.append(UInt8(ascii: "-")) }
-                output.append(Self.lowercaseHex[Int(byte >> 4)])
-                output.append(Self.lowercaseHex[Int(byte & 0x0F)])
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
+                var at = 0
+                for index in 0..<16 {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        text[at] = UInt8(ascii: "-")
+                        at += 1
+                    }
+                    text[at] = Self.lowercaseHexDigit(bytes[index] >> 4)
+                    text[at + 1] = Self.lowercaseHexDigit(bytes[index] & 0x0F)
+                    at += 2
+                }
+                output.append(contentsOf: text)
             }
         }
     }
 
-    private static let lowercaseHex: [UInt8] = Array("0123456789abcdef".utf8)
+    @inline(__always)
+    private static func lowercaseHexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
+    }
 
     /// The namespace of name-based purchase ids (RFC 9562 version 5). Fixed forever: changing
     /// it would give a retried request a new id and so store it twice.
