@@ -37,21 +37,13 @@ extension UUID {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends ``lowercasedString``'s text: written into 36 bytes on the stack, appended at once.
+    /// Appends ``lowercasedString``'s text.
     public func appendLowercased(to output: inout [UInt8]) {
         withUnsafeBytes(of: uuid) { bytes in
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
-                var at = 0
-                for index in 0..<16 {
-                    if index == 4 || index == 6 || index == 8 || index == 10 {
-                        text[at] = UInt8(ascii: "-")
-                        at += 1
-                    }
-                    text[at] = Self.lowercaseHexDigit(bytes[index] >> 4)
-                    text[at + 1] = Self.lowercaseHexDigit(bytes[index] & 0x0F)
-                    at += 2
-                }
-                output.append(contentsOf: text)
+            for index in 0..<16 {
+                if index == 4 || index == 6 || index == 8 || index == 10 { output.append(UInt8(ascii: "-")) }
+                output.append(Self.lowercaseHexDigit(bytes[index] >> 4))
+                output.append(Self.lowercaseHexDigit(bytes[index] & 0x0F))
             }
         }
     }

@@ -109,37 +109,34 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends ``description``'s text, without building a string: written into 24 bytes on the
-    /// stack, appended at once.
+    /// Appends ``description``'s text, without building a string.
     public func appendRFC3339(to output: inout [UInt8]) {
         let (days, msOfDay) = millisecondsSinceEpoch.quotientAndRemainderFlooring(dividingBy: 86_400_000)
         let (year, month, day) = Self.civilFromDays(Int(days))
         let ms = Int(msOfDay)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { text in
-            /// `value`'s last `width` decimal digits at `start`.
-            func digits(_ value: Int, at start: Int, width: Int) {
-                var rest = value
-                for index in (start..<start + width).reversed() {
-                    text[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
-                    rest /= 10
-                }
-            }
-            digits(year, at: 0, width: 4)
-            text[4] = UInt8(ascii: "-")
-            digits(month, at: 5, width: 2)
-            text[7] = UInt8(ascii: "-")
-            digits(day, at: 8, width: 2)
-            text[10] = UInt8(ascii: "T")
-            digits(ms / 3_600_000, at: 11, width: 2)
-            text[13] = UInt8(ascii: ":")
-            digits(ms / 60_000 % 60, at: 14, width: 2)
-            text[16] = UInt8(ascii: ":")
-            digits(ms / 1000 % 60, at: 17, width: 2)
-            text[19] = UInt8(ascii: ".")
-            digits(ms % 1000, at: 20, width: 3)
-            text[23] = UInt8(ascii: "Z")
-            output.append(contentsOf: text)
-        }
+        Self.appendDigits(year / 100, to: &output)
+        Self.appendDigits(year % 100, to: &output)
+        output.append(UInt8(ascii: "-"))
+        Self.appendDigits(month, to: &output)
+        output.append(UInt8(ascii: "-"))
+        Self.appendDigits(day, to: &output)
+        output.append(UInt8(ascii: "T"))
+        Self.appendDigits(ms / 3_600_000, to: &output)
+        output.append(UInt8(ascii: ":"))
+        Self.appendDigits(ms / 60_000 % 60, to: &output)
+        output.append(UInt8(ascii: ":"))
+        Self.appendDigits(ms / 1000 % 60, to: &output)
+        output.append(UInt8(ascii: "."))
+        output.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: ms % 1000 / 100))
+        Self.appendDigits(ms % 100, to: &output)
+        output.append(UInt8(ascii: "Z"))
+    }
+
+    /// Two decimal digits of `value` (0...99); divisions by constants, which compile to multiplications.
+    @inline(__always)
+    private static func appendDigits(_ value: Int, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value / 10))
+        output.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value % 10))
     }
 
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool {

@@ -103,22 +103,12 @@ struct PurchaseListRoutes {
 
     /// `PurchaseListPage.json`'s text for these documents' purchases, written from them directly.
     static func pageJSON(_ documents: ArraySlice<ListedDocument>, nextCursor: String?) -> [UInt8] {
-        var output: [UInt8] = []
-        output.reserveCapacity(64 + documents.count * 240)
-        JSONText.append(#"{"status":"Ok!","purchases":["#, to: &output)
-        var first = true
+        var list = PurchaseListText(status: "Ok!", expectedCount: documents.count)
         for case .purchase(let purchase) in documents {
-            if !first { output.append(UInt8(ascii: ",")) }
-            first = false
-            purchase.appendJSON(to: &output)
+            list.startPurchase()
+            purchase.appendJSON(to: &list.output)
         }
-        output.append(UInt8(ascii: "]"))
-        if let nextCursor {
-            JSONText.append(#","nextCursor":"#, to: &output)
-            JSONText.appendString(nextCursor, to: &output)
-        }
-        output.append(UInt8(ascii: "}"))
-        return output
+        return list.finish(nextCursor: nextCursor)
     }
 
     private func purchase(context: AppRequestContext) async -> Response {

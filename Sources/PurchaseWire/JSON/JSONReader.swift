@@ -71,29 +71,10 @@ struct JSONReader {
     mutating func readObject(
         depth: Int, _ member: (inout JSONReader, String) throws(SyntaxError) -> Void
     ) throws(SyntaxError) {
-        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
-        try expect(UInt8(ascii: "{"), "'{'")
-        skipWhitespace()
-        if peek() == UInt8(ascii: "}") {
-            index += 1
-            return
-        }
-        while true {
-            skipWhitespace()
-            guard peek() == UInt8(ascii: "\"") else { throw error("expected a member name") }
-            let key = try readString()
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"), "':' after a member name")
-            skipWhitespace()
-            try member(&self, key)
-            skipWhitespace()
-            switch peek() {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"):
-                index += 1
-                return
-            default: throw error("expected ',' or '}'")
-            }
+        try readMembers(depth: depth) { reader throws(SyntaxError) in
+            let key = try reader.readString()
+            try reader.readNameSeparator()
+            try member(&reader, key)
         }
     }
 
@@ -102,6 +83,19 @@ struct JSONReader {
     /// without escapes is compared as its bytes, with no `String` made of it.
     mutating func readObject(
         depth: Int, names: [[UInt8]], _ member: (inout JSONReader, Int?) throws(SyntaxError) -> Void
+    ) throws(SyntaxError) {
+        try readMembers(depth: depth) { reader throws(SyntaxError) in
+            let name = try reader.readKey(among: names)
+            try reader.readNameSeparator()
+            try member(&reader, name)
+        }
+    }
+
+    /// The object's braces and commas, handing `member` the reader at each member's name (a
+    /// string), to read the name, the separator and the value. Not generic over how a name is
+    /// read: a generic here cost a debug build's list page 5 million instructions.
+    private mutating func readMembers(
+        depth: Int, _ member: (inout JSONReader) throws(SyntaxError) -> Void
     ) throws(SyntaxError) {
         guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
         try expect(UInt8(ascii: "{"), "'{'")
@@ -113,11 +107,7 @@ struct JSONReader {
         while true {
             skipWhitespace()
             guard peek() == UInt8(ascii: "\"") else { throw error("expected a member name") }
-            let name = try readKey(among: names)
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"), "':' after a member name")
-            skipWhitespace()
-            try member(&self, name)
+            try member(&self)
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","): index += 1
@@ -127,6 +117,13 @@ struct JSONReader {
             default: throw error("expected ',' or '}'")
             }
         }
+    }
+
+    /// The `:` between a member's name and its value, with the white space around it.
+    private mutating func readNameSeparator() throws(SyntaxError) {
+        skipWhitespace()
+        try expect(UInt8(ascii: ":"), "':' after a member name")
+        skipWhitespace()
     }
 
     private mutating func readKey(among names: [[UInt8]]) throws(SyntaxError) -> Int? {

@@ -28,15 +28,48 @@ extension PurchaseListPage {
     /// (`JSONEncoder` orders an object's members differently from one call to the next), as a
     /// strong `ETag` requires.
     public var json: [UInt8] {
-        var output: [UInt8] = []
-        output.reserveCapacity(64 + purchases.count * 256)
+        var list = PurchaseListText(status: status, expectedCount: purchases.count)
+        for item in purchases {
+            list.startPurchase()
+            item.appendJSON(to: &list.output)
+        }
+        return list.finish(nextCursor: nextCursor)
+    }
+}
+
+/// ``PurchaseListPage/json``'s text, written a purchase at a time: cm-api writes its pages from
+/// the documents it reads in place with this, without making ``PurchaseListItem``s first.
+///
+///     var list = PurchaseListText(status: "Ok!", expectedCount: count)
+///     for purchase in purchases {
+///         list.startPurchase()
+///         purchase.appendJSON(to: &list.output)  // as PurchaseListItem.appendJSON writes one
+///     }
+///     return list.finish(nextCursor: nextCursor)
+///
+/// No closures and no generics: a debug build (which `make test`'s cost guards measure) would box
+/// each purchase or the text.
+public struct PurchaseListText {
+    /// The text so far; a purchase is appended here after ``startPurchase()``.
+    public var output: [UInt8] = []
+    private var empty = true
+
+    /// Starts the text; `expectedCount` (about how many purchases) sizes it once.
+    public init(status: String, expectedCount: Int) {
+        output.reserveCapacity(64 + expectedCount * 256)
         JSONText.append(#"{"status":"#, to: &output)
         JSONText.appendString(status, to: &output)
         JSONText.append(#","purchases":["#, to: &output)
-        for (index, item) in purchases.enumerated() {
-            if index > 0 { output.append(UInt8(ascii: ",")) }
-            item.appendJSON(to: &output)
-        }
+    }
+
+    /// Separates the purchase about to be appended from the one before.
+    public mutating func startPurchase() {
+        if !empty { output.append(UInt8(ascii: ",")) }
+        empty = false
+    }
+
+    /// The whole text, with `nextCursor` when there is a next page.
+    public consuming func finish(nextCursor: String?) -> [UInt8] {
         output.append(UInt8(ascii: "]"))
         if let nextCursor {
             JSONText.append(#","nextCursor":"#, to: &output)
