@@ -14,8 +14,16 @@ public enum ShopHTTPServer {
         try config.milliseconds("http.idle.timeout.ms", default: 75_000, range: 1000...3_600_000)
     }
 
-    /// HTTP/1.1 with the idle timeout.
+    /// The longest request body either service reads (the routes' own limits are lower: a
+    /// purchase is at most 16 KiB).
+    public static let maximumBodyBytes = 64 * 1024
+
+    /// HTTP/1.1 with the idle timeout, each request read whole before it is routed
+    /// (``WholeRequestChannel``).
     public static func http1(idleTimeout: Duration) -> HTTPServerBuilder {
-        .http1(configuration: .init(idleTimeout: TimeAmount(idleTimeout)))
+        HTTPServerBuilder { responder in
+            WholeRequestChannel(
+                responder: responder, idleTimeout: TimeAmount(idleTimeout), maximumBodyBytes: maximumBodyBytes)
+        }
     }
 }

@@ -1,0 +1,125 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import NIOPosix
+import ShopHTTP
+import Testing
+
+@testable import CMServer
+
+/// cm-server's routes served as the process serves them (`ShopHTTPServer.http1`: each request
+/// read whole before it is routed), spoken to over a raw connection: what a client sending
+/// several requests on one connection, or a body longer than the server takes, gets.
+@Suite struct WholeRequestChannelTests {
+    let publisher = InMemoryPublisher()
+
+    var app: some ApplicationProtocol {
+        Application(
+            router: buildRouter(publisher: publisher, purchaseLists: .unreachable, receipts: publisher),
+            server: ShopHTTPServer.http1(idleTimeout: .seconds(10)),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderEachWithItsWholeBody() async throws {
+        // The second purchase's body comes in pieces (chunked), the route reads it whole.
+        let pieces: [Substring] = [
+            originalBody.prefix(10), originalBody.dropFirst(10).prefix(30), originalBody.dropFirst(40),
+        ]
+        var chunked =
+            "POST /buy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for piece in pieces { chunked += String(piece.utf8.count, radix: 16) + "\r\n" + piece + "\r\n" }
+        chunked += "0\r\n\r\n"
+        let requests =
+            Self.post("/buy", originalBody) + chunked + Self.post("/buy?dryRun=true", #"{"username":"joe"}"#)
+            + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        try await app.test(.live) { client in
+            let answers = try await Self.exchange(port: try #require(client.port), requests)
+            #expect(answers.map(\.status) == [200, 200, 422, 200])
+            #expect(answers[1].body.contains(#""message":"Message successfully sent to Kafka!""#))
+            #expect(answers[3].body == "Success")
+            #expect(publisher.events.count == 2)
+            #expect(publisher.events.allSatisfy { $0.purchase.username == "joe" && $0.purchase.userid == "005" })
+        }
+    }
+
+    @Test func aBodyLongerThanTheServerTakesIsRefusedAtOnceAndTheConnectionGoesOn() async throws {
+        // Over ShopHTTPServer.maximumBodyBytes, then a purchase on the same connection.
+        let long = #"{"username":""# + String(repeating: "y", count: ShopHTTPServer.maximumBodyBytes * 2) + #""}"#
+        let requests =
+            Self.post("/buy", long) + Self.post("/buy", originalBody)
+            + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        try await app.test(.live) { client in
+            let answers = try await Self.exchange(port: try #require(client.port), requests)
+            #expect(answers.map(\.status) == [413, 200, 200])
+            #expect(answers[0].body.contains("larger than 16384 bytes"))
+            #expect(publisher.events.count == 1)
+        }
+    }
+
+    @Test func aBodyBetweenTheRoutesLimitAndTheServersIsRefusedByTheRoute() async throws {
+        let long = #"{"username":""# + String(repeating: "y", count: 20_000) + #""}"#
+        try await app.test(.live) { client in
+            let answers = try await Self.exchange(
+                port: try #require(client.port),
+                Self.post("/buy", long) + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(answers.map(\.status) == [413, 200])
+            #expect(publisher.events.isEmpty)
+        }
+    }
+
+    @Test func noRouteSeesABodyCutShort() async throws {
+        // A route that would take more than the server does is refused the long body, not given
+        // its first part.
+        let router = Router()
+        router.post("echo") { request, _ in
+            var request = request
+            return String(try await request.collectBody(upTo: 4 * ShopHTTPServer.maximumBodyBytes).readableBytes)
+        }
+        let app = Application(
+            router: router, server: ShopHTTPServer.http1(idleTimeout: .seconds(10)),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let long = String(repeating: "y", count: ShopHTTPServer.maximumBodyBytes + 1)
+        try await app.test(.live) { client in
+            let answers = try await Self.exchange(
+                port: try #require(client.port),
+                Self.post("/echo", long) + Self.post("/echo", "1234")
+                    + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(answers.map(\.status) == [413, 200, 404])
+            #expect(answers[1].body == "4")
+        }
+    }
+
+    static func post(_ target: String, _ body: String) -> String {
+        "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    /// Sends `requests` on one connection and reads the answers until the server closes it (the
+    /// last request asks it to).
+    static func exchange(port: Int, _ requests: String) async throws -> [(status: Int, body: String)] {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        var received = ByteBuffer()
+        try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: requests))
+            for try await var chunk in inbound { received.writeBuffer(&chunk) }
+        }
+        var text = Substring(String(buffer: received))
+        var answers: [(status: Int, body: String)] = []
+        while let headEnd = text.range(of: "\r\n\r\n") {
+            let head = text[..<headEnd.lowerBound]
+            let status = Int(head.split(separator: " ")[1])!
+            let length =
+                head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .map { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces))! } ?? 0
+            let body = text[headEnd.upperBound...].utf8.prefix(length)
+            answers.append((status, String(Substring(body))))
+            text = text[body.endIndex...]
+        }
+        return answers
+    }
+}
