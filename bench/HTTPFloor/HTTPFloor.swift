@@ -5,9 +5,10 @@ import Logging
     import Glibc
 #endif
 
-/// The limit for cm-server's routes on this machine (issue 20): Hummingbird serving one route
-/// with a constant answer, no middleware, the same HTTP/1.1 server cm-server runs (its idle
-/// timeout, its address form). `make bench` measures `GET /healthz` here as it measures
+/// The limit for cm-server's routes on this machine (issue 20): Hummingbird as shipped serving one
+/// route with a constant answer, no middleware, its own HTTP/1.1 channel with cm-server's idle
+/// timeout and address form (cm-server's channel, ShopHTTP.WholeRequestChannel, reads each request
+/// whole; docs/BENCHMARKS.md). `make bench` measures `GET /healthz` here as it measures
 /// cm-server's routes; the difference is what cm-server's router, middleware and handlers add.
 ///
 ///     PORT=8080 http-floor
