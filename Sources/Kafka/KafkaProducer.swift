@@ -39,7 +39,10 @@ public final class KafkaProducer: Service, Sendable {
         let client = self.client
         let state = self.state
         let availability = self.availability
-        let thread = Thread { Self.serveEvents(client: client, state: state, availability: availability) }
+        let idleWait = configuration.idleEventWait
+        let thread = Thread {
+            Self.serveEvents(client: client, state: state, availability: availability, idleWait: idleWait)
+        }
         thread.name = "kafka-producer-events"
         thread.start()
     }
@@ -200,7 +203,9 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// The body of the event thread: serves delivery reports and errors until shutdown.
-    private static func serveEvents(client: RDKafkaClient, state: ProducerState, availability: BrokerAvailability) {
+    private static func serveEvents(
+        client: RDKafkaClient, state: ProducerState, availability: BrokerAvailability, idleWait: Duration
+    ) {
         let queue = rd_kafka_queue_get_main(client.handle)
         defer { rd_kafka_queue_destroy(queue) }
         func serve(timeout: Duration) {
@@ -209,10 +214,10 @@ public final class KafkaProducer: Service, Sendable {
             handle(event, client: client, state: state, availability: availability)
         }
         // Every event wakes the wait, and a shutdown too (wakeEventThread); an idle producer
-        // wakes once a second, not ten times (issue 31's idle cost), and 100 ms apart while it
-        // drains, to see its deadline.
+        // wakes every `idleWait` (a second by default, not ten times: issue 31's idle cost), and
+        // 100 ms apart while it drains, to see its deadline.
         while !state.mayStopServing(outstanding: Int(rd_kafka_outq_len(client.handle))) {
-            serve(timeout: state.isDraining ? .milliseconds(100) : .seconds(1))
+            serve(timeout: state.isDraining ? .milliseconds(100) : idleWait)
         }
         if rd_kafka_outq_len(client.handle) > 0 {
             client.logger.warning(

@@ -210,6 +210,28 @@ import Testing
         await consumer.close()
     }
 
+    /// An idle producer's event thread waits long between looks (idleEventWait), so a shutdown
+    /// must wake it: here the wait is two minutes, and the shutdown of an idle producer still
+    /// returns at once.
+    @Test func aShutdownWakesTheIdleEventThread() async throws {
+        let cluster = try KafkaMockCluster()
+        let topic = uniqueName("idle")
+        try cluster.createTopic(topic, partitions: 1)
+        var configuration = cluster.producerConfiguration()
+        configuration.idleEventWait = .seconds(120)
+        let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+        // A delivery report woke the thread once; with nothing more to do it waits again.
+        _ = try await producer.send(topic: topic, key: nil, value: Array("one".utf8))
+        let stopped = Mutex(false)
+        let shutdown = Task {
+            await producer.shutdown()
+            stopped.withLock { $0 = true }
+        }
+        let promptly = try await waitUntil(timeout: .seconds(20)) { stopped.withLock { $0 } }
+        #expect(promptly, "shutdown returned within 20 s of a 120 s idle wait")
+        await shutdown.value
+    }
+
     /// The event thread serves until no send is pending, not only until librdkafka's queue is
     /// empty: a send registered but not yet handed to librdkafka must not be left without anyone
     /// to serve its delivery report.

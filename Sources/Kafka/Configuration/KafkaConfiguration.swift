@@ -105,6 +105,10 @@ public struct KafkaProducerConfiguration: Sendable, Hashable {
     /// a broker (its default is 10 s, which would keep a producer failing that long after a
     /// broker is back).
     public var reconnectBackoffMaximum: Duration = .seconds(1)
+    /// How long the producer's event thread waits on an idle producer before it looks again. Every
+    /// delivery report and error wakes it at once, and so does a shutdown; the wait only decides
+    /// how often an idle producer wakes for nothing (issue 31's idle cost).
+    public var idleEventWait: Duration = .seconds(1)
 
     public init(kafka: KafkaConfiguration) {
         self.kafka = kafka
