@@ -64,9 +64,10 @@ public struct WholeRequestChannel: ServerChildChannel {
                     do {
                         for try await whole in inbound {
                             let body =
-                                whole.bodyTooLong
-                                ? RequestBody(asyncSequence: TooLongBody(maximumBytes: maximumBodyBytes))
-                                : RequestBody(buffer: whole.body)
+                                switch whole.body {
+                                case .whole(let buffer): RequestBody(buffer: buffer)
+                                case .tooLong: RequestBody(asyncSequence: TooLongBody(maximumBytes: maximumBodyBytes))
+                                }
                             let request = Request(head: whole.head, body: body)
                             try await responder(request, ResponseWriter(outbound: outbound), asyncChannel.channel)
                             if whole.head.headerFields[.connection] == "close" { break }
@@ -94,12 +95,16 @@ public struct WholeRequestChannel: ServerChildChannel {
     }
 }
 
-/// A request read whole: its head and its body, or (`bodyTooLong`) the news that the body is
-/// longer than the channel takes.
+/// A request read whole: its head and its body, or the news that the body is longer than the
+/// channel takes.
 public struct WholeRequest: Sendable {
+    public enum Body: Sendable {
+        case whole(ByteBuffer)
+        case tooLong
+    }
+
     public let head: HTTPRequest
-    public let body: ByteBuffer
-    public let bodyTooLong: Bool
+    public let body: Body
 }
 
 /// The body of a request whose body was too long: reading it throws what `collectBody(upTo:)`
@@ -146,14 +151,14 @@ final class WholeRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
                 body = gathered
             }
             if body.readableBytes > maximumBodyBytes {
-                context.fireChannelRead(wrapInboundOut(WholeRequest(head: head, body: ByteBuffer(), bodyTooLong: true)))
+                context.fireChannelRead(wrapInboundOut(WholeRequest(head: head, body: .tooLong)))
             } else {
                 state = .reading(head, body)
             }
         case (.end, .reading(let head, let body)):
             state = .idle
             context.fireChannelRead(
-                wrapInboundOut(WholeRequest(head: head, body: body ?? ByteBuffer(), bodyTooLong: false)))
+                wrapInboundOut(WholeRequest(head: head, body: .whole(body ?? ByteBuffer()))))
         case (.end, .idle), (.body, .idle):
             break
         }
