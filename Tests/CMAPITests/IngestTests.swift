@@ -155,49 +155,6 @@ import Testing
         await client.shutdown()
     }
 
-    /// MongoDB down for long, the group rebalancing twice meanwhile (a member joins, takes half
-    /// the partitions, leaves again): the member holding a batch holds that batch and nothing
-    /// more (the partitions it gets back are paused as they come), and once MongoDB is back every
-    /// event is stored exactly once.
-    @Test func aLongOutageHoldsOneBatchWhateverTheGroupDoes() async throws {
-        let server = try SecantusServer()
-        let client = try MongoClient(uri: server.uri(serverSelectionTimeoutMS: 500))
-        let collection = client.collection("purchases", database: "long-outage")
-        let harness = try IngestHarness(partitions: 4, collection: collection)
-        let batch = 50
-        let first = try harness.startIngest(batchSize: batch)
-        let events = try (0..<2000).map { try IngestHarness.event(user: $0 % 40, number: $0) }
-        try await harness.produce(Array(events[..<100]))
-        #expect(try await harness.waitForCount(100) == 100)
-        server.stop()
-        try await harness.produce(Array(events[100...]))
-        #expect(try await waitUntil(timeout: .seconds(30)) { first.status.held > 0 }, "a batch is held")
-
-        let second = try harness.startIngest(batchSize: batch)
-        let split = try await waitUntil(timeout: .seconds(60)) {
-            let (mine, theirs) = (try first.consumer.assignment(), try second.consumer.assignment())
-            return mine.count == 2 && theirs.count == 2
-        }
-        #expect(split, "the second member took half the partitions")
-        try await second.stop()
-        #expect(try await waitUntil(timeout: .seconds(60)) { try first.consumer.assignment().count == 4 })
-        // The partitions it got back hold 950 events; taken as they came, they would join the
-        // batch within a poll or two.
-        var most = 0
-        _ = try await waitUntil(timeout: .seconds(5), interval: .milliseconds(20)) {
-            most = max(most, first.status.held)
-            return most > batch
-        }
-        #expect(most <= batch, "held \(most) messages with batches of \(batch)")
-        #expect(first.consumer.isPaused)
-
-        try server.start()
-        #expect(try await harness.waitForCount(2000, timeout: .seconds(90)) == 2000)
-        try await first.stop()
-        #expect(try await collection.count() == 2000)
-        await client.shutdown()
-    }
-
     @Test func metricsCountTheIngestAndShowLagPerPartition() async throws {
         let harness = try IngestHarness(partitions: 2)
         let ingest = try harness.startIngest()
@@ -361,4 +318,52 @@ func exportedPartitions(_ client: some TestClientProtocol, _ metric: String, top
         text.split(separator: "\n").filter { $0.hasPrefix(prefix) }.compactMap { line in
             Int32(line.dropFirst(prefix.count).prefix { $0 != "\"" })
         })
+}
+
+/// Apart from `IngestTests` so that it runs beside them: it has its own SecantusDB server and
+/// mock cluster, and its 40 s, mostly MongoDB's outage and two rebalances, were the longest part
+/// of that suite's serial line.
+@Suite(.timeLimit(.minutes(3))) struct IngestLongOutageTests {
+    /// MongoDB down for long, the group rebalancing twice meanwhile (a member joins, takes half
+    /// the partitions, leaves again): the member holding a batch holds that batch and nothing
+    /// more (the partitions it gets back are paused as they come), and once MongoDB is back every
+    /// event is stored exactly once.
+    @Test func aLongOutageHoldsOneBatchWhateverTheGroupDoes() async throws {
+        let server = try SecantusServer()
+        let client = try MongoClient(uri: server.uri(serverSelectionTimeoutMS: 500))
+        let collection = client.collection("purchases", database: "long-outage")
+        let harness = try IngestHarness(partitions: 4, collection: collection)
+        let batch = 50
+        let first = try harness.startIngest(batchSize: batch)
+        let events = try (0..<2000).map { try IngestHarness.event(user: $0 % 40, number: $0) }
+        try await harness.produce(Array(events[..<100]))
+        #expect(try await harness.waitForCount(100) == 100)
+        server.stop()
+        try await harness.produce(Array(events[100...]))
+        #expect(try await waitUntil(timeout: .seconds(30)) { first.status.held > 0 }, "a batch is held")
+
+        let second = try harness.startIngest(batchSize: batch)
+        let split = try await waitUntil(timeout: .seconds(60)) {
+            let (mine, theirs) = (try first.consumer.assignment(), try second.consumer.assignment())
+            return mine.count == 2 && theirs.count == 2
+        }
+        #expect(split, "the second member took half the partitions")
+        try await second.stop()
+        #expect(try await waitUntil(timeout: .seconds(60)) { try first.consumer.assignment().count == 4 })
+        // The partitions it got back hold 950 events; taken as they came, they would join the
+        // batch within a poll or two.
+        var most = 0
+        _ = try await waitUntil(timeout: .seconds(5), interval: .milliseconds(20)) {
+            most = max(most, first.status.held)
+            return most > batch
+        }
+        #expect(most <= batch, "held \(most) messages with batches of \(batch)")
+        #expect(first.consumer.isPaused)
+
+        try server.start()
+        #expect(try await harness.waitForCount(2000, timeout: .seconds(90)) == 2000)
+        try await first.stop()
+        #expect(try await collection.count() == 2000)
+        await client.shutdown()
+    }
 }
