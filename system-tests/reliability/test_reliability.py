@@ -91,7 +91,10 @@ class Test2Fuzz(ShopTestCase):
 
 
 class Test3Faults(ShopTestCase):
-    PACE = faults.Pace(before=4, after=6, settle=120, rate=100)
+    # Two seconds of load before each fault and three after it (200 and 300 purchases): enough for
+    # purchases in flight on every side of the fault. Each fault waits for its own recovery; make
+    # soak holds the load for minutes around each.
+    PACE = faults.Pace(before=2, after=3, settle=120, rate=100)
 
     def scenario(self, name):
         report = faults.run(name, SHOP, self.PACE)

@@ -47,7 +47,7 @@ class Pace:
     """How long the load runs before and after the fault (make test: short), and how long the
     accounting may wait for cm-api to catch up."""
 
-    def __init__(self, before=4, after=6, settle=120, rate=100):
+    def __init__(self, before=2, after=3, settle=120, rate=100):
         self.before, self.after, self.settle, self.rate = before, after, settle, rate
 
 
