@@ -37,7 +37,8 @@ IMAGE_PACKAGES := podman buildah runc debootstrap
 
 test: lint build test-k8s
 	$(PYTHON) -m shoptest.servers $(SWIFT) test --skip-build
-	$(PYTHON) bench/per_request.py allocations .build/debug --check bench/allocations-debug.txt
+	$(PYTHON) bench/per_request.py allocations .build/debug --check bench/allocations-debug.txt \
+		--write .build/allocations-debug.line
 	$(PYTHON) bench/per_request.py allocations .build/debug --binary cm-api --requests 500 \
 		--check bench/allocations-cm-api-debug.txt
 	scripts/install-deps.sh $(BENCH_PACKAGES)
@@ -52,7 +53,8 @@ test: lint build test-k8s
 	$(MAKE) --no-print-directory test-monitoring
 	$(MAKE) --no-print-directory test-fleet
 	$(MAKE) --no-print-directory image-suite
-	BENCH_SMOKE=1 BENCH_INSTRUCTIONS=.build/instructions-debug.line BIN_DIR=.build/debug bench/bench.sh
+	BENCH_SMOKE=1 BENCH_ALLOCATIONS=.build/allocations-debug.line BENCH_INSTRUCTIONS=.build/instructions-debug.line \
+		BIN_DIR=.build/debug bench/bench.sh
 
 # The shop page in headless Chromium against the whole shop, without and with tokens (about 30 s).
 test-browser: venv

@@ -361,10 +361,14 @@ read -r api1_s api1_rate _ api1_event_cpu < <(cm_api_rate batch1 1 "$ingest_even
 
 # 6. Heap allocations and instructions per request (deterministic, unlike CPU time):
 # bench/per_request.py. Instructions run under callgrind, about 50 times slower: fewer requests.
-allocations=$("$python" "$root/bench/per_request.py" allocations "$bin" --requests "$([ "$smoke" = 1 ] && echo 500 || echo 2000)")
+# BENCH_ALLOCATIONS and BENCH_INSTRUCTIONS: files with a per_request.py line measured already on
+# these binaries (make test's guards measure the debug build before its smoke run): not run twice.
+if [ -n "${BENCH_ALLOCATIONS:-}" ] && [ -s "$BENCH_ALLOCATIONS" ]; then
+    allocations="$(cat "$BENCH_ALLOCATIONS") (from $BENCH_ALLOCATIONS)"
+else
+    allocations=$("$python" "$root/bench/per_request.py" allocations "$bin" --requests "$([ "$smoke" = 1 ] && echo 500 || echo 2000)")
+fi
 echo "$allocations" >>"$data/per-request.log"
-# BENCH_INSTRUCTIONS: a file with a per_request.py line measured already on these binaries (make
-# test's guard measures the debug build just before its smoke run): callgrind is not run twice.
 if [ -n "${BENCH_INSTRUCTIONS:-}" ] && [ -s "$BENCH_INSTRUCTIONS" ]; then
     instructions="$(cat "$BENCH_INSTRUCTIONS") (from $BENCH_INSTRUCTIONS)"
 else
