@@ -61,7 +61,7 @@ test-browser: venv
 	$(call SUITE,browser)
 
 # Against the whole shop (debug builds): 117 bad requests, schemathesis on both OpenAPI
-# documents, and ten faults under load with an exact accounting (about 4 minutes); with
+# documents, and ten faults under load with an exact accounting (about 3 minutes); with
 # AUTH_MODE=jwt, 74 hostile token and access cases, the corpus and schemathesis with a token, a
 # request flood (test_auth.py, about 2 minutes, docs/SECURITY.md); and, without a shop, what make
 # soak's leak check counts and calls a leak.
