@@ -91,10 +91,7 @@ class Test2Fuzz(ShopTestCase):
 
 
 class Test3Faults(ShopTestCase):
-    # Two seconds of load before each fault and three after it (200 and 300 purchases): enough for
-    # purchases in flight on every side of the fault. Each fault waits for its own recovery; make
-    # soak holds the load for minutes around each.
-    PACE = faults.Pace(before=2, after=3, settle=120, rate=100)
+    PACE = faults.Pace()
 
     def scenario(self, name):
         report = faults.run(name, SHOP, self.PACE)
