@@ -361,19 +361,19 @@ read -r api1_s api1_rate _ api1_event_cpu < <(cm_api_rate batch1 1 "$ingest_even
 
 # 6. Heap allocations and instructions per request (deterministic, unlike CPU time):
 # bench/per_request.py. Instructions run under callgrind, about 50 times slower: fewer requests.
-# BENCH_ALLOCATIONS and BENCH_INSTRUCTIONS: files with a per_request.py line measured already on
-# these binaries (make test's guards measure the debug build before its smoke run): not run twice.
-if [ -n "${BENCH_ALLOCATIONS:-}" ] && [ -s "$BENCH_ALLOCATIONS" ]; then
-    allocations="$(cat "$BENCH_ALLOCATIONS") (from $BENCH_ALLOCATIONS)"
-else
-    allocations=$("$python" "$root/bench/per_request.py" allocations "$bin" --requests "$([ "$smoke" = 1 ] && echo 500 || echo 2000)")
-fi
+# measured_or_run MEASURE FILE SMOKE_REQUESTS FULL_REQUESTS: the per_request.py line in FILE when
+# one is given (BENCH_ALLOCATIONS, BENCH_INSTRUCTIONS: make test's guards measure these debug
+# binaries just before its smoke run, so nothing is measured twice), else a measurement.
+measured_or_run() {
+    if [ -n "$2" ] && [ -s "$2" ]; then
+        echo "$(cat "$2") (from $2)"
+    else
+        "$python" "$root/bench/per_request.py" "$1" "$bin" --requests "$([ "$smoke" = 1 ] && echo "$3" || echo "$4")"
+    fi
+}
+allocations=$(measured_or_run allocations "${BENCH_ALLOCATIONS:-}" 500 2000)
 echo "$allocations" >>"$data/per-request.log"
-if [ -n "${BENCH_INSTRUCTIONS:-}" ] && [ -s "$BENCH_INSTRUCTIONS" ]; then
-    instructions="$(cat "$BENCH_INSTRUCTIONS") (from $BENCH_INSTRUCTIONS)"
-else
-    instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
-fi
+instructions=$(measured_or_run instructions "${BENCH_INSTRUCTIONS:-}" 20 1000)
 echo "$instructions" >>"$data/per-request.log"
 # KIND LINE: the figure for KIND in a per_request.py line ("dry-run=232731 acked=... (...)").
 figure_of() { tr ' ' '\n' <<<"${2%% (*}" | sed -n "s/^$1=//p"; }
