@@ -15,7 +15,8 @@
 #   7. side by side with the Go twin (bench/go-twin: net/http, confluent-kafka-go over the same
 #      librdkafka, mongo-go-driver): POST /buy acked and dry run against cm-server, the list page
 #      against cm-api, in alternating rounds of the same run; bench/twins.py first checks that
-#      the twins answer the same to the same requests
+#      the twins answer the same to the same requests; the HTTP floors: GET /healthz from
+#      Hummingbird alone and from SwiftNIO alone (bench/HTTPFloor) against the twin's
 #
 # BENCH_SMOKE=1 is the smoke run `make test` does on debug builds (a few seconds per part, small
 # counts, figures not compared with targets): it fails if any part cannot be measured.
@@ -260,12 +261,25 @@ read -r twin_buy_rps twin_buy_p50 twin_buy_p99 twin_buy_err twin_buy_cpu twin_bu
 read -r twin_dry_rps twin_dry_p50 twin_dry_p99 twin_dry_err twin_dry_cpu twin_dry_ctx < <(summarize twin-dry)
 read -r hz_rps hz_p50 hz_p99 hz_err hz_cpu hz_ctx < <(use_pid=$shop_server measure "$server/healthz")
 # The limit for HTTP here: bench/HTTPFloor, Hummingbird alone with one constant route and no
-# middleware, measured the same way.
+# middleware; under it SwiftNIO alone (HTTP_FLOOR=nio: NIO's HTTP/1 pipeline and one channel
+# handler answering on the event loop); beside them the Go twin's /healthz (net/http). Alternating
+# rounds, as the twins take turns above.
 floor_port=$(free_port)
 spawn http-floor env PORT="$floor_port" "$bin/http-floor"
 floor_pid=$spawned
+nio_port=$(free_port)
+spawn nio-floor env PORT="$nio_port" HTTP_FLOOR=nio "$bin/http-floor"
+nio_pid=$spawned
 wait_for_http "http://127.0.0.1:$floor_port/healthz"
-read -r floor_rps floor_p50 floor_p99 floor_err floor_cpu floor_ctx < <(use_pid=$floor_pid measure "http://127.0.0.1:$floor_port/healthz")
+wait_for_http "http://127.0.0.1:$nio_port/healthz"
+for _ in $(seq "$rounds"); do
+    measure_into floor "$floor_pid" "http://127.0.0.1:$floor_port/healthz"
+    measure_into nio-floor "$nio_pid" "http://127.0.0.1:$nio_port/healthz"
+    measure_into twin-healthz "$twin_pid" "$twin/healthz"
+done
+read -r floor_rps floor_p50 floor_p99 floor_err floor_cpu floor_ctx < <(summarize floor)
+read -r nio_rps nio_p50 nio_p99 nio_err nio_cpu nio_ctx < <(summarize nio-floor)
+read -r twin_hz_rps twin_hz_p50 twin_hz_p99 twin_hz_err twin_hz_cpu twin_hz_ctx < <(summarize twin-healthz)
 
 # 3 (second part) and 4. A second cm-server whose cm-api is bench/fake_cm_api.py answering the page
 # saved above: straight from the fake against through cm-server is the proxy's own cost. One
@@ -403,6 +417,9 @@ tracing_instructions=$([ "$smoke" = 1 ] && echo "not measured in the smoke run" 
 floor_instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --binary http-floor --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
 echo "$floor_instructions" >>"$data/per-request.log"
 floor_instr=$(figure_of healthz "$floor_instructions")
+nio_instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --binary nio-floor --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
+echo "$nio_instructions" >>"$data/per-request.log"
+nio_instr=$(figure_of healthz "$nio_instructions")
 
 server_rss=$(rss_mb "$shop_server" VmHWM)
 # What the resident size is made of: the heap and stacks, and the mapped code of the binary and
@@ -418,13 +435,14 @@ for value in "$buy_rps" "$dry_rps" "$hz_rps" "$list_rps" "$api_rps" "$fake_p50" 
     "$list_cpu" "$api_cpu" "$proxy_cpu" "$api_event_cpu" "$api1_event_cpu" "$buy_instr" "$dry_instr" "$hz_instr" \
     "$proxy_instr" "$floor_rps" "$floor_cpu" "$floor_instr" "$twin_buy_rps" "$twin_dry_rps" "$twin_list_rps" \
     "$twin_buy_cpu" "$twin_dry_cpu" "$twin_list_cpu" "$twin_rss" "$fixed_api_rps" "$fixed_twin_rps" "$fixed_api_cpu" \
-    "$fixed_twin_cpu"; do
+    "$fixed_twin_cpu" "$nio_rps" "$nio_cpu" "$nio_instr" "$twin_hz_rps" "$twin_hz_cpu"; do
     [ -n "$value" ] && [ "$value" != 0 ] || fail "a measurement is missing; logs in $data"
 done
 [ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] &&
     [ "$twin_buy_err" = 0 ] && [ "$twin_dry_err" = 0 ] && [ "$api_err" = 0 ] && [ "$twin_list_err" = 0 ] &&
-    [ "$fixed_api_err" = 0 ] && [ "$fixed_twin_err" = 0 ] ||
-    fail "errors during the run (POST /buy $buy_err, dry run $dry_err, freshness $fresh_err, missing $fresh_missing, Go twin $twin_buy_err/$twin_dry_err, list $api_err/$twin_list_err)"
+    [ "$fixed_api_err" = 0 ] && [ "$fixed_twin_err" = 0 ] && [ "$floor_err" = 0 ] && [ "$nio_err" = 0 ] &&
+    [ "$twin_hz_err" = 0 ] ||
+    fail "errors during the run (POST /buy $buy_err, dry run $dry_err, freshness $fresh_err, missing $fresh_missing, Go twin $twin_buy_err/$twin_dry_err, list $api_err/$twin_list_err, floors $floor_err/$nio_err/$twin_hz_err)"
 
 ratio=$(awk -v a="$buy_rps" -v b="$dry_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 overhead=$(awk -v a="$proxy_p50" -v b="$fake_p50" 'BEGIN { printf "%.2f", a - b }')
@@ -439,6 +457,7 @@ table=$(
     http_row "POST /buy?dryRun=true (same body, no Kafka)" "$dry_rps" "$dry_p50" "$dry_p99" "$dry_err" "$dry_cpu" "$dry_ctx" "$dry_instr"
     http_row "GET /healthz" "$hz_rps" "$hz_p50" "$hz_p99" "$hz_err" "$hz_cpu" "$hz_ctx" "$hz_instr"
     http_row "GET /healthz, Hummingbird alone (bench/HTTPFloor)" "$floor_rps" "$floor_p50" "$floor_p99" "$floor_err" "$floor_cpu" "$floor_ctx" "$floor_instr"
+    http_row "GET /healthz, SwiftNIO alone (HTTP_FLOOR=nio)" "$nio_rps" "$nio_p50" "$nio_p99" "$nio_err" "$nio_cpu" "$nio_ctx" "$nio_instr"
     http_row "GET /getAllUserBuys/reader?limit=100 (proxy, c$list_connections)" "$list_rps" "$list_p50" "$list_p99" "$list_err" "$list_cpu" "$list_ctx" "-"
     http_row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err" "$api_cpu" "$api_ctx" "-"
     http_row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err" "$fake_cpu" "$fake_ctx" "-"
@@ -464,6 +483,10 @@ twin_table=$(
     side_row "list page of 100, p99 ms" "$api_p99" "$twin_list_p99"
     side_row "list page against a fixed MongoDB, pages/s (c$list_connections)" "$fixed_api_rps" "$fixed_twin_rps"
     side_row "list page against a fixed MongoDB, CPU µs per page" "$fixed_api_cpu" "$fixed_twin_cpu"
+    side_row "GET /healthz, Hummingbird alone, requests/s" "$floor_rps" "$twin_hz_rps"
+    side_row "GET /healthz, Hummingbird alone, CPU µs per request" "$floor_cpu" "$twin_hz_cpu"
+    side_row "GET /healthz, SwiftNIO alone, requests/s" "$nio_rps" "$twin_hz_rps"
+    side_row "GET /healthz, SwiftNIO alone, CPU µs per request" "$nio_cpu" "$twin_hz_cpu"
     side_row "peak resident MB (cm-server; the twin does both)" "$server_rss" "$twin_rss"
     side_row "peak resident MB (cm-api serving)" "$api_rss" "$twin_rss"
 )
@@ -476,9 +499,9 @@ ingest_table=$(
     row "cm-api, INGEST_BATCH_SIZE=1" "$ingest_events_single" "$api1_s" "$api1_rate" "$api1_event_cpu"
 )
 summary=$(
-    echo "- service CPU per request (the headline figure: it moves less than requests/s with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs** (Hummingbird alone: $floor_cpu µs), list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46); cm-api's ingest $api_event_cpu µs per event at batch 500, $api1_event_cpu at batch 1 (from its first stored events on)"
+    echo "- service CPU per request (the headline figure: it moves less than requests/s with what else shares the cores): POST /buy acked **$buy_cpu µs**, dry run **$dry_cpu µs**, /healthz **$hz_cpu µs** (Hummingbird alone: $floor_cpu µs, SwiftNIO alone: $nio_cpu µs, the Go twin's: $twin_hz_cpu µs), list through cm-server $list_cpu µs (cm-server's share), list on cm-api $api_cpu µs (targets from issue 20: acked <= 84, dry run <= 46); cm-api's ingest $api_event_cpu µs per event at batch 500, $api1_event_cpu at batch 1 (from its first stored events on)"
     echo "- cm-server's heap allocations per request (bench/per_request.py, deterministic): ${allocations%% (*}"
-    echo "- cm-server's instructions per request (bench/per_request.py, user space under callgrind, deterministic): ${instructions%% (*}; Hummingbird alone (bench/HTTPFloor): ${floor_instructions%% (*}"
+    echo "- cm-server's instructions per request (bench/per_request.py, user space under callgrind, deterministic): ${instructions%% (*}; Hummingbird alone (bench/HTTPFloor): ${floor_instructions%% (*}; SwiftNIO alone (HTTP_FLOOR=nio): ${nio_instructions%% (*}"
     echo "- tracing's cost per request of cm-server, off -> on with nothing sampled -> on with every request sampled and exported (bench/per_request.py --tracing, docs/OBSERVABILITY.md; goals: +2 %, +25 %): instructions $tracing_instructions; allocations $tracing_allocations"
     echo "- POST /buy throughput / dry-run throughput: **$ratio** (target >= 0.6)"
     echo "- ingest, cm-api / librdkafka+libmongoc baseline at batch 500: **$ingest_ratio** (target >= 0.8); batching buys cm-api **${batching}x** over batch 1"

@@ -22,7 +22,7 @@ the figures committed in bench/allocations-debug.txt and bench/instructions-debu
 when one grows by more than --tolerance (5 %).
 
     python bench/per_request.py {allocations,instructions} BIN_DIR [--requests N]
-        [--check FILE] [--tolerance 0.05] [--write FILE] [--binary http-floor]
+        [--check FILE] [--tolerance 0.05] [--write FILE] [--binary {http-floor,nio-floor}]
         [--tracing {off,unsampled,sampled}] [--kinds dry-run,acked,...] [--binary cm-api]
 
 With --tracing unsampled or sampled, cm-server traces (docs/OBSERVABILITY.md) to an OTLP receiver in this
@@ -33,7 +33,8 @@ always_on, every span exported. The default, off, sets no OTEL_*
 variable: what make test guards.
 
 With --binary http-floor it measures bench/HTTPFloor's GET /healthz instead: Hummingbird with one
-constant route and no middleware, the limit cm-server's routes are compared with.
+constant route and no middleware, the limit cm-server's routes are compared with. With --binary
+nio-floor, the same answer from SwiftNIO alone (HTTP_FLOOR=nio): the floor under Hummingbird.
 
 To accept a change that costs more (or less) on purpose, run it with --write FILE on the debug
 build (`make build` first) and commit the file with the change, saying why.
@@ -217,14 +218,15 @@ def measure_with(measure_class, bin_dir, requests, binary, tracing_env, kinds):
         port = free_port()
         with open(bootstrap) as f:
             brokers = f.read().strip()
-        command, extra = measurement.command(os.path.join(bin_dir, binary))
+        executable, floor_env = ("http-floor", {"HTTP_FLOOR": "nio"}) if binary == "nio-floor" else (binary, {})
+        command, extra = measurement.command(os.path.join(bin_dir, executable))
         server = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT,
             # A fixed hash seed: with Swift's random one, dictionary work differs by process.
             env=dict(os.environ, SWIFT_DETERMINISTIC_HASHING="1", KAFKA_BROKERS=brokers, PORT=str(port), LOG_LEVEL="warning",
                      CM_API_HOST=f"127.0.0.1:{fake_port}", MONGODB_URI=f"mongodb://127.0.0.1:{fake_port}/",
                      RATE_LIMIT_BUY_PER_SECOND="0",
-                     RATE_LIMIT_LIST_PER_SECOND="0", **tracing_env, **extra))
+                     RATE_LIMIT_LIST_PER_SECOND="0", **tracing_env, **floor_env, **extra))
         ready = "/readyz" if binary in ("cm-server", "cm-api") else "/healthz"
         if not wait_for(lambda: http_get(f"http://127.0.0.1:{port}", ready)[0] == 200, 120):
             raise RuntimeError(f"{binary} did not become ready (log: {log.name})")
@@ -256,6 +258,7 @@ def main():
     parser.add_argument("--requests", type=int)
     parser.add_argument("--binary", default="cm-server",
                         help="http-floor: bench/HTTPFloor's /healthz instead (Hummingbird alone, the HTTP limit); "
+                             "nio-floor: the same from SwiftNIO alone; "
                              "cm-api: its list page and receipt against bench/fixed_mongo.py")
     parser.add_argument("--tracing", choices=["off", "unsampled", "sampled"], default="off")
     parser.add_argument("--kinds", help="a comma-separated subset of " + ",".join([*KINDS, *API_KINDS]))
