@@ -236,7 +236,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), "PurchaseDomain", "PurchaseWire",
             ],
             path: "bench/HTTPFloor", swiftSettings: settings),
         // Tests: one target per module that has its own tests (docs/DEVELOPING.md, "Tests"); ShopService,

@@ -15,8 +15,8 @@
 #   7. side by side with the Go twin (bench/go-twin: net/http, confluent-kafka-go over the same
 #      librdkafka, mongo-go-driver): POST /buy acked and dry run against cm-server, the list page
 #      against cm-api, in alternating rounds of the same run; bench/twins.py first checks that
-#      the twins answer the same to the same requests; the HTTP floors: GET /healthz from
-#      Hummingbird alone and from SwiftNIO alone (bench/HTTPFloor) against the twin's
+#      the twins answer the same to the same requests; the HTTP floors: GET /healthz and the
+#      dry run from Hummingbird alone and from SwiftNIO alone (bench/HTTPFloor) against the twin's
 #
 # BENCH_SMOKE=1 is the smoke run `make test` does on debug builds (a few seconds per part, small
 # counts, figures not compared with targets): it fails if any part cannot be measured.
@@ -272,14 +272,20 @@ spawn nio-floor env PORT="$nio_port" HTTP_FLOOR=nio "$bin/http-floor"
 nio_pid=$spawned
 wait_for_http "http://127.0.0.1:$floor_port/healthz"
 wait_for_http "http://127.0.0.1:$nio_port/healthz"
+# The floors also answer the dry run (the shop's validation, no middleware), against the twin's
+# dry run measured above.
 for _ in $(seq "$rounds"); do
     measure_into floor "$floor_pid" "http://127.0.0.1:$floor_port/healthz"
     measure_into nio-floor "$nio_pid" "http://127.0.0.1:$nio_port/healthz"
     measure_into twin-healthz "$twin_pid" "$twin/healthz"
+    measure_into floor-dry "$floor_pid" -s "$data/post.lua" "http://127.0.0.1:$floor_port/buy?dryRun=true"
+    measure_into nio-floor-dry "$nio_pid" -s "$data/post.lua" "http://127.0.0.1:$nio_port/buy?dryRun=true"
 done
 read -r floor_rps floor_p50 floor_p99 floor_err floor_cpu floor_ctx < <(summarize floor)
 read -r nio_rps nio_p50 nio_p99 nio_err nio_cpu nio_ctx < <(summarize nio-floor)
 read -r twin_hz_rps twin_hz_p50 twin_hz_p99 twin_hz_err twin_hz_cpu twin_hz_ctx < <(summarize twin-healthz)
+read -r floor_dry_rps floor_dry_p50 floor_dry_p99 floor_dry_err floor_dry_cpu floor_dry_ctx < <(summarize floor-dry)
+read -r nio_dry_rps nio_dry_p50 nio_dry_p99 nio_dry_err nio_dry_cpu nio_dry_ctx < <(summarize nio-floor-dry)
 
 # 3 (second part) and 4. A second cm-server whose cm-api is bench/fake_cm_api.py answering the page
 # saved above: straight from the fake against through cm-server is the proxy's own cost. One
@@ -420,6 +426,8 @@ floor_instr=$(figure_of healthz "$floor_instructions")
 nio_instructions=$("$python" "$root/bench/per_request.py" instructions "$bin" --binary nio-floor --requests "$([ "$smoke" = 1 ] && echo 20 || echo 1000)")
 echo "$nio_instructions" >>"$data/per-request.log"
 nio_instr=$(figure_of healthz "$nio_instructions")
+floor_dry_instr=$(figure_of dry-run "$floor_instructions")
+nio_dry_instr=$(figure_of dry-run "$nio_instructions")
 
 server_rss=$(rss_mb "$shop_server" VmHWM)
 # What the resident size is made of: the heap and stacks, and the mapped code of the binary and
@@ -435,14 +443,15 @@ for value in "$buy_rps" "$dry_rps" "$hz_rps" "$list_rps" "$api_rps" "$fake_p50" 
     "$list_cpu" "$api_cpu" "$proxy_cpu" "$api_event_cpu" "$api1_event_cpu" "$buy_instr" "$dry_instr" "$hz_instr" \
     "$proxy_instr" "$floor_rps" "$floor_cpu" "$floor_instr" "$twin_buy_rps" "$twin_dry_rps" "$twin_list_rps" \
     "$twin_buy_cpu" "$twin_dry_cpu" "$twin_list_cpu" "$twin_rss" "$fixed_api_rps" "$fixed_twin_rps" "$fixed_api_cpu" \
-    "$fixed_twin_cpu" "$nio_rps" "$nio_cpu" "$nio_instr" "$twin_hz_rps" "$twin_hz_cpu"; do
+    "$fixed_twin_cpu" "$nio_rps" "$nio_cpu" "$nio_instr" "$twin_hz_rps" "$twin_hz_cpu" \
+    "$floor_dry_rps" "$floor_dry_cpu" "$floor_dry_instr" "$nio_dry_rps" "$nio_dry_cpu" "$nio_dry_instr"; do
     [ -n "$value" ] && [ "$value" != 0 ] || fail "a measurement is missing; logs in $data"
 done
 [ "$buy_err" = 0 ] && [ "$dry_err" = 0 ] && [ "$fresh_err" = 0 ] && [ "$fresh_missing" = 0 ] &&
     [ "$twin_buy_err" = 0 ] && [ "$twin_dry_err" = 0 ] && [ "$api_err" = 0 ] && [ "$twin_list_err" = 0 ] &&
     [ "$fixed_api_err" = 0 ] && [ "$fixed_twin_err" = 0 ] && [ "$floor_err" = 0 ] && [ "$nio_err" = 0 ] &&
-    [ "$twin_hz_err" = 0 ] ||
-    fail "errors during the run (POST /buy $buy_err, dry run $dry_err, freshness $fresh_err, missing $fresh_missing, Go twin $twin_buy_err/$twin_dry_err, list $api_err/$twin_list_err, floors $floor_err/$nio_err/$twin_hz_err)"
+    [ "$twin_hz_err" = 0 ] && [ "$floor_dry_err" = 0 ] && [ "$nio_dry_err" = 0 ] ||
+    fail "errors during the run (POST /buy $buy_err, dry run $dry_err, freshness $fresh_err, missing $fresh_missing, Go twin $twin_buy_err/$twin_dry_err, list $api_err/$twin_list_err, floors $floor_err/$nio_err/$twin_hz_err/$floor_dry_err/$nio_dry_err)"
 
 ratio=$(awk -v a="$buy_rps" -v b="$dry_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 overhead=$(awk -v a="$proxy_p50" -v b="$fake_p50" 'BEGIN { printf "%.2f", a - b }')
@@ -458,6 +467,8 @@ table=$(
     http_row "GET /healthz" "$hz_rps" "$hz_p50" "$hz_p99" "$hz_err" "$hz_cpu" "$hz_ctx" "$hz_instr"
     http_row "GET /healthz, Hummingbird alone (bench/HTTPFloor)" "$floor_rps" "$floor_p50" "$floor_p99" "$floor_err" "$floor_cpu" "$floor_ctx" "$floor_instr"
     http_row "GET /healthz, SwiftNIO alone (HTTP_FLOOR=nio)" "$nio_rps" "$nio_p50" "$nio_p99" "$nio_err" "$nio_cpu" "$nio_ctx" "$nio_instr"
+    http_row "dry run, Hummingbird alone (no middleware)" "$floor_dry_rps" "$floor_dry_p50" "$floor_dry_p99" "$floor_dry_err" "$floor_dry_cpu" "$floor_dry_ctx" "$floor_dry_instr"
+    http_row "dry run, SwiftNIO alone (no middleware)" "$nio_dry_rps" "$nio_dry_p50" "$nio_dry_p99" "$nio_dry_err" "$nio_dry_cpu" "$nio_dry_ctx" "$nio_dry_instr"
     http_row "GET /getAllUserBuys/reader?limit=100 (proxy, c$list_connections)" "$list_rps" "$list_p50" "$list_p99" "$list_err" "$list_cpu" "$list_ctx" "-"
     http_row "GET /buyList/reader?limit=100 (cm-api, c$list_connections)" "$api_rps" "$api_p50" "$api_p99" "$api_err" "$api_cpu" "$api_ctx" "-"
     http_row "GET /buyList/reader?limit=100 (fixed-answer cm-api, c1)" "$fake_rps" "$fake_p50" "$fake_p99" "$fake_err" "$fake_cpu" "$fake_ctx" "-"
@@ -487,6 +498,8 @@ twin_table=$(
     side_row "GET /healthz, Hummingbird alone, CPU µs per request" "$floor_cpu" "$twin_hz_cpu"
     side_row "GET /healthz, SwiftNIO alone, requests/s" "$nio_rps" "$twin_hz_rps"
     side_row "GET /healthz, SwiftNIO alone, CPU µs per request" "$nio_cpu" "$twin_hz_cpu"
+    side_row "dry run, Hummingbird alone, CPU µs per request" "$floor_dry_cpu" "$twin_dry_cpu"
+    side_row "dry run, SwiftNIO alone, CPU µs per request" "$nio_dry_cpu" "$twin_dry_cpu"
     side_row "peak resident MB (cm-server; the twin does both)" "$server_rss" "$twin_rss"
     side_row "peak resident MB (cm-api serving)" "$api_rss" "$twin_rss"
 )
@@ -545,7 +558,7 @@ notes=""
     echo "instr/req: cm-server's user-space instructions per request under valgrind's callgrind"
     echo "(bench/per_request.py: one keep-alive connection, after a warm-up; the list against a fake cm-api's"
     echo "page of 100), within 1.5 % from run to run, where CPU time is not. bench/HTTPFloor is Hummingbird"
-    echo "alone (one constant route, no middleware, Hummingbird's own HTTP/1.1 channel with cm-server's idle timeout; cm-server reads each request whole, ShopHTTP.WholeRequestChannel): what Hummingbird as shipped costs here; with HTTP_FLOOR=nio it is SwiftNIO alone (NIO's HTTP/1 pipeline and one channel handler answering on the event loop), the floor under Hummingbird."
+    echo "alone (one constant route, no middleware, Hummingbird's own HTTP/1.1 channel with cm-server's idle timeout; cm-server reads each request whole, ShopHTTP.WholeRequestChannel): what Hummingbird as shipped costs here; with HTTP_FLOOR=nio it is SwiftNIO alone (NIO's HTTP/1 pipeline and one channel handler answering on the event loop), the floor under Hummingbird. Both floors also answer the dry run: the body read whole, the shop's validation (PurchaseRequest), the same answer, no middleware."
     echo "Errors: non-2xx answers plus wrk's socket errors and timeouts (10 s). cm-api and SecantusDB are"
     echo "paused (SIGSTOP) during the three cm-server lines so that ingest does not take the cores from one"
     echo "of them and not the others."

@@ -32,9 +32,10 @@ leaves out (always_off would take swift-otel's shortcut, which makes no context 
 always_on, every span exported. The default, off, sets no OTEL_*
 variable: what make test guards.
 
-With --binary http-floor it measures bench/HTTPFloor's GET /healthz instead: Hummingbird with one
-constant route and no middleware, the limit cm-server's routes are compared with. With --binary
-nio-floor, the same answer from SwiftNIO alone (HTTP_FLOOR=nio): the floor under Hummingbird.
+With --binary http-floor it measures bench/HTTPFloor's GET /healthz and dry run instead: Hummingbird
+with no middleware (a constant answer; the shop's validation and dry-run answer), the limit
+cm-server's routes are compared with. With --binary nio-floor, the same answers from SwiftNIO
+alone (HTTP_FLOOR=nio): the floor under Hummingbird.
 
 To accept a change that costs more (or less) on purpose, run it with --write FILE on the debug
 build (`make build` first) and commit the file with the change, saying why.
@@ -232,7 +233,7 @@ def measure_with(measure_class, bin_dir, requests, binary, tracing_env, kinds):
             raise RuntimeError(f"{binary} did not become ready (log: {log.name})")
 
         figures = {}
-        default = {"cm-server": KINDS, "cm-api": API_KINDS}.get(binary, ["healthz"])
+        default = {"cm-server": KINDS, "cm-api": API_KINDS}.get(binary, ["healthz", "dry-run"])
         for kind in kinds or default:
             send(port, kind, max(requests // 4, 1))  # warm-up: caches, pools, metric handles
             measurement.start(server)
@@ -257,7 +258,7 @@ def main():
     parser.add_argument("bin_dir")
     parser.add_argument("--requests", type=int)
     parser.add_argument("--binary", default="cm-server",
-                        help="http-floor: bench/HTTPFloor's /healthz instead (Hummingbird alone, the HTTP limit); "
+                        help="http-floor: bench/HTTPFloor's /healthz and dry run instead (Hummingbird alone, the HTTP limit); "
                              "nio-floor: the same from SwiftNIO alone; "
                              "cm-api: its list page and receipt against bench/fixed_mongo.py")
     parser.add_argument("--tracing", choices=["off", "unsampled", "sampled"], default="off")
