@@ -1,5 +1,6 @@
 import Foundation
 import ShopTestSupport
+import Synchronization
 import Testing
 
 @_spi(Testing) @testable import Kafka
@@ -32,17 +33,25 @@ import Testing
             try await sends.waitForAll()
         }
 
+        let consumed = ConsumedCount()
         let perConsumer = try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in
             for consumer in consumers {
                 group.addTask {
                     var mine: [KafkaConsumerMessage] = []
                     var quietSince = ContinuousClock.now
-                    // Until nothing new has arrived for 3 s: a duplicate would show up here.
-                    while ContinuousClock.now - quietSince < .seconds(3) {
+                    let deadline = ContinuousClock.now + .seconds(60)
+                    // Until the members have all 10,000 between them and nothing new has arrived
+                    // for 3 s since (a duplicate would show up here). A quiet window alone once
+                    // ended before the first fetch on a busy CI machine: nothing consumed.
+                    while ContinuousClock.now < deadline {
                         let batch = try await consumer.poll(maxMessages: 500, maxWait: .milliseconds(200))
                         try consumer.markProcessed(batch)
-                        if !batch.isEmpty { quietSince = .now }
+                        if !batch.isEmpty {
+                            quietSince = .now
+                            consumed.add(batch.count)
+                        }
                         mine += batch
+                        if consumed.total >= 10_000 && ContinuousClock.now - quietSince >= .seconds(3) { break }
                     }
                     return mine
                 }
@@ -435,4 +444,11 @@ import Testing
         await consumer.close()
         #expect(ContinuousClock.now - start < .seconds(20))
     }
+}
+
+/// Messages consumed so far by every member of a group.
+private final class ConsumedCount: Sendable {
+    private let count = Atomic<Int>(0)
+    var total: Int { count.load(ordering: .relaxed) }
+    func add(_ messages: Int) { count.add(messages, ordering: .relaxed) }
 }
