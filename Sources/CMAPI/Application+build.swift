@@ -116,7 +116,7 @@ func buildApplication(
     let ingest = PurchaseIngest(
         consumer: consumer, deadLetters: deadLetters, topic: configuration.topic, store: store,
         consumerGroup: configuration.groupID, settings: settings, status: status, logger: logger)
-    return Application(
+    return ShopHTTPServer.application(
         router: buildRouter(
             store: store, status: status, auth: auth,
             failure: {
@@ -125,7 +125,7 @@ func buildApplication(
             },
             topics: topicWatch, assignment: { try? consumer.assignment() },
             lag: { (try? consumer.lag()) ?? [:] }),
-        server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
+        idleTimeout: configuration.idleTimeout,
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-api"),
         services: [deadLetters, topicWatch, ingest] + auth.services(logger: logger),
         logger: logger

@@ -78,7 +78,7 @@ func buildApplication(
         try await producer.topicMetadata(topic)
     }
     let publisher = KafkaPurchasePublisher(producer: producer, topic: configuration.topic, topicWatch: topicWatch)
-    return Application(
+    return ShopHTTPServer.application(
         router: buildRouter(
             publisher: publisher,
             purchaseLists: PurchaseListClient(
@@ -87,7 +87,7 @@ func buildApplication(
             auth: auth, rateLimits: configuration.rateLimits, timestampRule: configuration.timestampRule,
             idempotencyLookupTimeout: configuration.idempotencyLookupTimeout
         ),
-        server: ShopHTTPServer.http1(idleTimeout: configuration.idleTimeout),
+        idleTimeout: configuration.idleTimeout,
         configuration: .init(address: .hostname("0.0.0.0", port: configuration.port), serverName: "cm-server"),
         services: [producer, topicWatch] + auth.services(logger: logger),
         logger: logger

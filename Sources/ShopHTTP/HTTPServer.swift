@@ -1,6 +1,9 @@
 public import Configuration
+public import Hummingbird
 public import HummingbirdCore
+public import Logging
 import NIOCore
+public import ServiceLifecycle
 public import ShopService
 
 /// The HTTP/1.1 server both services run.
@@ -18,12 +21,30 @@ public enum ShopHTTPServer {
     /// purchase is at most 16 KiB).
     public static let maximumBodyBytes = 64 * 1024
 
-    /// HTTP/1.1 with the idle timeout, each request read whole before it is routed
-    /// (``WholeRequestChannel``).
-    public static func http1(idleTimeout: Duration) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in
+    /// The application a service runs: `router`'s routes on HTTP/1.1 with the idle timeout,
+    /// each request read whole before it is routed and answered on ``WholeRequestChannel``.
+    public static func application<Context>(
+        router: Router<Context>, idleTimeout: Duration, configuration: ApplicationConfiguration,
+        services: [any Service] = [], logger: Logger? = nil
+    ) -> Application<RouterResponder<Context>> {
+        let responder = router.buildResponder()
+        return Application(
+            responder: responder,
+            server: http1(responder: responder, idleTimeout: idleTimeout, serverName: configuration.serverName),
+            configuration: configuration, services: services, logger: logger)
+    }
+
+    /// The server of ``application(router:idleTimeout:configuration:services:logger:)``.
+    /// `responder` answers the requests itself: the responder Hummingbird's `Application` hands a
+    /// server wraps it for a connection's `NIOAsyncChannel`, which ``WholeRequestChannel`` does
+    /// without (it adds the `Date` and `Server` headers that wrapping adds).
+    public static func http1<Responder: HTTPResponder>(
+        responder: Responder, idleTimeout: Duration, serverName: String?
+    ) -> HTTPServerBuilder where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+        HTTPServerBuilder { _ in
             WholeRequestChannel(
-                responder: responder, idleTimeout: TimeAmount(idleTimeout), maximumBodyBytes: maximumBodyBytes)
+                responder: responder, idleTimeout: TimeAmount(idleTimeout), maximumBodyBytes: maximumBodyBytes,
+                serverName: serverName)
         }
     }
 }

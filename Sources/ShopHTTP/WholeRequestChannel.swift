@@ -1,39 +1,59 @@
 public import HTTPTypes
+public import Hummingbird
 public import HummingbirdCore
 public import Logging
 public import NIOCore
 import NIOHTTP1
-public import NIOHTTPTypes
+import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import Synchronization
 
-/// Hummingbird's HTTP/1.1 server child channel, with each request read whole on the event loop
-/// before the route sees it.
+/// The HTTP/1.1 server child channel both services run: Hummingbird's pipeline and responder
+/// (router, middleware, routes), with each request read whole on the event loop and handed to
+/// the connection's task without an `NIOAsyncChannel` between the two.
 ///
-/// Hummingbird's `HTTP1Channel` hands its connection's task every part of a request (head, each
-/// body part, end) through the channel's async sequence, and a route reading the body reads it
-/// from that sequence. Every one of these services' requests is small and read whole (a
-/// purchase is at most 16 KiB), so here a channel handler gathers the parts and the task takes
-/// one element per request: two fewer trips through the async sequence and its locks, and no
-/// body stream. Everything else is Hummingbird's: the same pipeline (decoder, encoder,
+/// Hummingbird's `HTTP1Channel` wraps each connection in an `NIOAsyncChannel`: the connection's
+/// task takes every part of a request (head, each body part, end) from its inbound sequence and
+/// writes the answer through its outbound writer, and each trip through those sequences costs
+/// their locks, generic state machines and metadata lookups. Every one of these services'
+/// requests is small and read whole (a purchase is at most 16 KiB), so here
+/// ``WholeRequestHandler`` gathers a request's parts, ``RequestCycleHandler`` hands the whole
+/// request to the connection's task through a ``RequestInbox`` (one lock, one continuation), the
+/// task asks the responder and gathers the answer, and the event loop writes head, body and end
+/// in one flush (issue 31: cm-server's dry run 203,334 -> 166,990 instructions, docs/BENCHMARKS.md).
+/// Everything else is Hummingbird's: the same pipeline (decoder, encoder,
 /// `HTTP1ToHTTPServerCodec`, `HTTPConnectionStateHandler` for the idle timeout and graceful
-/// shutdown), the same responder (router, middleware), the same answers to a request that
-/// cannot be parsed.
+/// shutdown), the same responder, what `Application` adds to each answer (`Date`, `Server`, a
+/// 500 for an error no middleware turned into an answer, the `hb.request.id` logger metadata)
+/// and the same answer to a request that cannot be parsed (400, then the connection closed).
+///
+/// Requests sent back to back on one connection (pipelined) are answered in order, one at a
+/// time; while one is waiting the connection reads no more.
 ///
 /// A body longer than `maximumBodyBytes` is handed on as soon as it is known to be, as a body
 /// that throws `NIOTooManyBytesError` when read, so that a route reading it (`collectBody(upTo:)`)
 /// refuses it (413) at once, whatever its own limit; the rest is read and dropped. No route ever
 /// sees a body cut short.
-public struct WholeRequestChannel: ServerChildChannel {
-    public typealias Value = NIOAsyncChannel<WholeRequest, HTTPResponsePart>
+public struct WholeRequestChannel<Responder: HTTPResponder>: ServerChildChannel
+where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+    public typealias Value = Connection
 
-    let responder: HTTPChannelHandler.Responder
+    /// A connection being served: its handlers answer its requests.
+    public struct Connection: ServerChildChannelValue {
+        public let channel: any Channel
+        let inbox: RequestInbox
+    }
+
+    let responder: Responder
     let idleTimeout: TimeAmount?
     let maximumBodyBytes: Int
+    let serverName: String?
 
-    public init(responder: @escaping HTTPChannelHandler.Responder, idleTimeout: TimeAmount?, maximumBodyBytes: Int) {
+    public init(responder: Responder, idleTimeout: TimeAmount?, maximumBodyBytes: Int, serverName: String?) {
         self.responder = responder
         self.idleTimeout = idleTimeout
         self.maximumBodyBytes = maximumBodyBytes
+        self.serverName = serverName
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -52,46 +72,287 @@ public struct WholeRequestChannel: ServerChildChannel {
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .init($0) }, logger: logger))
             try channel.pipeline.syncOperations.addHandler(WholeRequestHandler(maximumBodyBytes: maximumBodyBytes))
-            return try NIOAsyncChannel(
-                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+            let inbox = RequestInbox()
+            try channel.pipeline.syncOperations.addHandler(
+                RequestCycleHandler(inbox: inbox, serverName: serverName, logger: logger))
+            return Connection(channel: channel, inbox: inbox)
         }
     }
 
-    public func handle(value asyncChannel: Value, logger: Logger) async {
-        do {
-            try await withTaskCancellationHandler {
-                try await asyncChannel.executeThenClose { inbound, outbound in
-                    do {
-                        for try await whole in inbound {
-                            let body =
-                                switch whole.body {
-                                case .whole(let buffer): RequestBody(buffer: buffer)
-                                case .tooLong: RequestBody(asyncSequence: TooLongBody(maximumBytes: maximumBodyBytes))
-                                }
-                            let request = Request(head: whole.head, body: body)
-                            try await responder(request, ResponseWriter(outbound: outbound), asyncChannel.channel)
-                            if whole.head.headerFields[.connection] == "close" { break }
-                        }
-                    } catch is HTTPParserError {
-                        // As Hummingbird answers a request it cannot parse: 400, and the connection closed.
-                        logger.debug("HTTP parse error, closing connection")
-                        try await outbound.write(
-                            contentsOf: [
-                                .head(
-                                    .init(
-                                        status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])),
-                                .end(nil),
-                            ])
-                    }
-                    outbound.finish()
-                    try await asyncChannel.channel.closeFuture.get()
-                }
-            } onCancel: {
-                asyncChannel.channel.close(mode: .input, promise: nil)
+    /// The connection's task: asks the responder for each request ``RequestCycleHandler`` hands
+    /// it, and hands the answer back, until the connection closes; closes it if the server's task
+    /// is cancelled (graceful shutdown went past its deadline).
+    public func handle(value connection: Value, logger: Logger) async {
+        let channel = connection.channel
+        let asking = Asking(responder: responder, logger: logger, maximumBodyBytes: maximumBodyBytes)
+        await withTaskCancellationHandler {
+            while let (whole, reply) = await connection.inbox.next() {
+                reply(await asking.answer(whole, channel: channel))
             }
-        } catch {
-            logger.trace("Failed to read/write to Channel. Error: \(error)")
+        } onCancel: {
+            channel.close(promise: nil)
         }
+    }
+}
+
+/// Answers each ``WholeRequest``, one at a time and in order: the connection's task takes it from
+/// the ``RequestInbox`` and asks the responder, the event loop writes the answer's head, body and
+/// end in one flush.
+final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WholeRequest
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private enum Waiting {
+        case request(WholeRequest)
+        /// What came after the last whole request could not be parsed: answered 400, then closed.
+        case unparsable
+    }
+
+    private let inbox: RequestInbox
+    private let serverName: String?
+    private let logger: Logger
+    private var waiting = CircularBuffer<Waiting>(initialCapacity: 2)
+    private var answering = false
+    /// A read the channel asked for while a request was waiting, made once the queue is empty.
+    private var readHeld = false
+    private var closing = false
+    private var date = HTTPDate()
+
+    private var reply: RequestInbox.Reply?
+    private var closeAfterAnswer = false
+
+    init(inbox: RequestInbox, serverName: String?, logger: Logger) {
+        self.inbox = inbox
+        self.serverName = serverName
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        waiting.append(.request(unwrapInboundIn(data)))
+        answerNext(context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !closing else { return }
+        if error is HTTPParserError {
+            // As Hummingbird answers a request it cannot parse, after those before it.
+            logger.debug("HTTP parse error, closing connection")
+            waiting.append(.unparsable)
+            answerNext(context: context)
+        } else {
+            logger.trace("Failed to read/write to Channel. Error: \(error)")
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    /// Reads no more while a request waits behind the one being answered.
+    func read(context: ChannelHandlerContext) {
+        if waiting.isEmpty {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    private func answerNext(context: ChannelHandlerContext) {
+        guard !answering, !closing, let next = waiting.popFirst() else { return }
+        if readHeld, waiting.isEmpty {
+            readHeld = false
+            context.read()
+        }
+        switch next {
+        case .unparsable:
+            closing = true
+            let head = HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        case .request(let whole):
+            answering = true
+            start(whole, context: context)
+        }
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        reply = { answer in
+            eventLoop.execute { handler.value.write(answer, context: loopContext.value) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inbox.finish()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        inbox.finish()
+        reply = nil
+    }
+
+    /// Hands the request to the connection's task; the answer comes back through `reply`.
+    private func start(_ whole: WholeRequest, context: ChannelHandlerContext) {
+        guard let reply else { return }
+        closeAfterAnswer = whole.head.headerFields[.connection] == "close"
+        inbox.deliver(whole, reply: reply)
+    }
+
+    private func write(_ answer: Answer?, context: ChannelHandlerContext) {
+        answering = false
+        guard var answer else {
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        answer.head.headerFields[.date] = date.now()
+        if let serverName { answer.head.headerFields[.server] = serverName }
+        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
+        if let body = answer.body { context.write(wrapOutboundOut(.body(body)), promise: nil) }
+        if closeAfterAnswer {
+            closing = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(answer.trailers))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(answer.trailers)), promise: nil)
+            answerNext(context: context)
+        }
+    }
+}
+
+/// Where ``RequestCycleHandler`` hands a connection's requests to its task, one at a time.
+final class RequestInbox: Sendable {
+    typealias Reply = @Sendable (Answer?) -> Void
+    typealias Delivery = (WholeRequest, Reply)
+
+    private enum State {
+        case empty
+        case waiting(UnsafeContinuation<Delivery?, Never>)
+        case delivered(Delivery)
+        case finished
+    }
+
+    private let state = Mutex(State.empty)
+
+    /// The next request, or `nil` once the connection is closed.
+    func next() async -> Delivery? {
+        await withUnsafeContinuation { continuation in
+            let ready: Delivery?? = state.withLock { state in
+                switch state {
+                case .delivered(let delivery):
+                    state = .empty
+                    return .some(delivery)
+                case .finished:
+                    return .some(nil)
+                case .empty:
+                    state = .waiting(continuation)
+                    return nil
+                case .waiting:
+                    preconditionFailure("one task takes a connection's requests")
+                }
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    func deliver(_ request: WholeRequest, reply: @escaping Reply) {
+        let waiter: UnsafeContinuation<Delivery?, Never>? = state.withLock { state in
+            switch state {
+            case .waiting(let continuation):
+                state = .empty
+                return continuation
+            case .empty:
+                state = .delivered((request, reply))
+                return nil
+            case .delivered:
+                preconditionFailure("a connection's requests are answered one at a time")
+            case .finished:
+                return nil
+            }
+        }
+        waiter?.resume(returning: (request, reply))
+    }
+
+    func finish() {
+        let waiter: UnsafeContinuation<Delivery?, Never>? = state.withLock { state in
+            defer { state = .finished }
+            if case .waiting(let continuation) = state { return continuation }
+            return nil
+        }
+        waiter?.resume(returning: nil)
+    }
+}
+
+/// An answer, ready to write.
+struct Answer: Sendable {
+    var head: HTTPResponse
+    var body: ByteBuffer?
+    var trailers: HTTPFields?
+}
+
+/// Asks the responder for its answer to a request, with the answer's body gathered.
+struct Asking<Responder: HTTPResponder>: Sendable
+where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+    let responder: Responder
+    let logger: Logger
+    let maximumBodyBytes: Int
+
+    /// What the responder answers, with its body gathered; `nil` when the body could not be
+    /// written (the connection is closed, as Hummingbird closes it).
+    func answer(_ whole: WholeRequest, channel: any Channel) async -> Answer? {
+        let body =
+            switch whole.body {
+            case .whole(let buffer): RequestBody(buffer: buffer)
+            case .tooLong: RequestBody(asyncSequence: TooLongBody(maximumBytes: maximumBodyBytes))
+            }
+        var logger = logger
+        logger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
+        let context = Responder.Context(source: .init(channel: channel, logger: logger))
+        let response: Response
+        do {
+            response = try await responder.respond(to: Request(head: whole.head, body: body), context: context)
+        } catch {
+            logger.debug("Unrecognised Error", metadata: ["error.type": "\(error)"])
+            response = Response(status: .internalServerError, body: .init())
+        }
+        let gathered = GatheredBody()
+        do {
+            try await response.body.write(GatheringBodyWriter(gathered: gathered))
+        } catch {
+            logger.trace("Failed to write the response body. Error: \(error)")
+            return nil
+        }
+        return Answer(head: response.head, body: gathered.body, trailers: gathered.trailers)
+    }
+}
+
+/// A response's body, gathered whole by ``GatheringBodyWriter`` (these services' answers are
+/// small: a page of purchases at most).
+private final class GatheredBody {
+    var body: ByteBuffer?
+    var trailers: HTTPFields?
+}
+
+private struct GatheringBodyWriter: ResponseBodyWriter {
+    let gathered: GatheredBody
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        if gathered.body == nil {
+            gathered.body = buffer
+        } else {
+            var buffer = buffer
+            gathered.body!.writeBuffer(&buffer)
+        }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        gathered.trailers = trailingHeaders
     }
 }
 

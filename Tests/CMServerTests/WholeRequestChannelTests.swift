@@ -15,10 +15,10 @@ import Testing
     let publisher = InMemoryPublisher()
 
     var app: some ApplicationProtocol {
-        Application(
+        ShopHTTPServer.application(
             router: buildRouter(publisher: publisher, purchaseLists: .unreachable, receipts: publisher),
-            server: ShopHTTPServer.http1(idleTimeout: .seconds(10)),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+            idleTimeout: .seconds(10),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "cm-server"))
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrderEachWithItsWholeBody() async throws {
@@ -76,9 +76,8 @@ import Testing
             var request = request
             return String(try await request.collectBody(upTo: 4 * ShopHTTPServer.maximumBodyBytes).readableBytes)
         }
-        let app = Application(
-            router: router, server: ShopHTTPServer.http1(idleTimeout: .seconds(10)),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let app = ShopHTTPServer.application(
+            router: router, idleTimeout: .seconds(10), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         let long = String(repeating: "y", count: ShopHTTPServer.maximumBodyBytes + 1)
         try await app.test(.live) { client in
             let answers = try await Self.exchange(
@@ -90,6 +89,33 @@ import Testing
         }
     }
 
+    @Test func eachAnswerCarriesTheServersNameAndTheDate() async throws {
+        try await app.test(.live) { client in
+            let answers = try await Self.exchangeWithHeads(
+                port: try #require(client.port),
+                Self.post("/buy?dryRun=true", originalBody)
+                    + "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(answers.map(\.status) == [200, 404])
+            for answer in answers {
+                let fields = answer.head.lowercased().split(separator: "\r\n")
+                #expect(fields.contains("server: cm-server"))
+                // IMF-fixdate, e.g. "date: mon, 07 dec 2026 18:30:00 gmt"
+                #expect(fields.contains { $0.hasPrefix("date: ") && $0.hasSuffix(" gmt") && $0.count == 35 })
+            }
+        }
+    }
+
+    @Test func aRequestThatCannotBeParsedIsAnswered400AfterThoseBeforeItAndTheConnectionClosed() async throws {
+        try await app.test(.live) { client in
+            // exchange returns once the server has closed the connection.
+            let answers = try await Self.exchange(
+                port: try #require(client.port),
+                Self.post("/buy", originalBody) + "NOT HTTP AT ALL\r\n\r\n" + Self.post("/buy", originalBody))
+            #expect(answers.map(\.status) == [200, 400])
+            #expect(publisher.events.count == 1)
+        }
+    }
+
     static func post(_ target: String, _ body: String) -> String {
         "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
@@ -97,6 +123,13 @@ import Testing
     /// Sends `requests` on one connection and reads the answers until the server closes it (the
     /// last request asks it to).
     static func exchange(port: Int, _ requests: String) async throws -> [(status: Int, body: String)] {
+        try await exchangeWithHeads(port: port, requests).map { ($0.status, $0.body) }
+    }
+
+    /// ``exchange(port:_:)`` with each answer's head (status line and header lines).
+    static func exchangeWithHeads(
+        port: Int, _ requests: String
+    ) async throws -> [(status: Int, head: String, body: String)] {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -109,7 +142,7 @@ import Testing
             for try await var chunk in inbound { received.writeBuffer(&chunk) }
         }
         var text = Substring(String(buffer: received))
-        var answers: [(status: Int, body: String)] = []
+        var answers: [(status: Int, head: String, body: String)] = []
         while let headEnd = text.range(of: "\r\n\r\n") {
             let head = text[..<headEnd.lowerBound]
             let status = Int(head.split(separator: " ")[1])!
@@ -117,7 +150,7 @@ import Testing
                 head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                 .map { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces))! } ?? 0
             let body = text[headEnd.upperBound...].utf8.prefix(length)
-            answers.append((status, String(Substring(body))))
+            answers.append((status, String(head), String(Substring(body))))
             text = text[body.endIndex...]
         }
         return answers

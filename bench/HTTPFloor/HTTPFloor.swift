@@ -162,7 +162,8 @@ final class ConstantResponder: ChannelInboundHandler {
     }
 }
 
-/// An HTTP `Date` header's value, formatted once a second.
+/// An HTTP `Date` header's value, formatted once a second (as `ShopHTTP.HTTPDate`: the floor stays
+/// off the shop's modules, whose dependencies it would drag in).
 struct HTTPDate {
     private var second = 0
     private var text = ""
