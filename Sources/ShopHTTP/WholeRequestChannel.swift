@@ -117,6 +117,11 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A read the channel asked for while a request was waiting, made once the queue is empty.
     private var readHeld = false
     private var closing = false
+    /// The client sent its last byte (Hummingbird's server lets a client half-close): the
+    /// connection closes once what it asked is answered.
+    private var inputClosed = false
+    /// When the last answer's end was written.
+    private var lastAnswerWritten: EventLoopFuture<Void>?
     private var date = HTTPDate()
 
     private var reply: RequestInbox.Reply?
@@ -148,6 +153,25 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            inputClosed = true
+            closeIfDone(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Closes the connection once its client has closed its side and nothing is left to answer.
+    private func closeIfDone(context: ChannelHandlerContext) {
+        guard inputClosed, !answering, !closing, waiting.isEmpty else { return }
+        closing = true
+        // After the last answer is written: closing drops what the socket has not taken yet.
+        let channel = context.channel
+        (lastAnswerWritten ?? context.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
     /// Reads no more while a request waits behind the one being answered.
     func read(context: ChannelHandlerContext) {
         if waiting.isEmpty {
@@ -158,7 +182,8 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func answerNext(context: ChannelHandlerContext) {
-        guard !answering, !closing, let next = waiting.popFirst() else { return }
+        guard !answering, !closing else { return }
+        guard let next = waiting.popFirst() else { return closeIfDone(context: context) }
         if readHeld, waiting.isEmpty {
             readHeld = false
             context.read()
@@ -219,6 +244,9 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.writeAndFlush(wrapOutboundOut(.end(answer.trailers))).whenComplete { _ in
                 channel.close(promise: nil)
             }
+        } else if inputClosed {
+            lastAnswerWritten = context.writeAndFlush(wrapOutboundOut(.end(answer.trailers)))
+            answerNext(context: context)
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(answer.trailers)), promise: nil)
             answerNext(context: context)

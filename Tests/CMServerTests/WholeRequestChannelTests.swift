@@ -116,30 +116,64 @@ import Testing
         }
     }
 
+    @Test func aClientThatClosesItsSideGetsItsAnswersAndTheConnectionIsClosed() async throws {
+        // As curl and most clients do after their last request: the server must not keep the
+        // connection (and its file descriptor) open until the idle timeout.
+        try await app.test(.live) { client in
+            let answers = try await Self.exchange(
+                port: try #require(client.port), Self.post("/buy", originalBody) + Self.post("/buy", originalBody),
+                thenHalfClose: true)
+            #expect(answers.map(\.status) == [200, 200])
+            #expect(publisher.events.count == 2)
+        }
+    }
+
     static func post(_ target: String, _ body: String) -> String {
         "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
     /// Sends `requests` on one connection and reads the answers until the server closes it (the
-    /// last request asks it to).
-    static func exchange(port: Int, _ requests: String) async throws -> [(status: Int, body: String)] {
-        try await exchangeWithHeads(port: port, requests).map { ($0.status, $0.body) }
+    /// last request asks it to, or `thenHalfClose` closes the client's side after sending).
+    static func exchange(
+        port: Int, _ requests: String, thenHalfClose: Bool = false
+    ) async throws -> [(status: Int, body: String)] {
+        try await exchangeWithHeads(port: port, requests, thenHalfClose: thenHalfClose).map { ($0.status, $0.body) }
     }
 
-    /// ``exchange(port:_:)`` with each answer's head (status line and header lines).
+    struct ServerKeptTheConnectionOpen: Error {}
+
+    /// ``exchange(port:_:thenHalfClose:)`` with each answer's head (status line and header lines).
+    /// Fails if the server has not closed the connection within 5 seconds (the test servers' idle
+    /// timeout is 10).
     static func exchangeWithHeads(
-        port: Int, _ requests: String
+        port: Int, _ requests: String, thenHalfClose: Bool = false
     ) async throws -> [(status: Int, head: String, body: String)] {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                 }
             }
-        var received = ByteBuffer()
-        try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: requests))
-            for try await var chunk in inbound { received.writeBuffer(&chunk) }
+        let received = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                var received = ByteBuffer()
+                try await channel.executeThenClose { inbound, outbound in
+                    try await outbound.write(ByteBuffer(string: requests))
+                    if thenHalfClose { outbound.finish() }
+                    for try await var chunk in inbound { received.writeBuffer(&chunk) }
+                }
+                return received
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(5))
+                return nil
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            channel.channel.close(promise: nil)
+            guard let first else { throw ServerKeptTheConnectionOpen() }
+            return first
         }
         var text = Substring(String(buffer: received))
         var answers: [(status: Int, head: String, body: String)] = []
