@@ -4,6 +4,7 @@ import HummingbirdTesting
 import NIOCore
 import NIOPosix
 import ShopHTTP
+import Synchronization
 import Testing
 
 @testable import CMServer
@@ -142,6 +143,12 @@ import Testing
 
     struct ServerKeptTheConnectionOpen: Error {}
 
+    final class Flag: Sendable {
+        private let raised = Mutex(false)
+        func raise() { raised.withLock { $0 = true } }
+        var isRaised: Bool { raised.withLock { $0 } }
+    }
+
     /// ``exchange(port:_:thenHalfClose:)`` with each answer's head (status line and header lines).
     /// Fails if the server has not closed the connection within 5 seconds (the test servers' idle
     /// timeout is 10).
@@ -155,26 +162,22 @@ import Testing
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                 }
             }
-        let received = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask {
-                var received = ByteBuffer()
-                try await channel.executeThenClose { inbound, outbound in
-                    try await outbound.write(ByteBuffer(string: requests))
-                    if thenHalfClose { outbound.finish() }
-                    for try await var chunk in inbound { received.writeBuffer(&chunk) }
-                }
-                return received
-            }
-            group.addTask {
-                try await Task.sleep(for: .seconds(5))
-                return nil
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            channel.channel.close(promise: nil)
-            guard let first else { throw ServerKeptTheConnectionOpen() }
-            return first
+        // The deadline: past it the client closes the connection itself, and the exchange fails.
+        let timedOut = Flag()
+        let deadline = channel.channel.eventLoop.scheduleTask(in: .seconds(5)) { [channel = channel.channel] in
+            timedOut.raise()
+            channel.close(promise: nil)
         }
+        defer { deadline.cancel() }
+        var received = ByteBuffer()
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: requests))
+                if thenHalfClose { outbound.finish() }
+                for try await var chunk in inbound { received.writeBuffer(&chunk) }
+            }
+        } catch  where timedOut.isRaised {}
+        if timedOut.isRaised { throw ServerKeptTheConnectionOpen() }
         var text = Substring(String(buffer: received))
         var answers: [(status: Int, head: String, body: String)] = []
         while let headEnd = text.range(of: "\r\n\r\n") {
