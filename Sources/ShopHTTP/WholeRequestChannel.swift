@@ -6,6 +6,7 @@ public import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import ShopService
 import Synchronization
 
 /// The HTTP/1.1 server child channel both services run: Hummingbird's pipeline and responder
@@ -24,7 +25,8 @@ import Synchronization
 /// Everything else is Hummingbird's: the same pipeline (decoder, encoder,
 /// `HTTP1ToHTTPServerCodec`, `HTTPConnectionStateHandler` for the idle timeout and graceful
 /// shutdown), the same responder, what `Application` adds to each answer (`Date`, `Server`, a
-/// 500 for an error no middleware turned into an answer, the `hb.request.id` logger metadata)
+/// 500 for an error no middleware turned into an answer, the `hb.request.id` on each line logged
+/// while a request is answered, through ``RequestLogMetadata``)
 /// and the same answer to a request that cannot be parsed (400, then the connection closed).
 ///
 /// Requests sent back to back on one connection (pipelined) are answered in order, one at a
@@ -339,12 +341,17 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
             case .whole(let buffer): RequestBody(buffer: buffer)
             case .tooLong: RequestBody(asyncSequence: TooLongBody(maximumBytes: maximumBodyBytes))
             }
-        var logger = logger
-        logger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
+        // The request's id is on each line logged while it is answered (RequestLogMetadata).
+        return await RequestLogMetadata.$requestID.withValue(.stringConvertible(RequestID())) {
+            await answer(Request(head: whole.head, body: body), channel: channel)
+        }
+    }
+
+    private func answer(_ request: Request, channel: any Channel) async -> Answer? {
         let context = Responder.Context(source: .init(channel: channel, logger: logger))
         let response: Response
         do {
-            response = try await responder.respond(to: Request(head: whole.head, body: body), context: context)
+            response = try await responder.respond(to: request, context: context)
         } catch {
             logger.debug("Unrecognised Error", metadata: ["error.type": "\(error)"])
             response = Response(status: .internalServerError, body: .init())

@@ -1,6 +1,6 @@
 public import Configuration
 import Foundation
-import Logging
+public import Logging
 import OTel
 public import ServiceLifecycle
 import Synchronization
@@ -77,15 +77,22 @@ public enum ShopTracing {
     public static var sampler: HeadSampler { samplerBox.withLock { $0 } }
     private static let samplerBox = Mutex(HeadSampler(newTraces: 0, followsParent: true))
 
+    /// What each log line carries besides its own metadata: the active span's `trace_id` and
+    /// `span_id`, and `hb.request.id` while a request is answered.
+    public static var loggingMetadataProvider: Logger.MetadataProvider? {
+        .multiplex([OTel.makeLoggingMetadataProvider(), RequestLogMetadata.provider])
+    }
+
     /// Logs go to standard error as before, each line written while a span is active carrying
-    /// `trace_id` and `span_id`; with `settings`, the tracer is bootstrapped (swift-otel, its
+    /// `trace_id` and `span_id`, each written while a request is answered `hb.request.id`
+    /// (``RequestLogMetadata``); with `settings`, the tracer is bootstrapped (swift-otel, its
     /// OTLP/HTTP exporter, the other variables applied by swift-otel itself, behind
     /// ``HeadSampledTracer``) and its exporting service returned, for the process's service group.
     /// Call once, before anything logs or starts a span.
     public static func bootstrap(_ settings: Settings?) throws -> (any Service)? {
         LoggingSystem.bootstrap(
             StreamLogHandler.standardError(label:metadataProvider:),
-            metadataProvider: OTel.makeLoggingMetadataProvider())
+            metadataProvider: loggingMetadataProvider)
         guard let settings else { return nil }
         var configuration = OTel.Configuration.default
         configuration.serviceName = settings.serviceName

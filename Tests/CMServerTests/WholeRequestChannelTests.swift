@@ -1,9 +1,12 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import InMemoryLogging
+import Logging
 import NIOCore
 import NIOPosix
 import ShopHTTP
+import ShopService
 import Synchronization
 import Testing
 
@@ -42,6 +45,32 @@ import Testing
             #expect(publisher.events.count == 2)
             #expect(publisher.events.allSatisfy { $0.purchase.username == "joe" && $0.purchase.userid == "005" })
         }
+    }
+
+    /// Each line logged while a request is answered names the request (`hb.request.id`), one id
+    /// per request, through the metadata provider the processes bootstrap logging with.
+    @Test func eachLineLoggedWhileARequestIsAnsweredNamesTheRequest() async throws {
+        var handler = InMemoryLogHandler()
+        handler.metadataProvider = ShopTracing.loggingMetadataProvider
+        let logged = handler
+        let app = ShopHTTPServer.application(
+            router: buildRouter(publisher: publisher, purchaseLists: .unreachable, receipts: publisher),
+            idleTimeout: .seconds(10),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "cm-server"),
+            logger: Logger(label: "cm-server") { _ in logged })
+        try await app.test(.live) { client in
+            for _ in 0..<2 {
+                // Nothing listens where this router's cm-api is: cm-server logs "cm-api failed".
+                try await client.execute(uri: "/getAllUserBuys/joe", method: .get) { response in
+                    #expect(response.status == .badGateway)
+                }
+            }
+        }
+        let lines = handler.entries.filter { $0.message == "cm-api failed" }
+        #expect(lines.count == 2)
+        let ids = lines.compactMap { $0.metadata["hb.request.id"]?.description }
+        #expect(ids.count == 2 && Set(ids).count == 2, "\(lines.map(\.metadata))")
+        #expect(!handler.entries.contains { $0.message != "cm-api failed" && $0.metadata["hb.request.id"] != nil })
     }
 
     @Test func aBodyLongerThanTheServerTakesIsRefusedAtOnceAndTheConnectionGoesOn() async throws {
