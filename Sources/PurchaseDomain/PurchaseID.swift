@@ -1,6 +1,10 @@
 internal import Crypto
 public import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A client-chosen key that makes retries of one `POST /buy` collapse into one purchase.
 public struct IdempotencyKey: Hashable, Sendable {
     public let value: String
@@ -57,9 +61,18 @@ extension UUID {
     /// it would give a retried request a new id and so store it twice.
     static let purchaseNamespace = UUID(uuidString: "39704141-781a-495f-a038-3a37be9cccdb")!
 
-    /// A new random purchase id (version 4).
+    /// A new random purchase id (RFC 9562 version 4): 122 bits from the kernel's CSPRNG through
+    /// `arc4random_buf` (glibc 2.36 and Darwin), one `getrandom(2)` call on Linux. Foundation's
+    /// `UUID()` on Linux opens, reads and closes `/dev/urandom` for each id: three system calls
+    /// and a file opened and released on every purchase (strace under `wrk`, issue 31).
     public static func randomPurchaseID() -> UUID {
-        UUID()
+        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &bytes) { buffer in
+            arc4random_buf(buffer.baseAddress!, buffer.count)
+            buffer[6] = (buffer[6] & 0x0F) | 0x40  // version 4
+            buffer[8] = (buffer[8] & 0x3F) | 0x80  // variant 10
+        }
+        return UUID(uuid: bytes)
     }
 
     /// The purchase id for a request carrying an `Idempotency-Key`: the same `(userid, key)`

@@ -179,7 +179,14 @@ import Testing
     @Test func randomPurchaseIdsAreVersion4AndDistinct() {
         let ids = (0..<1000).map { _ in UUID.randomPurchaseID() }
         #expect(Set(ids).count == 1000)
-        #expect(ids.allSatisfy { Array($0.uuidString)[14] == "4" })
+        #expect(ids.allSatisfy { Array($0.uuidString)[14] == "4" && "89AB".contains(Array($0.uuidString)[19]) })
+        // Every one of the 122 random bits varies across a thousand ids; the six fixed ones do not.
+        let varying = ids.reduce(into: [UInt8](repeating: 0, count: 16)) { varying, id in
+            withUnsafeBytes(of: id.uuid) { bytes in
+                for index in 0..<16 { varying[index] |= bytes[index] ^ withUnsafeBytes(of: ids[0].uuid) { $0[index] } }
+            }
+        }
+        #expect(varying == [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0xFF, 0x3F] + [UInt8](repeating: 0xFF, count: 7))
     }
 
     @Test(arguments: ["", " ", "has space", "tab\t", "é", String(repeating: "k", count: 256)])
