@@ -122,11 +122,14 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        // An HTTP Date header's value, formatted once a second: ShopHTTP's and bench/HTTPFloor's.
+        .target(name: "HTTPDateHeader", swiftSettings: settings),
         // The HTTP foundation of both services: the server, JSON answers, /metrics, health and
         // readiness, unrouted requests. Knows neither Kafka nor auth.
         .target(
             name: "ShopHTTP",
             dependencies: [
+                "HTTPDateHeader",
                 "PurchaseDomain",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -238,7 +241,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"), "PurchaseDomain", "PurchaseWire",
+                .product(name: "NIOPosix", package: "swift-nio"), "HTTPDateHeader", "PurchaseDomain", "PurchaseWire",
             ],
             path: "bench/HTTPFloor", swiftSettings: settings),
         // Tests: one target per module that has its own tests (docs/DEVELOPING.md, "Tests"); ShopService,

@@ -1,3 +1,4 @@
+import HTTPDateHeader
 public import HTTPTypes
 public import Hummingbird
 public import HummingbirdCore

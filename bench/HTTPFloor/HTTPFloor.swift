@@ -1,3 +1,4 @@
+import HTTPDateHeader
 import Hummingbird
 import Logging
 import NIOCore
@@ -159,26 +160,5 @@ final class ConstantResponder: ChannelInboundHandler {
                 context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
             }
         }
-    }
-}
-
-/// An HTTP `Date` header's value, formatted once a second (as `ShopHTTP.HTTPDate`: the floor stays
-/// off the shop's modules, whose dependencies it would drag in).
-struct HTTPDate {
-    private var second = 0
-    private var text = ""
-
-    mutating func now() -> String {
-        let current = time(nil)
-        if current != second {
-            var parts = tm()
-            var copy = current
-            gmtime_r(&copy, &parts)
-            var buffer = [CChar](repeating: 0, count: 64)
-            let length = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
-            text = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            second = current
-        }
-        return text
     }
 }

@@ -4,7 +4,9 @@
     import Darwin
 #endif
 
-/// An HTTP `Date` header's value (RFC 9110, IMF-fixdate), formatted once a second.
+/// An HTTP `Date` header's value (RFC 9110, IMF-fixdate), formatted once a second: what
+/// ShopHTTP's channel adds to each answer, and bench/HTTPFloor's SwiftNIO floor too (a module of
+/// its own, with no dependency, so that the floor stays off the shop's HTTP stack).
 public struct HTTPDate {
     private var second = 0
     private var text = ""
