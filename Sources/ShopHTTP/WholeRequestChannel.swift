@@ -45,6 +45,8 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
     public struct Connection: ServerChildChannelValue {
         public let channel: any Channel
         let inbox: RequestInbox
+        /// Hands an answer back to the connection's ``RequestCycleHandler`` on its event loop.
+        let reply: RequestCycleHandler.Reply
     }
 
     let responder: Responder
@@ -76,9 +78,9 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
                 HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .init($0) }, logger: logger))
             try channel.pipeline.syncOperations.addHandler(WholeRequestHandler(maximumBodyBytes: maximumBodyBytes))
             let inbox = RequestInbox()
-            try channel.pipeline.syncOperations.addHandler(
-                RequestCycleHandler(inbox: inbox, serverName: serverName, logger: logger))
-            return Connection(channel: channel, inbox: inbox)
+            let cycle = RequestCycleHandler(inbox: inbox, serverName: serverName, logger: logger)
+            try channel.pipeline.syncOperations.addHandler(cycle)
+            return Connection(channel: channel, inbox: inbox, reply: try cycle.makeReply())
         }
     }
 
@@ -89,8 +91,8 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
         let channel = connection.channel
         let asking = Asking(responder: responder, logger: logger, maximumBodyBytes: maximumBodyBytes)
         await withTaskCancellationHandler {
-            while let (whole, reply) = await connection.inbox.next() {
-                reply(await asking.answer(whole, channel: channel))
+            while let whole = await connection.inbox.next() {
+                connection.reply(await asking.answer(whole, channel: channel))
             }
         } onCancel: {
             channel.close(promise: nil)
@@ -102,6 +104,8 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
 /// the ``RequestInbox`` and asks the responder, the event loop writes the answer's head, body and
 /// end in one flush.
 final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// Takes the connection task's answer to the request it was handed (`nil`: close).
+    typealias Reply = @Sendable (Answer?) -> Void
     typealias InboundIn = WholeRequest
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
@@ -126,8 +130,7 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// When the last answer's end was written.
     private var lastAnswerWritten: EventLoopFuture<Void>?
     private var date = HTTPDate()
-
-    private var reply: RequestInbox.Reply?
+    private var context: ChannelHandlerContext?
     private var closeAfterAnswer = false
 
     init(inbox: RequestInbox, serverName: String?, logger: Logger) {
@@ -205,11 +208,21 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    /// The connection task's way back to this handler, made once a connection; call on the
+    /// event loop, once the handler is in the pipeline. An answer that arrives after the
+    /// handler was removed is dropped (the connection is closing).
+    func makeReply() throws -> Reply {
+        guard let context else { throw ChannelError.ioOnClosedChannel }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        reply = { answer in
-            eventLoop.execute { handler.value.write(answer, context: loopContext.value) }
+        return { answer in
+            eventLoop.execute {
+                let handler = handler.value
+                if let context = handler.context { handler.write(answer, context: context) }
+            }
         }
     }
 
@@ -220,14 +233,13 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         inbox.finish()
-        reply = nil
+        self.context = nil
     }
 
-    /// Hands the request to the connection's task; the answer comes back through `reply`.
+    /// Hands the request to the connection's task; the answer comes back through its `reply`.
     private func start(_ whole: WholeRequest, context: ChannelHandlerContext) {
-        guard let reply else { return }
         closeAfterAnswer = whole.head.headerFields[.connection] == "close"
-        inbox.deliver(whole, reply: reply)
+        inbox.deliver(whole)
     }
 
     private func write(_ answer: Answer?, context: ChannelHandlerContext) {
@@ -259,26 +271,23 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 /// Where ``RequestCycleHandler`` hands a connection's requests to its task, one at a time.
 final class RequestInbox: Sendable {
-    typealias Reply = @Sendable (Answer?) -> Void
-    typealias Delivery = (WholeRequest, Reply)
-
     private enum State {
         case empty
-        case waiting(UnsafeContinuation<Delivery?, Never>)
-        case delivered(Delivery)
+        case waiting(UnsafeContinuation<WholeRequest?, Never>)
+        case delivered(WholeRequest)
         case finished
     }
 
     private let state = Mutex(State.empty)
 
     /// The next request, or `nil` once the connection is closed.
-    func next() async -> Delivery? {
+    func next() async -> WholeRequest? {
         await withUnsafeContinuation { continuation in
-            let ready: Delivery?? = state.withLock { state in
+            let ready: WholeRequest?? = state.withLock { state in
                 switch state {
-                case .delivered(let delivery):
+                case .delivered(let request):
                     state = .empty
-                    return .some(delivery)
+                    return .some(request)
                 case .finished:
                     return .some(nil)
                 case .empty:
@@ -292,14 +301,14 @@ final class RequestInbox: Sendable {
         }
     }
 
-    func deliver(_ request: WholeRequest, reply: @escaping Reply) {
-        let waiter: UnsafeContinuation<Delivery?, Never>? = state.withLock { state in
+    func deliver(_ request: WholeRequest) {
+        let waiter: UnsafeContinuation<WholeRequest?, Never>? = state.withLock { state in
             switch state {
             case .waiting(let continuation):
                 state = .empty
                 return continuation
             case .empty:
-                state = .delivered((request, reply))
+                state = .delivered(request)
                 return nil
             case .delivered:
                 preconditionFailure("a connection's requests are answered one at a time")
@@ -307,11 +316,11 @@ final class RequestInbox: Sendable {
                 return nil
             }
         }
-        waiter?.resume(returning: (request, reply))
+        waiter?.resume(returning: request)
     }
 
     func finish() {
-        let waiter: UnsafeContinuation<Delivery?, Never>? = state.withLock { state in
+        let waiter: UnsafeContinuation<WholeRequest?, Never>? = state.withLock { state in
             defer { state = .finished }
             if case .waiting(let continuation) = state { return continuation }
             return nil
