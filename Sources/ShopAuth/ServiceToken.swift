@@ -45,7 +45,7 @@ public struct ServiceTokenMiddleware<Context: RequestContext>: RouterMiddleware 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        guard token.matches(request.headers[ServiceToken.header]) else {
+        guard token.matches(request.headers.value(of: ServiceToken.header)) else {
             var response = Response.error(
                 .unauthorized, "cm-api answers cm-server only: the Shop-Service-Token header is missing or wrong")
             response.headers[.wwwAuthenticate] = #"Shop-Service-Token realm="cm-api""#

@@ -35,7 +35,7 @@ public struct RequestTracingMiddleware<Context: RequestContext>: RouterMiddlewar
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         // The decision first: a request that is not traced pays a header lookup and no more.
-        let continuesCaller = request.headers[.traceparent] != nil && (sampler.followsParent || !startsTraces)
+        let continuesCaller = request.headers.contains(.traceparent) && (sampler.followsParent || !startsTraces)
         guard continuesCaller || (startsTraces && sampler.keepsNewTrace()),
             !untraced.contains(request.uri.path)
         else { return try await next(request, context) }

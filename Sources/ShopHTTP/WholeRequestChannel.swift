@@ -238,7 +238,7 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Hands the request to the connection's task; the answer comes back through its `reply`.
     private func start(_ whole: WholeRequest, context: ChannelHandlerContext) {
-        closeAfterAnswer = whole.head.headerFields[.connection] == "close"
+        closeAfterAnswer = whole.head.headerFields.value(of: .connection) == "close"
         inbox.deliver(whole)
     }
 

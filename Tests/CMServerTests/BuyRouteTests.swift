@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 @_spi(Testing) import Kafka
@@ -240,6 +241,22 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
             }
         }
         #expect(publisher.events.count == (status == 200 ? 1 : 0))
+    }
+
+    /// Content-Type names one media type (RFC 9110 §8.3): two fields, even both JSON, are not a
+    /// JSON body. The route reads them joined, as `HTTPFields`' subscript joins them.
+    @Test func twoContentTypesAreRefused() async throws {
+        var fields: HTTPFields = [.contentType: "application/json"]
+        fields.append(HTTPField(name: .contentType, value: "application/json"))
+        let headers = fields
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/buy", method: .post, headers: headers, body: ByteBuffer(string: originalBody)
+            ) { response in
+                #expect(response.status.code == 415)
+            }
+        }
+        #expect(publisher.events.isEmpty)
     }
 
     @Test func malformedJSONIs400() async throws {

@@ -52,7 +52,7 @@ struct BuyRoutes<Publisher: PurchasePublisher> {
 
     private func buy(request: Request, context: AppRequestContext) async throws -> Response {
         var request = request
-        guard Self.isJSON(request.headers[.contentType]) else {
+        guard Self.isJSON(request.headers.value(of: .contentType)) else {
             return .error(.unsupportedMediaType, "Content-Type must be application/json")
         }
         let body: ByteBuffer
@@ -76,7 +76,7 @@ struct BuyRoutes<Publisher: PurchasePublisher> {
         do throws(PurchaseDecodingError) {
             submitted = try PurchaseRequest(
                 json: Array(buffer: body), receivedAt: receivedAt, timestampRule: timestampRule)
-            idempotencyKey = try request.headers[.idempotencyKey].map { key throws(PurchaseDecodingError) in
+            idempotencyKey = try request.headers.value(of: .idempotencyKey).map { key throws(PurchaseDecodingError) in
                 try IdempotencyKey(key)
             }
             if !dryRunError.isEmpty { throw .invalid(dryRunError) }
@@ -105,7 +105,7 @@ struct BuyRoutes<Publisher: PurchasePublisher> {
             fingerprint = requested
             if let answer = await answerFromTheFirst(
                 purchaseId: purchaseId, request: submitted, fingerprint: requested, context: context,
-                authorization: request.headers[.authorization])
+                authorization: request.headers.value(of: .authorization))
             {
                 return answer
             }

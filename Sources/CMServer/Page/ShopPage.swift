@@ -20,7 +20,7 @@ enum ShopPage {
 
     static func addRoutes(to router: Router<some RequestContext>) {
         router.get("/") { request, _ -> Response in
-            let accept = request.headers[.accept] ?? ""
+            let accept = request.headers.value(of: .accept) ?? ""
             guard accept.contains("text/html") else { return .json(.ok, Index()) }
             return asset(PackageResources.shop_html, type: "text/html; charset=utf-8")
         }

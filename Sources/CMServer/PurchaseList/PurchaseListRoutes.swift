@@ -37,7 +37,8 @@ struct PurchaseListRoutes {
             // only the caller's own purchases under the name, unless the caller is an admin.
             let answer = try await client.page(
                 username: username, limit: query.limit, cursor: query.cursor,
-                authorization: request.headers[.authorization], ifNoneMatch: request.headers[values: .ifNoneMatch])
+                authorization: request.headers.value(of: .authorization),
+                ifNoneMatch: request.headers[values: .ifNoneMatch])
             var response =
                 if let page = answer.page {
                     Response.json(.ok, bytes: UserPurchases(username: username, page: page).json)
