@@ -19,8 +19,8 @@ import Synchronization
 /// writes the answer through its outbound writer, and each trip through those sequences costs
 /// their locks, generic state machines and metadata lookups. Every one of these services'
 /// requests is small and read whole (a purchase is at most 16 KiB), so here
-/// ``WholeRequestHandler`` gathers a request's parts, ``RequestCycleHandler`` hands the whole
-/// request to the connection's task through a ``RequestInbox`` (one lock, one continuation), the
+/// ``RequestCycleHandler`` gathers a request's parts and hands the whole request to the
+/// connection's task through a ``RequestInbox`` (one lock, one continuation), the
 /// task asks the responder and gathers the answer, and the event loop writes head, body and end
 /// in one flush (issue 31: cm-server's dry run 203,334 -> 166,990 instructions, docs/BENCHMARKS.md).
 /// Everything else is Hummingbird's: the same pipeline (decoder, encoder,
@@ -76,9 +76,9 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
             try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .init($0) }, logger: logger))
-            try channel.pipeline.syncOperations.addHandler(WholeRequestHandler(maximumBodyBytes: maximumBodyBytes))
             let inbox = RequestInbox()
-            let cycle = RequestCycleHandler(inbox: inbox, serverName: serverName, logger: logger)
+            let cycle = RequestCycleHandler(
+                inbox: inbox, maximumBodyBytes: maximumBodyBytes, serverName: serverName, logger: logger)
             try channel.pipeline.syncOperations.addHandler(cycle)
             return Connection(channel: channel, inbox: inbox, reply: try cycle.makeReply())
         }
@@ -100,13 +100,15 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
     }
 }
 
-/// Answers each ``WholeRequest``, one at a time and in order: the connection's task takes it from
-/// the ``RequestInbox`` and asks the responder, the event loop writes the answer's head, body and
-/// end in one flush.
+/// Gathers each request's parts into a ``WholeRequest`` and answers them one at a time and in
+/// order: the connection's task takes each from the ``RequestInbox`` and asks the responder, the
+/// event loop writes the answer's head, body and end in one flush. (One handler for both: a
+/// handler between them cost each request three more parts handed on and cast, ~1,100
+/// instructions and an allocation.)
 final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Takes the connection task's answer to the request it was handed (`nil`: close).
     typealias Reply = @Sendable (Answer?) -> Void
-    typealias InboundIn = WholeRequest
+    typealias InboundIn = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
@@ -116,7 +118,16 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case unparsable
     }
 
+    /// The request being read.
+    private enum Reading {
+        /// Between requests, or the rest of a body handed on as too long, which is dropped.
+        case idle
+        case request(HTTPRequest, ByteBuffer?)
+    }
+
     private let inbox: RequestInbox
+    private let maximumBodyBytes: Int
+    private var reading = Reading.idle
     private let serverName: String?
     private let logger: Logger
     private var waiting = CircularBuffer<Waiting>(initialCapacity: 2)
@@ -133,16 +144,38 @@ final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var closeAfterAnswer = false
 
-    init(inbox: RequestInbox, serverName: String?, logger: Logger) {
+    init(inbox: RequestInbox, maximumBodyBytes: Int, serverName: String?, logger: Logger) {
         self.inbox = inbox
+        self.maximumBodyBytes = maximumBodyBytes
         self.serverName = serverName
         self.logger = logger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        waiting.append(.request(unwrapInboundIn(data)))
-        answerNext(context: context)
+        switch (unwrapInboundIn(data), reading) {
+        case (.head(let head), _):
+            reading = .request(head, nil)
+        case (.body(var part), .request(let head, let gathered)):
+            reading = .idle  // so that the gathered buffer is held once while it grows
+            var body = part
+            if var gathered {
+                gathered.writeBuffer(&part)
+                body = gathered
+            }
+            if body.readableBytes > maximumBodyBytes {
+                waiting.append(.request(WholeRequest(head: head, body: .tooLong)))
+                answerNext(context: context)
+            } else {
+                reading = .request(head, body)
+            }
+        case (.end, .request(let head, let body)):
+            reading = .idle
+            waiting.append(.request(WholeRequest(head: head, body: .whole(body ?? ByteBuffer()))))
+            answerNext(context: context)
+        case (.end, .idle), (.body, .idle):
+            break
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -425,48 +458,4 @@ struct TooLongBody: AsyncSequence, Sendable {
     }
 
     func makeAsyncIterator() -> AsyncIterator { AsyncIterator(maximumBytes: maximumBytes) }
-}
-
-/// Gathers a request's parts into a ``WholeRequest``.
-final class WholeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = WholeRequest
-
-    private enum State {
-        /// Between requests, or the rest of a body handed on as too long, which is dropped.
-        case idle
-        case reading(HTTPRequest, ByteBuffer?)
-    }
-
-    private let maximumBodyBytes: Int
-    private var state = State.idle
-
-    init(maximumBodyBytes: Int) {
-        self.maximumBodyBytes = maximumBodyBytes
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch (unwrapInboundIn(data), state) {
-        case (.head(let head), _):
-            state = .reading(head, nil)
-        case (.body(var part), .reading(let head, let gathered)):
-            state = .idle  // so that the gathered buffer is held once while it grows
-            var body = part
-            if var gathered {
-                gathered.writeBuffer(&part)
-                body = gathered
-            }
-            if body.readableBytes > maximumBodyBytes {
-                context.fireChannelRead(wrapInboundOut(WholeRequest(head: head, body: .tooLong)))
-            } else {
-                state = .reading(head, body)
-            }
-        case (.end, .reading(let head, let body)):
-            state = .idle
-            context.fireChannelRead(
-                wrapInboundOut(WholeRequest(head: head, body: .whole(body ?? ByteBuffer()))))
-        case (.end, .idle), (.body, .idle):
-            break
-        }
-    }
 }
