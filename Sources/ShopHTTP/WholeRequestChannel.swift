@@ -1,18 +1,16 @@
-import HTTPDateHeader
 public import HTTPTypes
 public import Hummingbird
 public import HummingbirdCore
 public import Logging
 public import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
-import NIOHTTPTypesHTTP1
 import ShopService
 import Synchronization
 
-/// The HTTP/1.1 server child channel both services run: Hummingbird's pipeline and responder
-/// (router, middleware, routes), with each request read whole on the event loop and handed to
-/// the connection's task without an `NIOAsyncChannel` between the two.
+/// The HTTP/1.1 server child channel both services run: Hummingbird's responder (router,
+/// middleware, routes) behind SwiftNIO's HTTP/1 decoder and encoder and one channel handler,
+/// ``RequestCycleHandler``, with each request read whole on the event loop and handed to the
+/// connection's task without an `NIOAsyncChannel` between the two.
 ///
 /// Hummingbird's `HTTP1Channel` wraps each connection in an `NIOAsyncChannel`: the connection's
 /// task takes every part of a request (head, each body part, end) from its inbound sequence and
@@ -23,9 +21,10 @@ import Synchronization
 /// connection's task through a ``RequestInbox`` (one lock, one continuation), the
 /// task asks the responder and gathers the answer, and the event loop writes head, body and end
 /// in one flush (issue 31: cm-server's dry run 203,334 -> 166,990 instructions, docs/BENCHMARKS.md).
-/// Everything else is Hummingbird's: the same pipeline (decoder, encoder,
-/// `HTTP1ToHTTPServerCodec`, `HTTPConnectionStateHandler` for the idle timeout and graceful
-/// shutdown), the same responder, what `Application` adds to each answer (`Date`, `Server`, a
+/// The same handler does what `HTTP1Channel`'s other handlers do (the conversion to
+/// swift-http-types, the idle timeout and graceful shutdown of `HTTPConnectionStateHandler`;
+/// 152,671 -> 135,608 instructions a dry run). What stays Hummingbird's: the responder,
+/// what `Application` adds to each answer (`Date`, `Server`, a
 /// 500 for an error no middleware turned into an answer, the `hb.request.id` on each line logged
 /// while a request is answered, through ``RequestLogMetadata``)
 /// and the same answer to a request that cannot be parsed (400, then the connection closed).
@@ -73,12 +72,10 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
                 withEncoderConfiguration: .init(),
                 withDecoderLimitConfiguration: limits
             )
-            try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-            try channel.pipeline.syncOperations.addHandler(
-                HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .init($0) }, logger: logger))
             let inbox = RequestInbox()
             let cycle = RequestCycleHandler(
-                inbox: inbox, maximumBodyBytes: maximumBodyBytes, serverName: serverName, logger: logger)
+                inbox: inbox, maximumBodyBytes: maximumBodyBytes, idleTimeout: idleTimeout, serverName: serverName,
+                logger: logger)
             try channel.pipeline.syncOperations.addHandler(cycle)
             return Connection(channel: channel, inbox: inbox, reply: try cycle.makeReply())
         }
@@ -96,208 +93,6 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
             }
         } onCancel: {
             channel.close(promise: nil)
-        }
-    }
-}
-
-/// Gathers each request's parts into a ``WholeRequest`` and answers them one at a time and in
-/// order: the connection's task takes each from the ``RequestInbox`` and asks the responder, the
-/// event loop writes the answer's head, body and end in one flush. (One handler for both: a
-/// handler between them cost each request three more parts handed on and cast, ~1,100
-/// instructions and an allocation.)
-final class RequestCycleHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    /// Takes the connection task's answer to the request it was handed (`nil`: close).
-    typealias Reply = @Sendable (Answer?) -> Void
-    typealias InboundIn = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
-
-    private enum Waiting {
-        case request(WholeRequest)
-        /// What came after the last whole request could not be parsed: answered 400, then closed.
-        case unparsable
-    }
-
-    /// The request being read.
-    private enum Reading {
-        /// Between requests, or the rest of a body handed on as too long, which is dropped.
-        case idle
-        case request(HTTPRequest, ByteBuffer?)
-    }
-
-    private let inbox: RequestInbox
-    private let maximumBodyBytes: Int
-    private var reading = Reading.idle
-    private let serverName: String?
-    private let logger: Logger
-    private var waiting = CircularBuffer<Waiting>(initialCapacity: 2)
-    private var answering = false
-    /// A read the channel asked for while a request was waiting, made once the queue is empty.
-    private var readHeld = false
-    private var closing = false
-    /// The client sent its last byte (Hummingbird's server lets a client half-close): the
-    /// connection closes once what it asked is answered.
-    private var inputClosed = false
-    /// When the last answer's end was written.
-    private var lastAnswerWritten: EventLoopFuture<Void>?
-    private var date = HTTPDate()
-    private var context: ChannelHandlerContext?
-    private var closeAfterAnswer = false
-
-    init(inbox: RequestInbox, maximumBodyBytes: Int, serverName: String?, logger: Logger) {
-        self.inbox = inbox
-        self.maximumBodyBytes = maximumBodyBytes
-        self.serverName = serverName
-        self.logger = logger
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
-        switch (unwrapInboundIn(data), reading) {
-        case (.head(let head), _):
-            reading = .request(head, nil)
-        case (.body(var part), .request(let head, let gathered)):
-            reading = .idle  // so that the gathered buffer is held once while it grows
-            var body = part
-            if var gathered {
-                gathered.writeBuffer(&part)
-                body = gathered
-            }
-            if body.readableBytes > maximumBodyBytes {
-                waiting.append(.request(WholeRequest(head: head, body: .tooLong)))
-                answerNext(context: context)
-            } else {
-                reading = .request(head, body)
-            }
-        case (.end, .request(let head, let body)):
-            reading = .idle
-            waiting.append(.request(WholeRequest(head: head, body: .whole(body ?? ByteBuffer()))))
-            answerNext(context: context)
-        case (.end, .idle), (.body, .idle):
-            break
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard !closing else { return }
-        if error is HTTPParserError {
-            // As Hummingbird answers a request it cannot parse, after those before it.
-            logger.debug("HTTP parse error, closing connection")
-            waiting.append(.unparsable)
-            answerNext(context: context)
-        } else {
-            logger.trace("Failed to read/write to Channel. Error: \(error)")
-            closing = true
-            context.close(promise: nil)
-        }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case ChannelEvent.inputClosed = event {
-            inputClosed = true
-            closeIfDone(context: context)
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    /// Closes the connection once its client has closed its side and nothing is left to answer.
-    private func closeIfDone(context: ChannelHandlerContext) {
-        guard inputClosed, !answering, !closing, waiting.isEmpty else { return }
-        closing = true
-        // After the last answer is written: closing drops what the socket has not taken yet.
-        let channel = context.channel
-        (lastAnswerWritten ?? context.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in
-            channel.close(promise: nil)
-        }
-    }
-
-    /// Reads no more while a request waits behind the one being answered.
-    func read(context: ChannelHandlerContext) {
-        if waiting.isEmpty {
-            context.read()
-        } else {
-            readHeld = true
-        }
-    }
-
-    private func answerNext(context: ChannelHandlerContext) {
-        guard !answering, !closing else { return }
-        guard let next = waiting.popFirst() else { return closeIfDone(context: context) }
-        if readHeld, waiting.isEmpty {
-            readHeld = false
-            context.read()
-        }
-        switch next {
-        case .unparsable:
-            closing = true
-            let head = HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-        case .request(let whole):
-            answering = true
-            start(whole, context: context)
-        }
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    /// The connection task's way back to this handler, made once a connection; call on the
-    /// event loop, once the handler is in the pipeline. An answer that arrives after the
-    /// handler was removed is dropped (the connection is closing).
-    func makeReply() throws -> Reply {
-        guard let context else { throw ChannelError.ioOnClosedChannel }
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
-        return { answer in
-            eventLoop.execute {
-                let handler = handler.value
-                if let context = handler.context { handler.write(answer, context: context) }
-            }
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        inbox.finish()
-        context.fireChannelInactive()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        inbox.finish()
-        self.context = nil
-    }
-
-    /// Hands the request to the connection's task; the answer comes back through its `reply`.
-    private func start(_ whole: WholeRequest, context: ChannelHandlerContext) {
-        closeAfterAnswer = whole.head.headerFields.value(of: .connection) == "close"
-        inbox.deliver(whole)
-    }
-
-    private func write(_ answer: Answer?, context: ChannelHandlerContext) {
-        answering = false
-        guard var answer else {
-            closing = true
-            context.close(promise: nil)
-            return
-        }
-        answer.head.headerFields[.date] = date.now()
-        if let serverName { answer.head.headerFields[.server] = serverName }
-        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
-        if let body = answer.body { context.write(wrapOutboundOut(.body(body)), promise: nil) }
-        if closeAfterAnswer {
-            closing = true
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(answer.trailers))).whenComplete { _ in
-                channel.close(promise: nil)
-            }
-        } else if inputClosed {
-            lastAnswerWritten = context.writeAndFlush(wrapOutboundOut(.end(answer.trailers)))
-            answerNext(context: context)
-        } else {
-            context.writeAndFlush(wrapOutboundOut(.end(answer.trailers)), promise: nil)
-            answerNext(context: context)
         }
     }
 }

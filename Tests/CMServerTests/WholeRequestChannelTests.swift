@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import ShopHTTP
 import ShopService
+import ShopTestSupport
 import Synchronization
 import Testing
 
@@ -158,6 +159,94 @@ import Testing
         }
     }
 
+    /// HTTP_IDLE_TIMEOUT_MS: a connection that sends nothing, one stalled in the middle of a
+    /// request (a body shorter than its Content-Length) and one left open after its answer are
+    /// each closed once the timeout (1 s here) has passed since they last sent or were answered.
+    @Test func idleAndStalledConnectionsAreClosedAfterTheIdleTimeout() async throws {
+        let app = ShopHTTPServer.application(
+            router: buildRouter(publisher: publisher, purchaseLists: .unreachable, receipts: publisher),
+            idleTimeout: .seconds(1), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let stalled =
+                "POST /buy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"u"
+            async let silent = Self.exchangeTimed(port: port, "")
+            async let cut = Self.exchangeTimed(port: port, stalled)
+            async let answered = Self.exchangeTimed(port: port, Self.post("/buy?dryRun=true", originalBody))
+            let (silentClosed, cutClosed, afterAnswer) = try await (silent, cut, answered)
+            for (what, elapsed) in [("silent", silentClosed.elapsed), ("stalled", cutClosed.elapsed)] {
+                #expect(elapsed >= .milliseconds(900) && elapsed < .seconds(4), "\(what): closed after \(elapsed)")
+            }
+            #expect(cutClosed.answers.isEmpty)
+            #expect(afterAnswer.answers.map(\.status) == [200])
+            #expect(afterAnswer.elapsed >= .milliseconds(900) && afterAnswer.elapsed < .seconds(4))
+        }
+        #expect(publisher.events.isEmpty)
+    }
+
+    /// The idle timeout counts the client's silence, not the server's: a request read whole and
+    /// answered after longer than the timeout gets its answer.
+    @Test func anAnswerSlowerThanTheIdleTimeoutIsNotCutOff() async throws {
+        let router = Router()
+        router.get("slow") { _, _ in
+            try await Task.sleep(for: .seconds(2))  // the slow answer under test, not a wait for a condition
+            return "late"
+        }
+        let app = ShopHTTPServer.application(
+            router: router, idleTimeout: .seconds(1), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let answers = try await Self.exchange(
+                port: try #require(client.port), "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(answers.map(\.status) == [200])
+            #expect(answers.first?.body == "late")
+        }
+    }
+
+    /// Graceful shutdown closes a connection left open between requests at once, not at its idle
+    /// timeout (60 s here), and lets one being answered finish.
+    @Test func shutdownClosesIdleConnectionsAtOnceAndFinishesAnswers() async throws {
+        let reached = Mutex<Set<String>>([])
+        let router = Router()
+        router.get("quick") { _, _ in
+            reached.withLock { _ = $0.insert("quick") }
+            return "quick"
+        }
+        router.get("slow") { _, _ in
+            reached.withLock { _ = $0.insert("slow") }
+            try await Task.sleep(for: .seconds(1))  // the answer in flight at shutdown
+            return "finished"
+        }
+        let app = ShopHTTPServer.application(
+            router: router, idleTimeout: .seconds(60), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let shutdownStarted = Mutex<ContinuousClock.Instant?>(nil)
+        let (idle, busy) = try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let idle = Task {
+                try await Self.exchangeTimed(
+                    port: port, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n", deadline: .seconds(30))
+            }
+            let busy = Task {
+                try await Self.exchangeTimed(
+                    port: port, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", deadline: .seconds(30))
+            }
+            // Shut down (leaving this closure) once the quick request is answered and the slow
+            // one is in flight.
+            let both = try await waitUntil(timeout: .seconds(10), interval: .milliseconds(10)) {
+                reached.withLock { $0 == ["quick", "slow"] }
+            }
+            try #require(both)
+            shutdownStarted.withLock { $0 = .now }
+            return (idle, busy)
+        }
+        let idleClosed = try await idle.value
+        let busyClosed = try await busy.value
+        #expect(idleClosed.answers.map(\.status) == [200])
+        #expect(busyClosed.answers.map(\.status) == [200])
+        #expect(busyClosed.answers.first?.body == "finished")
+        let started = try #require(shutdownStarted.withLock { $0 })
+        #expect(idleClosed.closedAt - started < .seconds(5), "the idle connection was closed at shutdown")
+    }
+
     static func post(_ target: String, _ body: String) -> String {
         "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
@@ -168,6 +257,20 @@ import Testing
         port: Int, _ requests: String, thenHalfClose: Bool = false
     ) async throws -> [(status: Int, body: String)] {
         try await exchangeWithHeads(port: port, requests, thenHalfClose: thenHalfClose).map { ($0.status, $0.body) }
+    }
+
+    /// Sends `requests` on one connection and reads until the server closes it: the answers,
+    /// how long after sending that came and when. Fails past `deadline`.
+    static func exchangeTimed(
+        port: Int, _ requests: String, deadline: TimeAmount = .seconds(8)
+    ) async throws -> (
+        answers: [(status: Int, head: String, body: String)], elapsed: Duration,
+        closedAt: ContinuousClock.Instant
+    ) {
+        let start = ContinuousClock.now
+        let answers = try await exchangeWithHeads(port: port, requests, deadline: deadline)
+        let closedAt = ContinuousClock.now
+        return (answers, closedAt - start, closedAt)
     }
 
     struct ServerKeptTheConnectionOpen: Error {}
@@ -182,7 +285,7 @@ import Testing
     /// Fails if the server has not closed the connection within 5 seconds (the test servers' idle
     /// timeout is 10).
     static func exchangeWithHeads(
-        port: Int, _ requests: String, thenHalfClose: Bool = false
+        port: Int, _ requests: String, thenHalfClose: Bool = false, deadline timeout: TimeAmount = .seconds(5)
     ) async throws -> [(status: Int, head: String, body: String)] {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
@@ -193,7 +296,7 @@ import Testing
             }
         // The deadline: past it the client closes the connection itself, and the exchange fails.
         let timedOut = Flag()
-        let deadline = channel.channel.eventLoop.scheduleTask(in: .seconds(5)) { [channel = channel.channel] in
+        let deadline = channel.channel.eventLoop.scheduleTask(in: timeout) { [channel = channel.channel] in
             timedOut.raise()
             channel.close(promise: nil)
         }
@@ -201,7 +304,7 @@ import Testing
         var received = ByteBuffer()
         do {
             try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(ByteBuffer(string: requests))
+                if !requests.isEmpty { try await outbound.write(ByteBuffer(string: requests)) }
                 if thenHalfClose { outbound.finish() }
                 for try await var chunk in inbound { received.writeBuffer(&chunk) }
             }
