@@ -29,11 +29,14 @@ extension Response {
         .json(status, bytes: try! encoder.encode(value))
     }
 
+    /// A JSON answer's fields, built (and their value checked) once, shared by every answer.
+    private static let jsonFields: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+
     /// A JSON response from JSON text already written (by a hand-written writer).
     public static func json(_ status: HTTPResponse.Status, bytes: some Sequence<UInt8>) -> Response {
         Response(
             status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
+            headers: jsonFields,
             body: .init(byteBuffer: ByteBuffer(bytes: bytes))
         )
     }
