@@ -159,6 +159,19 @@ import Testing
         }
     }
 
+    /// A request target in absolute form (as a client sends it to a proxy) is routed by its
+    /// path, like the origin form most clients send.
+    @Test func aTargetInAbsoluteFormIsRoutedByItsPath() async throws {
+        try await app.test(.live) { client in
+            let answers = try await Self.exchange(
+                port: try #require(client.port),
+                "GET http://shop.example/healthz HTTP/1.1\r\nHost: shop.example\r\n\r\n"
+                    + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(answers.map(\.status) == [200, 200])
+            #expect(answers.map(\.body) == ["Success", "Success"])
+        }
+    }
+
     /// HTTP_IDLE_TIMEOUT_MS: a connection that sends nothing, one stalled in the middle of a
     /// request (a body shorter than its Content-Length) and one left open after its answer are
     /// each closed once the timeout (1 s here) has passed since they last sent or were answered.
