@@ -33,7 +33,7 @@ import Synchronization
 /// time; while one is waiting the connection reads no more.
 ///
 /// A body longer than `maximumBodyBytes` is handed on as soon as it is known to be, as a body
-/// that throws `NIOTooManyBytesError` when read, so that a route reading it (`collectBody(upTo:)`)
+/// that throws `NIOTooManyBytesError` when read, so that a route reading it (`readBody(upTo:)`)
 /// refuses it (413) at once, whatever its own limit; the rest is read and dropped. No route ever
 /// sees a body cut short.
 public struct WholeRequestChannel<Responder: HTTPResponder>: ServerChildChannel

@@ -289,6 +289,21 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
         #expect(publisher.events.isEmpty)
     }
 
+    /// The limit is the contract's 16 KiB exactly: a body of 16,384 bytes is read, one byte more
+    /// is refused before it is parsed.
+    @Test(arguments: [(16 * 1024, 200), (16 * 1024 + 1, 413)])
+    func theBodyLimitIs16KiBExactly(size: Int, status: Int) async throws {
+        let purchase = #"{"username":"joe","userid":"005","price":"1.00"}"#
+        let body = purchase + String(repeating: " ", count: size - purchase.utf8.count)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/buy", method: .post, headers: jsonHeaders, body: ByteBuffer(string: body)) {
+                response in
+                #expect(response.status.code == status)
+            }
+        }
+        #expect(publisher.events.count == (status == 200 ? 1 : 0))
+    }
+
     @Test func anInvalidPurchaseIs422WithAReasonPerField() async throws {
         try await app.test(.router) { client in
             try await client.execute(

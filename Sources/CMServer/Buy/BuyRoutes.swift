@@ -57,7 +57,7 @@ struct BuyRoutes<Publisher: PurchasePublisher> {
         }
         let body: ByteBuffer
         do {
-            body = try await request.collectBody(upTo: Self.maximumBodyBytes)
+            body = try await request.readBody(upTo: Self.maximumBodyBytes)
         } catch is NIOTooManyBytesError {
             return .error(.contentTooLarge, "Request body is larger than \(Self.maximumBodyBytes) bytes")
         }
