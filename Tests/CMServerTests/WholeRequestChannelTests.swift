@@ -200,16 +200,29 @@ import Testing
     /// The idle timeout counts the client's silence, not the server's: a request read whole and
     /// answered after longer than the timeout gets its answer.
     @Test func anAnswerSlowerThanTheIdleTimeoutIsNotCutOff() async throws {
+        let reached = Flag()
+        let (gate, openGate) = AsyncStream.makeStream(of: Void.self)
         let router = Router()
         router.get("slow") { _, _ in
-            try await Task.sleep(for: .seconds(2))  // the slow answer under test, not a wait for a condition
+            reached.raise()
+            for await _ in gate {}  // held until the test has seen the idle timeout pass
             return "late"
         }
         let app = ShopHTTPServer.application(
             router: router, idleTimeout: .seconds(1), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
-            let answers = try await Self.exchange(
-                port: try #require(client.port), "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            defer { openGate.finish() }
+            let port = try #require(client.port)
+            let slow = Task {
+                try await Self.exchange(port: port, "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            }
+            try #require(try await waitUntil(timeout: .seconds(10), interval: .milliseconds(10)) { reached.isRaised })
+            // A connection opened now and left silent is closed by the idle timeout; once it is,
+            // the slow request's connection has been silent for longer than the timeout too.
+            let silent = try await Self.exchangeTimed(port: port, "")
+            #expect(silent.answers.isEmpty && silent.elapsed >= .milliseconds(900))
+            openGate.finish()
+            let answers = try await slow.value
             #expect(answers.map(\.status) == [200])
             #expect(answers.first?.body == "late")
         }
@@ -219,6 +232,7 @@ import Testing
     /// timeout (60 s here), and lets one being answered finish.
     @Test func shutdownClosesIdleConnectionsAtOnceAndFinishesAnswers() async throws {
         let reached = Mutex<Set<String>>([])
+        let (gate, openGate) = AsyncStream.makeStream(of: Void.self)
         let router = Router()
         router.get("quick") { _, _ in
             reached.withLock { _ = $0.insert("quick") }
@@ -226,7 +240,7 @@ import Testing
         }
         router.get("slow") { _, _ in
             reached.withLock { _ = $0.insert("slow") }
-            try await Task.sleep(for: .seconds(1))  // the answer in flight at shutdown
+            for await _ in gate {}  // in flight at shutdown, answered once the idle connection is closed
             return "finished"
         }
         let app = ShopHTTPServer.application(
@@ -238,6 +252,12 @@ import Testing
                 try await Self.exchangeTimed(
                     port: port, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n", deadline: .seconds(30))
             }
+            // The slow answer waits for the idle connection to be closed (or to fail): shutdown
+            // must close it while the slow one is still being answered.
+            Task {
+                _ = try? await idle.value
+                openGate.finish()
+            }
             let busy = Task {
                 try await Self.exchangeTimed(
                     port: port, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", deadline: .seconds(30))
@@ -247,6 +267,7 @@ import Testing
             let both = try await waitUntil(timeout: .seconds(10), interval: .milliseconds(10)) {
                 reached.withLock { $0 == ["quick", "slow"] }
             }
+            if !both { openGate.finish() }
             try #require(both)
             shutdownStarted.withLock { $0 = .now }
             return (idle, busy)
@@ -256,6 +277,7 @@ import Testing
         #expect(idleClosed.answers.map(\.status) == [200])
         #expect(busyClosed.answers.map(\.status) == [200])
         #expect(busyClosed.answers.first?.body == "finished")
+        #expect(idleClosed.closedAt <= busyClosed.closedAt)
         let started = try #require(shutdownStarted.withLock { $0 })
         #expect(idleClosed.closedAt - started < .seconds(5), "the idle connection was closed at shutdown")
     }
