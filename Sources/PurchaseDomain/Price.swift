@@ -116,22 +116,18 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
         var position = 0
         var first = -1
         var end = 0
-        for byte in integer {
-            if byte != zero {
-                if first < 0 { first = position }
-                end = position + 1
+        func findSignificantDigits(in run: Substring.UTF8View.SubSequence) {
+            for byte in run {
+                if byte != zero {
+                    if first < 0 { first = position }
+                    end = position + 1
+                }
+                position += 1
             }
-            position += 1
         }
-        var fractionCount = 0
-        for byte in fraction {
-            if byte != zero {
-                if first < 0 { first = position }
-                end = position + 1
-            }
-            position += 1
-            fractionCount += 1
-        }
+        findSignificantDigits(in: integer)
+        findSignificantDigits(in: fraction)
+        let fractionCount = fraction.count
         guard first >= 0 else { return Price(hundredths: 0) }
         let scale = exponent - fractionCount + (position - end)
         guard scale >= -2 else { throw .tooManyFractionDigits }
@@ -144,15 +140,15 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
             guard !overflow, !carry else { throw .tooLarge }
             result = sum
         }
+        func appendSignificantDigits(of run: Substring.UTF8View.SubSequence) throws(ParseError) {
+            for byte in run {
+                if position >= first, position < end { try append(byte - zero) }
+                position += 1
+            }
+        }
         position = 0
-        for byte in integer {
-            if position >= first, position < end { try append(byte - zero) }
-            position += 1
-        }
-        for byte in fraction {
-            if position >= first, position < end { try append(byte - zero) }
-            position += 1
-        }
+        try appendSignificantDigits(of: integer)
+        try appendSignificantDigits(of: fraction)
         for _ in 0..<(scale + 2) { try append(0) }
         return Price(hundredths: result)
     }
