@@ -33,6 +33,15 @@ public struct BSONDocument: Hashable, Sendable, ExpressibleByDictionaryLiteral {
         elements.first { $0.key == key }?.value
     }
 
+    /// Encodes the document and lends its fields to `body` in place, as
+    /// ``MongoCollection/find(_:sort:projection:limit:maxTime:reading:)`` lends each document it
+    /// reads.
+    /// - Throws: ``MongoError`` if a value cannot be encoded (an invalid decimal128 text).
+    public func withElements<T>(_ body: (borrowing BSONElements) -> T) throws(MongoError) -> T {
+        let bson = try OwnedBSON(self)
+        return withIterator { iterator in body(BSONElements(bson: bson.pointer, iterator: iterator)) }
+    }
+
     public static func == (lhs: BSONDocument, rhs: BSONDocument) -> Bool {
         lhs.elements.count == rhs.elements.count
             && zip(lhs.elements, rhs.elements).allSatisfy { $0.key == $1.key && $0.value == $1.value }
