@@ -45,26 +45,25 @@ extension UUID {
     /// at once (36 single appends, each checking the array's capacity, cost ~1,000
     /// instructions a call: cm-server's event and answer, and each item of cm-api's pages).
     public func appendLowercased(to output: inout [UInt8]) {
+        let digits = StaticString("0123456789abcdef").utf8Start
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
             withUnsafeBytes(of: uuid) { bytes in
                 var position = 0
-                for index in 0..<16 {
-                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                // The groups of 4, 2, 2, 2 and 6 bytes, a hyphen between two.
+                for (start, end) in [(0, 4), (4, 6), (6, 8), (8, 10), (10, 16)] {
+                    if start > 0 {
                         text[position] = UInt8(ascii: "-")
                         position += 1
                     }
-                    text[position] = Self.lowercaseHexDigit(bytes[index] >> 4)
-                    text[position + 1] = Self.lowercaseHexDigit(bytes[index] & 0x0F)
-                    position += 2
+                    for index in start..<end {
+                        text[position] = digits[Int(bytes[index] >> 4)]
+                        text[position + 1] = digits[Int(bytes[index] & 0x0F)]
+                        position += 2
+                    }
                 }
             }
             output.append(contentsOf: UnsafeBufferPointer(text))
         }
-    }
-
-    @inline(__always)
-    private static func lowercaseHexDigit(_ nibble: UInt8) -> UInt8 {
-        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
     }
 
     /// The namespace of name-based purchase ids (RFC 9562 version 5). Fixed forever: changing
