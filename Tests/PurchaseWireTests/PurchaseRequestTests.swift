@@ -138,6 +138,9 @@ let rejected: [RejectedCase] = [
         name: "C1 control in username", json: body(username: #""joe\u0085""#), field: "username",
         reason: "must not contain control characters"),
     .init(
+        name: "tab after a non-ASCII character in userid", json: body(userid: #""café\t5""#), field: "userid",
+        reason: "must not contain control characters"),
+    .init(
         name: "DEL in username", json: body(username: #""joe\u007f""#), field: "username",
         reason: "must not contain control characters"),
     .init(
