@@ -163,16 +163,8 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// Appends ``description``'s text, without building a string.
     public func appendDescription(to output: inout [UInt8]) {
-        let units = UInt64(hundredths) / 100
         let cents = UInt8(UInt64(hundredths) % 100)
-        var divisor: UInt64 = 1
-        while divisor <= units / 10 { divisor *= 10 }
-        var rest = units
-        while divisor > 0 {
-            output.append(UInt8(ascii: "0") + UInt8(rest / divisor))
-            rest %= divisor
-            divisor /= 10
-        }
+        (UInt64(hundredths) / 100).appendDecimal(to: &output)
         output.append(UInt8(ascii: "."))
         output.append(UInt8(ascii: "0") + cents / 10)
         output.append(UInt8(ascii: "0") + cents % 10)
@@ -180,5 +172,19 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public static func < (lhs: Price, rhs: Price) -> Bool {
         lhs.hundredths < rhs.hundredths
+    }
+}
+
+extension UInt64 {
+    /// Appends the number's decimal digits, without building a string.
+    package func appendDecimal(to output: inout [UInt8]) {
+        var divisor: UInt64 = 1
+        while divisor <= self / 10 { divisor *= 10 }
+        var rest = self
+        while divisor > 0 {
+            output.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
     }
 }
