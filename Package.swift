@@ -265,6 +265,7 @@ let package = Package(
             dependencies: [
                 "PurchaseDomain",
                 "ShopAuth",
+                "ShopHTTP",
                 "ShopService",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),

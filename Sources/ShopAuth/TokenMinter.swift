@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
 import JWTKit
+import ShopHTTP
 
 /// Signs tokens: HS256 with the local secret (the development minter behind `cm-server token`,
 /// so someone trying `AUTH_MODE=jwt` with `make run` gets a token in one line), or ES256 with an
@@ -47,8 +48,7 @@ public struct SigningKey: Sendable {
             throw JWTError.generic(identifier: "ES256", reason: "no public key")
         }
         let canonical = #"{"crv":"P-256","kty":"EC","x":"\#(parameters.x)","y":"\#(parameters.y)"}"#
-        keyID = Data(SHA256.hash(data: Array(canonical.utf8))).base64EncodedString()
-            .replacing("+", with: "-").replacing("/", with: "_").replacing("=", with: "")
+        keyID = Base64URL.encode(Data(SHA256.hash(data: Array(canonical.utf8))))
     }
 
     /// The public key as a JWK for a key set (`AUTH_JWKS_FILE`).

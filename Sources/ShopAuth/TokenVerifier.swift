@@ -1,6 +1,7 @@
 public import Foundation
 import JWTKit
 import PurchaseDomain
+import ShopHTTP
 public import ShopService
 
 /// Why a bearer token was refused. `reason` goes to the client (`error_description`): it names
@@ -146,21 +147,12 @@ public struct TokenVerifier: Sendable {
     /// extensions is refused: the shop understands none (RFC 7515, section 4.1.11).
     private static func header(of token: String) throws(TokenRejection) -> Header {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let data = base64URLDecoded(parts[0]),
+        guard parts.count == 3, let data = Base64URL.decode(parts[0]),
             let header = try? JSONDecoder().decode(Header.self, from: data)
         else {
             throw TokenRejection("the token is not a signed JWT (header.payload.signature)")
         }
         guard header.crit == nil else { throw TokenRejection("the token names critical header extensions") }
         return header
-    }
-
-    static func base64URLDecoded(_ text: Substring) -> Data? {
-        guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
-            return nil
-        }
-        var base64 = String(text).replacing("-", with: "+").replacing("_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        return Data(base64Encoded: base64)
     }
 }

@@ -12,17 +12,13 @@ import ShopHTTP
 enum PurchaseCursor {
     static func encode(_ point: PurchasePageResumePoint) -> String {
         let text = "\(point.timestamp.millisecondsSinceEpoch).\(point.purchaseId)"
-        return Data(text.utf8).base64EncodedString()
-            .replacing("+", with: "-").replacing("/", with: "_").replacing("=", with: "")
+        return Base64URL.encode(Data(text.utf8))
     }
 
     /// - Throws: a ``FieldError`` for `cursor` when it is not one this service made.
     static func decode(_ cursor: String) throws(FieldError) -> PurchasePageResumePoint {
         let invalid = FieldError.invalidCursor
-        var base64 = cursor.replacing("-", with: "+").replacing("_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard let data = Data(base64Encoded: base64),
-            let text = String(data: data, encoding: .utf8)
+        guard let data = Base64URL.decode(cursor), let text = String(data: data, encoding: .utf8)
         else { throw invalid }
         let parts = text.split(separator: ".", maxSplits: 1)
         guard parts.count == 2, let milliseconds = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])),
