@@ -176,15 +176,19 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
 }
 
 extension UInt64 {
-    /// Appends the number's decimal digits, without building a string.
+    /// Appends the number's decimal digits, without building a string: written backwards into
+    /// 20 bytes on the stack (divisions by 10, which compile to multiplications) and appended
+    /// at once.
     package func appendDecimal(to output: inout [UInt8]) {
-        var divisor: UInt64 = 1
-        while divisor <= self / 10 { divisor *= 10 }
-        var rest = self
-        while divisor > 0 {
-            output.append(UInt8(ascii: "0") + UInt8(rest / divisor))
-            rest %= divisor
-            divisor /= 10
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var rest = self
+            var start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
+            } while rest > 0
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
         }
     }
 }
