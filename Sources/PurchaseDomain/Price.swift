@@ -177,10 +177,10 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
 
 extension UInt64 {
     /// Appends the number's decimal digits, without building a string: written backwards into
-    /// 20 bytes on the stack (divisions by 10, which compile to multiplications) and appended
-    /// at once.
+    /// 20 bytes on the stack (divisions by the constant 10) and appended at once.
     package func appendDecimal(to output: inout [UInt8]) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+        var digits: (UInt64, UInt64, UInt32) = (0, 0, 0)  // 20 bytes, no heap even in a debug build
+        withUnsafeMutableBytes(of: &digits) { digits in
             var rest = self
             var start = digits.count
             repeat {
@@ -188,7 +188,7 @@ extension UInt64 {
                 digits[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
                 rest /= 10
             } while rest > 0
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: digits[start...]))
         }
     }
 }

@@ -46,23 +46,22 @@ extension UUID {
     /// instructions a call: cm-server's event and answer, and each item of cm-api's pages).
     public func appendLowercased(to output: inout [UInt8]) {
         let digits = StaticString("0123456789abcdef").utf8Start
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0, 0)  // 36 bytes, no heap even in a debug build
+        withUnsafeMutableBytes(of: &text) { text in
             withUnsafeBytes(of: uuid) { bytes in
                 var position = 0
-                // The groups of 4, 2, 2, 2 and 6 bytes, a hyphen between two.
-                for (start, end) in [(0, 4), (4, 6), (6, 8), (8, 10), (10, 16)] {
-                    if start > 0 {
+                for index in 0..<16 {
+                    // Hyphens before the 5th, 7th, 9th and 11th byte: groups of 4, 2, 2, 2, 6.
+                    if index >= 4, index <= 10, index % 2 == 0 {
                         text[position] = UInt8(ascii: "-")
                         position += 1
                     }
-                    for index in start..<end {
-                        text[position] = digits[Int(bytes[index] >> 4)]
-                        text[position + 1] = digits[Int(bytes[index] & 0x0F)]
-                        position += 2
-                    }
+                    text[position] = digits[Int(bytes[index] >> 4)]
+                    text[position + 1] = digits[Int(bytes[index] & 0x0F)]
+                    position += 2
                 }
             }
-            output.append(contentsOf: UnsafeBufferPointer(text))
+            output.append(contentsOf: text)
         }
     }
 
