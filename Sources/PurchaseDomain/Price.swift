@@ -111,46 +111,56 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
         exponent: Int
     ) throws(ParseError) -> Price {
         // value = significand × 10^scale, the significand's digits being integer ++ fraction
-        // without its leading and trailing zeros: positions first..<end of integer ++ fraction.
-        let zero = UInt8(ascii: "0")
+        // without its leading and trailing zeros.
+        var significand = Significand()
+        significand.find(in: integer)
+        significand.find(in: fraction)
+        guard significand.first >= 0 else { return Price(hundredths: 0) }
+        let scale = exponent - fraction.count + (significand.position - significand.end)
+        guard scale >= -2 else { throw .tooManyFractionDigits }
+        // In hundredths the value has (end - first) + scale + 2 digits; Int64 holds 19.
+        guard significand.end - significand.first + scale + 2 <= 19 else { throw .tooLarge }
+        significand.position = 0
+        try significand.accumulate(integer)
+        try significand.accumulate(fraction)
+        for _ in 0..<(scale + 2) { try significand.append(0) }
+        return Price(hundredths: significand.value)
+    }
+
+    /// The significant digits of a run of decimal digits read in pieces (integer, then
+    /// fraction): where they are, then their value. A struct rather than local functions over
+    /// local variables, which a debug build would keep on the heap.
+    private struct Significand {
+        /// The position in the digits read so far.
         var position = 0
+        /// The significant digits are at positions first..<end; first is -1 while none is seen.
         var first = -1
         var end = 0
-        func findSignificantDigits(in run: Substring.UTF8View.SubSequence) {
-            for byte in run {
-                if byte != zero {
+        var value: Int64 = 0
+
+        mutating func find(in digits: Substring.UTF8View.SubSequence) {
+            for byte in digits {
+                if byte != UInt8(ascii: "0") {
                     if first < 0 { first = position }
                     end = position + 1
                 }
                 position += 1
             }
         }
-        findSignificantDigits(in: integer)
-        findSignificantDigits(in: fraction)
-        let fractionCount = fraction.count
-        guard first >= 0 else { return Price(hundredths: 0) }
-        let scale = exponent - fractionCount + (position - end)
-        guard scale >= -2 else { throw .tooManyFractionDigits }
-        // In hundredths the value has (end - first) + scale + 2 digits; Int64 holds 19.
-        guard end - first + scale + 2 <= 19 else { throw .tooLarge }
-        var result: Int64 = 0
-        func append(_ digit: UInt8) throws(ParseError) {
-            let (product, overflow) = result.multipliedReportingOverflow(by: 10)
-            let (sum, carry) = product.addingReportingOverflow(Int64(digit))
-            guard !overflow, !carry else { throw .tooLarge }
-            result = sum
-        }
-        func appendSignificantDigits(of run: Substring.UTF8View.SubSequence) throws(ParseError) {
-            for byte in run {
-                if position >= first, position < end { try append(byte - zero) }
+
+        mutating func accumulate(_ digits: Substring.UTF8View.SubSequence) throws(ParseError) {
+            for byte in digits {
+                if position >= first, position < end { try append(byte - UInt8(ascii: "0")) }
                 position += 1
             }
         }
-        position = 0
-        try appendSignificantDigits(of: integer)
-        try appendSignificantDigits(of: fraction)
-        for _ in 0..<(scale + 2) { try append(0) }
-        return Price(hundredths: result)
+
+        mutating func append(_ digit: UInt8) throws(ParseError) {
+            let (product, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = product.addingReportingOverflow(Int64(digit))
+            guard !overflow, !carry else { throw .tooLarge }
+            value = sum
+        }
     }
 
     /// The amount with exactly two fraction digits, e.g. `1195.30`.
