@@ -185,6 +185,29 @@ import Testing
         #expect(PurchaseListPageText(json: Array(text.utf8)) == nil)
     }
 
+    /// Strings are read eight bytes at a time while none of the eight can end them: an escape,
+    /// a control character, a non-ASCII byte or DEL (which stands for itself) at every place of
+    /// a word is read as JSONDecoder reads it, by the reader and by the pass-through.
+    @Test func aByteThatEndsAPlainRunIsSeenWhereverItIs() throws {
+        for special in [#"\""#, #"\\"#, #"\n"#, "é", "\u{7F}", "\u{1F}"] {
+            for offset in 0...17 {
+                let name = String(repeating: "a", count: offset) + special + String(repeating: "b", count: 17 - offset)
+                let text =
+                    #"{"status":"Ok!","purchases":[{"_id":"1","purchaseId":"1","username":"\#(name)","userid":"005","#
+                    + #""price":"1.00","timestamp":"t"}]}"#
+                let decoded = try? JSONDecoder().decode(PurchaseListPage.self, from: Data(text.utf8))
+                #expect((try? PurchaseListPage(json: Array(text.utf8))) == decoded, "\(special) at \(offset)")
+                let passed = PurchaseListPageText(json: Array(text.utf8))
+                if let decoded {
+                    let items = try #require(passed, "\(special) at \(offset)").purchases
+                    #expect(try JSONDecoder().decode([PurchaseListItem].self, from: Data(items)) == decoded.purchases)
+                } else {
+                    #expect(passed == nil, "\(special) at \(offset)")
+                }
+            }
+        }
+    }
+
     @Test func invalidUTF8IsNotPassedOn() {
         var bytes = Array(PurchaseListJSONTests.readableAnswers[0].utf8)
         bytes.insert(0xFF, at: bytes.firstIndex(of: UInt8(ascii: "j"))!)
