@@ -41,13 +41,18 @@ extension UUID {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends ``lowercasedString``'s text: written into 36 bytes on the stack and appended
-    /// at once (36 single appends, each checking the array's capacity, cost ~1,000
-    /// instructions a call: cm-server's event and answer, and each item of cm-api's pages).
+    /// Appends ``lowercasedString``'s text.
     public func appendLowercased(to output: inout [UInt8]) {
+        withLowercasedText { output.append(contentsOf: $0) }
+    }
+
+    /// Lends ``lowercasedString``'s 36 bytes, written on the stack: appended at once rather than
+    /// one by one (36 single appends, each checking the array's capacity, cost ~1,000
+    /// instructions an id), and written once for a text that holds the id twice.
+    public func withLowercasedText<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         let digits = StaticString("0123456789abcdef").utf8Start
         var text: (UInt64, UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0, 0)  // 36 bytes, no heap even in a debug build
-        withUnsafeMutableBytes(of: &text) { text in
+        return withUnsafeMutableBytes(of: &text) { text in
             withUnsafeBytes(of: uuid) { bytes in
                 var position = 0
                 for index in 0..<16 {
@@ -61,7 +66,7 @@ extension UUID {
                     position += 2
                 }
             }
-            output.append(contentsOf: text)
+            return body(UnsafeRawBufferPointer(text))
         }
     }
 

@@ -34,10 +34,12 @@ struct ListedPurchase: Hashable, Sendable {
 
     /// The item as ``PurchaseListItem/appendJSON(to:)`` writes it, byte for byte.
     func appendJSON(to output: inout [UInt8]) {
-        JSONText.append(#"{"_id":""#, to: &output)
-        id.appendLowercased(to: &output)
-        JSONText.append(#"","purchaseId":""#, to: &output)
-        id.appendLowercased(to: &output)
+        id.withLowercasedText { id in
+            JSONText.append(#"{"_id":""#, to: &output)
+            output.append(contentsOf: id)
+            JSONText.append(#"","purchaseId":""#, to: &output)
+            output.append(contentsOf: id)
+        }
         JSONText.append(#"","username":"#, to: &output)
         JSONText.appendString(username, to: &output)
         JSONText.append(#","userid":"#, to: &output)
